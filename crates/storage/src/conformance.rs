@@ -1,0 +1,133 @@
+//! The driver conformance suite: one set of checks that every [`StorageDriver`] must pass. The
+//! filesystem and in-memory drivers run it in this crate's tests; the S3 driver runs the same
+//! functions. It checks only what the trait promises (no listing order, no atomic rename).
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+
+use crate::{StorageDriver, StorageError};
+
+/// Collects a whole stream; fine in tests, never in the server.
+async fn read_all(d: &dyn StorageDriver, path: &str, offset: u64, len: Option<u64>) -> Vec<u8> {
+    let stream = d.reader(path, offset, len).await.expect("reader");
+    let chunks: Vec<Bytes> = stream.try_collect().await.expect("read");
+    chunks.concat()
+}
+
+/// Runs every check against `d`, which must be empty.
+pub async fn run_all(d: &dyn StorageDriver) {
+    put_get_and_replace(d).await;
+    missing_paths_are_not_found(d).await;
+    ranged_reads(d).await;
+    resumable_writer(d).await;
+    cancelled_writer_leaves_nothing(d).await;
+    list_children(d).await;
+    move_and_delete(d).await;
+    rejects_path_tricks(d).await;
+    large_streamed_content(d).await;
+}
+
+async fn put_get_and_replace(d: &dyn StorageDriver) {
+    d.put_content("/c/a/file", Bytes::from_static(b"one")).await.expect("put");
+    assert_eq!(d.get_content("/c/a/file").await.expect("get"), "one");
+    d.put_content("/c/a/file", Bytes::from_static(b"second")).await.expect("replace");
+    assert_eq!(d.get_content("/c/a/file").await.expect("get"), "second");
+    let info = d.stat("/c/a/file").await.expect("stat");
+    assert_eq!((info.size, info.is_dir), (6, false));
+    assert!(d.stat("/c/a").await.expect("stat dir").is_dir);
+}
+
+async fn missing_paths_are_not_found(d: &dyn StorageDriver) {
+    assert!(d.get_content("/nope/x").await.expect_err("missing").is_not_found());
+    assert!(d.stat("/nope/x").await.expect_err("missing").is_not_found());
+    assert!(d.list("/nope").await.expect_err("missing").is_not_found());
+    assert!(d.delete("/nope").await.expect_err("missing").is_not_found());
+    assert!(d.reader("/nope/x", 0, None).await.err().expect("missing").is_not_found());
+}
+
+async fn ranged_reads(d: &dyn StorageDriver) {
+    d.put_content("/r/data", Bytes::from_static(b"0123456789")).await.expect("put");
+    assert_eq!(read_all(d, "/r/data", 0, None).await, b"0123456789");
+    assert_eq!(read_all(d, "/r/data", 3, Some(4)).await, b"3456");
+    assert_eq!(read_all(d, "/r/data", 8, Some(100)).await, b"89");
+}
+
+async fn resumable_writer(d: &dyn StorageDriver) {
+    let mut w = d.writer("/w/up/data", false).await.expect("writer");
+    w.write(Bytes::from_static(b"hello ")).await.expect("write");
+    assert_eq!(w.size(), 6);
+    w.close().await.expect("close");
+    let mut w = d.writer("/w/up/data", true).await.expect("reopen");
+    assert_eq!(w.size(), 6, "append continues after existing content");
+    w.write(Bytes::from_static(b"world")).await.expect("write");
+    w.commit().await.expect("commit");
+    assert_eq!(d.get_content("/w/up/data").await.expect("get"), "hello world");
+    let w = d.writer("/w/up/data", false).await.expect("truncate");
+    assert_eq!(w.size(), 0);
+    w.commit().await.expect("commit");
+    assert_eq!(d.get_content("/w/up/data").await.expect("get"), "");
+}
+
+async fn cancelled_writer_leaves_nothing(d: &dyn StorageDriver) {
+    let mut w = d.writer("/cancel/data", false).await.expect("writer");
+    w.write(Bytes::from_static(b"partial")).await.expect("write");
+    w.cancel().await.expect("cancel");
+    assert!(d.stat("/cancel/data").await.expect_err("gone").is_not_found());
+}
+
+async fn list_children(d: &dyn StorageDriver) {
+    for p in ["/l/b/x", "/l/a/y/z", "/l/c"] {
+        d.put_content(p, Bytes::from_static(b"1")).await.expect("put");
+    }
+    let mut names = d.list("/l").await.expect("list");
+    names.sort();
+    assert_eq!(names, ["a", "b", "c"]);
+}
+
+async fn move_and_delete(d: &dyn StorageDriver) {
+    d.put_content("/m/src", Bytes::from_static(b"payload")).await.expect("put");
+    d.move_file("/m/src", "/m/deep/new/dst").await.expect("move");
+    assert!(d.get_content("/m/src").await.expect_err("moved").is_not_found());
+    assert_eq!(d.get_content("/m/deep/new/dst").await.expect("get"), "payload");
+    d.delete("/m").await.expect("delete tree");
+    assert!(d.stat("/m/deep/new/dst").await.expect_err("deleted").is_not_found());
+    assert!(matches!(d.move_file("/m/none", "/m/x").await, Err(StorageError::NotFound(_))));
+}
+
+async fn rejects_path_tricks(d: &dyn StorageDriver) {
+    for bad in ["relative", "/a/../b", "/a//b", "/a/./b", "/a/\0"] {
+        assert!(
+            matches!(d.put_content(bad, Bytes::new()).await, Err(StorageError::InvalidPath(_))),
+            "{bad:?} accepted"
+        );
+    }
+}
+
+async fn large_streamed_content(d: &dyn StorageDriver) {
+    let chunk: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let mut w = d.writer("/big/data", false).await.expect("writer");
+    for _ in 0..30 {
+        w.write(Bytes::from(chunk.clone())).await.expect("write");
+    }
+    w.commit().await.expect("commit");
+    assert_eq!(d.stat("/big/data").await.expect("stat").size, 3_000_000);
+    let back = read_all(d, "/big/data", 2_999_990, None).await;
+    assert_eq!(back, chunk[99_990..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{FilesystemDriver, InMemoryDriver};
+
+    #[tokio::test]
+    async fn filesystem_driver_conforms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = FilesystemDriver::new(dir.path()).expect("driver");
+        super::run_all(&d).await;
+    }
+
+    #[tokio::test]
+    async fn in_memory_driver_conforms() {
+        super::run_all(&InMemoryDriver::new()).await;
+    }
+}

@@ -1,0 +1,270 @@
+//! The filesystem driver: storage paths map to files under a root directory, exactly as in
+//! registry:2's filesystem driver, so an existing `/var/lib/registry` is served in place.
+//!
+//! Blocking file I/O runs on tokio's blocking pool. Whole files are published with
+//! write-to-temp, fsync, rename, fsync-of-directory, so a crash never leaves a partial file at a
+//! visible path.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+
+use crate::driver::check_path;
+use crate::{ByteStream, FileInfo, FileWriter, StorageDriver, StorageError};
+
+/// Read and write in chunks of this size: large enough for few syscalls, small enough that
+/// memory stays flat whatever the blob size.
+const CHUNK: usize = 256 * 1024;
+
+/// Where temporary files live until they are renamed into place; outside `docker/` so registry:2
+/// never sees them, and on the same filesystem so rename stays atomic.
+const TMP_DIR: &str = ".berth-tmp";
+
+/// Storage under a local directory.
+#[derive(Clone)]
+pub struct FilesystemDriver {
+    root: Arc<PathBuf>,
+}
+
+impl FilesystemDriver {
+    /// A driver rooted at `root`, created if missing. Leftover temporary files from a crash are
+    /// removed: they were never visible, so nothing is lost.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        let root = root.into();
+        let display = root.display().to_string();
+        fs::create_dir_all(&root).map_err(|e| StorageError::from_io(&display, e))?;
+        let tmp = root.join(TMP_DIR);
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).map_err(|e| StorageError::from_io(&display, e))?;
+        Ok(FilesystemDriver { root: Arc::new(root) })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, path: &str) -> Result<PathBuf, StorageError> {
+        check_path(path)?;
+        Ok(self.root.join(path.trim_start_matches('/')))
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.root.join(TMP_DIR).join(format!("{:016x}", rand::random::<u64>()))
+    }
+}
+
+/// Runs blocking file work off the async threads, mapping errors to `path`.
+async fn blocking<T: Send + 'static>(
+    path: &str,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, StorageError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(|e| StorageError::from_io(path, e)),
+        Err(join) => Err(StorageError::Io { path: path.to_owned(), source: io::Error::other(join) }),
+    }
+}
+
+/// Makes a rename or a new directory entry durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Renames `src` to `dst`, creating `dst`'s parent, then syncs the parent.
+fn rename_into_place(src: &Path, dst: &Path) -> io::Result<()> {
+    let parent = dst.parent().ok_or_else(|| io::Error::other("destination has no parent"))?;
+    fs::create_dir_all(parent)?;
+    fs::rename(src, dst)?;
+    sync_dir(parent)
+}
+
+#[async_trait]
+impl StorageDriver for FilesystemDriver {
+    fn name(&self) -> &'static str {
+        "filesystem"
+    }
+
+    async fn get_content(&self, path: &str) -> Result<Bytes, StorageError> {
+        let full = self.full(path)?;
+        blocking(path, move || fs::read(full).map(Bytes::from)).await
+    }
+
+    async fn put_content(&self, path: &str, content: Bytes) -> Result<(), StorageError> {
+        let full = self.full(path)?;
+        let tmp = self.temp_path();
+        blocking(path, move || {
+            let result = (|| {
+                let mut f = File::create(&tmp)?;
+                f.write_all(&content)?;
+                f.sync_all()?;
+                rename_into_place(&tmp, &full)
+            })();
+            if result.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            result
+        })
+        .await
+    }
+
+    async fn reader(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream, StorageError> {
+        let full = self.full(path)?;
+        let owned = path.to_owned();
+        let mut file = blocking(path, move || {
+            let mut f = File::open(full)?;
+            f.seek(SeekFrom::Start(offset))?;
+            Ok(f)
+        })
+        .await?;
+        let (tx, rx) = mpsc::channel::<Result<Bytes, StorageError>>(4);
+        tokio::task::spawn_blocking(move || {
+            let mut remaining = len.unwrap_or(u64::MAX);
+            while remaining > 0 {
+                let want = remaining.min(CHUNK as u64) as usize;
+                let mut buf = BytesMut::zeroed(want);
+                let chunk = match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        remaining -= n as u64;
+                        Ok(buf.freeze())
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(StorageError::from_io(&owned, e)),
+                };
+                let failed = chunk.is_err();
+                // The receiver is gone when the client hung up: stop reading.
+                if tx.blocking_send(chunk).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Box::pin(tokio_stream_from(rx)))
+    }
+
+    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>, StorageError> {
+        let full = self.full(path)?;
+        let target = full.clone();
+        let (file, size) = blocking(path, move || {
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            let file = OpenOptions::new().create(true).append(append).write(true).truncate(!append).open(&target)?;
+            let size = file.metadata()?.len();
+            Ok((file, size))
+        })
+        .await?;
+        Ok(Box::new(FsWriter { path: path.to_owned(), full, file: Some(file), size, buf: BytesMut::new() }))
+    }
+
+    async fn stat(&self, path: &str) -> Result<FileInfo, StorageError> {
+        let full = self.full(path)?;
+        blocking(path, move || {
+            let m = fs::metadata(full)?;
+            Ok(FileInfo { size: if m.is_dir() { 0 } else { m.len() }, modified: m.modified()?, is_dir: m.is_dir() })
+        })
+        .await
+    }
+
+    async fn list(&self, path: &str) -> Result<Vec<String>, StorageError> {
+        let full = self.full(path)?;
+        blocking(path, move || {
+            fs::read_dir(full)?
+                .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .await
+    }
+
+    async fn move_file(&self, src: &str, dst: &str) -> Result<(), StorageError> {
+        let (from, to) = (self.full(src)?, self.full(dst)?);
+        blocking(src, move || rename_into_place(&from, &to)).await
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), StorageError> {
+        let full = self.full(path)?;
+        blocking(path, move || {
+            if fs::symlink_metadata(&full)?.is_dir() {
+                fs::remove_dir_all(&full)
+            } else {
+                fs::remove_file(&full)
+            }
+        })
+        .await
+    }
+}
+
+/// Adapts a channel receiver into a stream without pulling in another crate for it.
+fn tokio_stream_from(
+    mut rx: mpsc::Receiver<Result<Bytes, StorageError>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, StorageError>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Writes to the upload file through a buffer of at most [`CHUNK`] bytes.
+struct FsWriter {
+    path: String,
+    full: PathBuf,
+    file: Option<File>,
+    size: u64,
+    buf: BytesMut,
+}
+
+impl FsWriter {
+    async fn flush(&mut self, sync: bool) -> Result<(), StorageError> {
+        let data = self.buf.split().freeze();
+        let mut file = self.file.take().ok_or_else(|| StorageError::Io {
+            path: self.path.clone(),
+            source: io::Error::other("writer already failed"),
+        })?;
+        let file = blocking(&self.path, move || {
+            file.write_all(&data)?;
+            if sync {
+                file.sync_all()?;
+            }
+            Ok(file)
+        })
+        .await?;
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FileWriter for FsWriter {
+    async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
+        self.size += data.len() as u64;
+        self.buf.extend_from_slice(&data);
+        if self.buf.len() >= CHUNK {
+            self.flush(false).await?;
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<(), StorageError> {
+        self.flush(false).await
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
+        self.flush(true).await
+    }
+
+    async fn cancel(mut self: Box<Self>) -> Result<(), StorageError> {
+        self.file = None;
+        let full = self.full.clone();
+        blocking(&self.path, move || match fs::remove_file(full) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+    }
+}

@@ -1,0 +1,19 @@
+//! Berth storage: one small [`StorageDriver`] trait that every backend implements (filesystem,
+//! in-memory, and later S3), the registry:2 path layout in [`paths`], and a [`conformance`]
+//! suite that every driver must pass.
+//!
+//! The trait is deliberately the shape of registry:2's driver interface so that its on-disk
+//! layout maps one to one, and deliberately weak in what it promises so that an object store can
+//! implement it: no atomic rename over an existing file, no listing order.
+
+pub mod conformance;
+mod driver;
+mod error;
+mod filesystem;
+mod memory;
+pub mod paths;
+
+pub use driver::{ByteStream, FileInfo, FileWriter, StorageDriver};
+pub use error::StorageError;
+pub use filesystem::FilesystemDriver;
+pub use memory::InMemoryDriver;

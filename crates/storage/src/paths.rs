@@ -1,0 +1,148 @@
+//! The registry:2 on-disk layout, and the only place that builds a storage path. Keeping it
+//! byte-for-byte identical to Distribution's layout is what lets an existing `/var/lib/registry`
+//! be served in place, and what lets registry:2 read what Berth writes.
+//!
+//! ```text
+//! <root>/docker/registry/v2/
+//! ├── blobs/
+//! │   └── <alg>/<first two hex chars>/<hex>/data        blob and manifest content, by digest
+//! └── repositories/
+//!     └── <name, any depth>/
+//!         ├── _layers/<alg>/<hex>/link                  "this repo may serve that blob"
+//!         ├── _manifests/
+//!         │   ├── revisions/<alg>/<hex>/link            manifests of this repo, by digest
+//!         │   ├── tags/<tag>/current/link               digest the tag points at now
+//!         │   ├── tags/<tag>/index/<alg>/<hex>/link     every digest the tag has pointed at
+//!         │   └── referrers/<alg>/<subject hex>/<alg>/<hex>/link
+//!         │                                             Berth extension: OCI 1.1 referrers index
+//!         │                                             (registry:2 skips unknown dirs here)
+//!         └── _uploads/<uuid>/
+//!             ├── data                                  upload content so far
+//!             └── startedat                             RFC 3339 start time
+//! ```
+//!
+//! A `link` file holds a digest string such as `sha256:ab12...`. Callers pass validated names,
+//! tags and digests (from `berth-oci`), so no component can be `..` or empty.
+
+use berth_oci::{Digest, RepoName, Tag};
+
+/// The prefix of every registry:2 path.
+pub const ROOT: &str = "/docker/registry/v2";
+
+/// `/docker/registry/v2/repositories`: where the catalog walk starts.
+pub fn repositories_root() -> String {
+    format!("{ROOT}/repositories")
+}
+
+/// `/docker/registry/v2/blobs`: where GC walks all blobs.
+pub fn blobs_root() -> String {
+    format!("{ROOT}/blobs")
+}
+
+/// The directory of one blob.
+pub fn blob_dir(d: &Digest) -> String {
+    format!("{ROOT}/blobs/{}/{}/{}", d.algorithm().as_str(), &d.hex()[..2], d.hex())
+}
+
+/// The content of one blob.
+pub fn blob_data(d: &Digest) -> String {
+    format!("{}/data", blob_dir(d))
+}
+
+/// The directory of a repository.
+pub fn repo_dir(name: &RepoName) -> String {
+    format!("{ROOT}/repositories/{name}")
+}
+
+/// Link that makes a blob servable from a repository.
+pub fn layer_link(name: &RepoName, d: &Digest) -> String {
+    format!("{}/_layers/{}/{}/link", repo_dir(name), d.algorithm().as_str(), d.hex())
+}
+
+/// Link that records a manifest revision in a repository.
+pub fn revision_link(name: &RepoName, d: &Digest) -> String {
+    format!("{}/_manifests/revisions/{}/{}/link", repo_dir(name), d.algorithm().as_str(), d.hex())
+}
+
+/// Directory holding all revisions of a repository (GC walks it).
+pub fn revisions_dir(name: &RepoName) -> String {
+    format!("{}/_manifests/revisions", repo_dir(name))
+}
+
+/// Directory holding all tags of a repository.
+pub fn tags_dir(name: &RepoName) -> String {
+    format!("{}/_manifests/tags", repo_dir(name))
+}
+
+/// Directory of one tag.
+pub fn tag_dir(name: &RepoName, tag: &Tag) -> String {
+    format!("{}/{tag}", tags_dir(name))
+}
+
+/// The tag's current target.
+pub fn tag_current_link(name: &RepoName, tag: &Tag) -> String {
+    format!("{}/current/link", tag_dir(name, tag))
+}
+
+/// The tag's history entry for one digest.
+pub fn tag_index_link(name: &RepoName, tag: &Tag, d: &Digest) -> String {
+    format!("{}/index/{}/{}/link", tag_dir(name, tag), d.algorithm().as_str(), d.hex())
+}
+
+/// Directory listing the referrers of one subject digest.
+pub fn referrers_dir(name: &RepoName, subject: &Digest) -> String {
+    format!("{}/_manifests/referrers/{}/{}", repo_dir(name), subject.algorithm().as_str(), subject.hex())
+}
+
+/// Link recording that manifest `referrer` has `subject` as its subject.
+pub fn referrer_link(name: &RepoName, subject: &Digest, referrer: &Digest) -> String {
+    format!("{}/{}/{}/link", referrers_dir(name, subject), referrer.algorithm().as_str(), referrer.hex())
+}
+
+/// Directory of one upload session.
+pub fn upload_dir(name: &RepoName, uuid: &str) -> String {
+    format!("{}/_uploads/{uuid}", repo_dir(name))
+}
+
+/// Content received so far by an upload session.
+pub fn upload_data(name: &RepoName, uuid: &str) -> String {
+    format!("{}/data", upload_dir(name, uuid))
+}
+
+/// Start time of an upload session (registry:2 writes RFC 3339 here).
+pub fn upload_started_at(name: &RepoName, uuid: &str) -> String {
+    format!("{}/startedat", upload_dir(name, uuid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_registry2_layout() {
+        let name: RepoName = "a/b/c".parse().expect("valid");
+        let d: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            .parse()
+            .expect("valid");
+        let tag: Tag = "latest".parse().expect("valid");
+        let hex = d.hex();
+        assert_eq!(blob_data(&d), format!("/docker/registry/v2/blobs/sha256/e3/{hex}/data"));
+        assert_eq!(
+            layer_link(&name, &d),
+            format!("/docker/registry/v2/repositories/a/b/c/_layers/sha256/{hex}/link")
+        );
+        assert_eq!(
+            revision_link(&name, &d),
+            format!("/docker/registry/v2/repositories/a/b/c/_manifests/revisions/sha256/{hex}/link")
+        );
+        assert_eq!(
+            tag_current_link(&name, &tag),
+            "/docker/registry/v2/repositories/a/b/c/_manifests/tags/latest/current/link"
+        );
+        assert_eq!(
+            tag_index_link(&name, &tag, &d),
+            format!("/docker/registry/v2/repositories/a/b/c/_manifests/tags/latest/index/sha256/{hex}/link")
+        );
+        assert_eq!(upload_data(&name, "u1"), "/docker/registry/v2/repositories/a/b/c/_uploads/u1/data");
+    }
+}
