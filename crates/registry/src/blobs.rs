@@ -1,0 +1,95 @@
+//! Blobs: content-addressed data under `blobs/`, made visible to a repository by a link in its
+//! `_layers`. A repository can only serve a blob it links, exactly as in registry:2.
+
+use berth_oci::{Digest, RepoName};
+use berth_storage::{paths, ByteStream};
+
+use crate::{links, Registry, RegistryError};
+
+impl Registry {
+    /// Whether `repo` may serve `digest`: a layer link, or a manifest revision (clients may fetch
+    /// manifests through the blob endpoint).
+    pub(crate) async fn blob_linked(&self, repo: &RepoName, digest: &Digest) -> Result<bool, RegistryError> {
+        let d = self.driver();
+        if links::read(d, &paths::layer_link(repo, digest)).await?.as_ref() == Some(digest) {
+            return Ok(true);
+        }
+        Ok(links::read(d, &paths::revision_link(repo, digest)).await?.as_ref() == Some(digest))
+    }
+
+    /// Size of the stored blob content, whoever links it.
+    pub(crate) async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+        match self.driver().stat(&paths::blob_data(digest)).await {
+            Ok(info) => Ok(Some(info.size)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The size of a blob that `repo` may serve, or `BlobUnknown`.
+    pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<u64, RegistryError> {
+        if !self.blob_linked(repo, digest).await? {
+            return Err(RegistryError::BlobUnknown(digest.clone()));
+        }
+        self.blob_size(digest).await?.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+    }
+
+    /// Streams `len` bytes (or the rest) of a blob from `offset`. Callers check the range
+    /// against [`Registry::stat_blob`] first.
+    pub async fn read_blob(&self, digest: &Digest, offset: u64, len: Option<u64>) -> Result<ByteStream, RegistryError> {
+        self.driver().reader(&paths::blob_data(digest), offset, len).await.map_err(|e| {
+            if e.is_not_found() {
+                RegistryError::BlobUnknown(digest.clone())
+            } else {
+                e.into()
+            }
+        })
+    }
+
+    /// A URL to redirect blob downloads to, when the storage driver offers one.
+    pub async fn blob_redirect_url(&self, digest: &Digest) -> Result<Option<String>, RegistryError> {
+        Ok(self.driver().redirect_url(&paths::blob_data(digest)).await?)
+    }
+
+    /// Unlinks a blob from a repository, as registry:2 does; the content itself is only removed
+    /// by garbage collection, since other repositories may link it.
+    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), RegistryError> {
+        self.check_deletable()?;
+        let link = paths::layer_link(repo, digest);
+        if links::read(self.driver(), &link).await?.as_ref() != Some(digest) {
+            return Err(RegistryError::BlobUnknown(digest.clone()));
+        }
+        // Remove the link's directory, as registry:2 does, so no empty digest dir is left behind.
+        let dir = link.trim_end_matches("/link");
+        links::remove(self.driver(), dir).await?;
+        Ok(())
+    }
+
+    /// Cross-repository mount: links `digest` into `to` when `from` links it, or, when no
+    /// `from` is given, when the registry already stores it. Returns the size when mounted,
+    /// `None` when the client has to upload instead.
+    pub async fn mount_blob(
+        &self,
+        from: Option<&RepoName>,
+        to: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        self.check_writable()?;
+        if let Some(from) = from {
+            if !self.blob_linked(from, digest).await? {
+                return Ok(None);
+            }
+        }
+        let Some(size) = self.blob_size(digest).await? else {
+            return Ok(None);
+        };
+        self.link_blob(to, digest).await?;
+        Ok(Some(size))
+    }
+
+    /// Makes `digest` servable from `repo`.
+    pub(crate) async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), RegistryError> {
+        links::write(self.driver(), &paths::layer_link(repo, digest), digest).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! Manifests: stored as blobs (content addressed), recorded per repository in
+//! `_manifests/revisions`, named by tags. Bodies are served byte-identical to what was pushed.
+
+use berth_oci::{Digest, Digester, Manifest, ManifestKind, Reference, RepoName};
+use berth_storage::paths;
+use bytes::Bytes;
+
+use crate::manifest_cache::CachedManifest;
+use crate::{links, Registry, RegistryError};
+
+/// A manifest as stored.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    /// Its digest.
+    pub digest: Digest,
+    /// The exact bytes that were pushed.
+    pub body: Bytes,
+    /// The media type to serve it with.
+    pub media_type: String,
+}
+
+/// What a successful manifest PUT reports back.
+#[derive(Debug, Clone)]
+pub struct PutManifest {
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// Its `subject`, for the `OCI-Subject` response header.
+    pub subject: Option<Digest>,
+}
+
+impl Registry {
+    /// Resolves a tag or digest to a digest that `repo` holds a revision of.
+    pub async fn resolve_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Digest, RegistryError> {
+        let d = self.driver();
+        let digest = match reference {
+            Reference::Digest(digest) => digest.clone(),
+            Reference::Tag(tag) => links::read(d, &paths::tag_current_link(repo, tag))
+                .await?
+                .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))?,
+        };
+        if links::read(d, &paths::revision_link(repo, &digest)).await?.as_ref() != Some(&digest) {
+            return Err(RegistryError::ManifestUnknown(reference.to_string()));
+        }
+        Ok(digest)
+    }
+
+    /// Reads a manifest by tag or digest.
+    pub async fn get_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<StoredManifest, RegistryError> {
+        let digest = self.resolve_manifest(repo, reference).await?;
+        let cached = self.load_manifest(&digest).await?;
+        Ok(StoredManifest { digest, body: cached.body, media_type: cached.media_type })
+    }
+
+    /// Loads manifest content by digest (no repository check), verifying it on a cache miss so
+    /// corrupted storage is reported instead of served.
+    pub(crate) async fn load_manifest(&self, digest: &Digest) -> Result<CachedManifest, RegistryError> {
+        if let Some(hit) = self.manifest_cache.get(digest) {
+            return Ok(hit);
+        }
+        let body = match self.driver().get_content(&paths::blob_data(digest)).await {
+            Ok(body) => body,
+            Err(e) if e.is_not_found() => return Err(RegistryError::ManifestUnknown(digest.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        let mut check = Digester::new(digest.algorithm());
+        check.update(&body);
+        let actual = check.finish();
+        if &actual != digest {
+            tracing::error!(%digest, %actual, "stored manifest does not match its digest");
+            return Err(RegistryError::DigestMismatch { expected: digest.clone(), actual });
+        }
+        let cached = CachedManifest { media_type: Manifest::detect_media_type(&body), body };
+        self.manifest_cache.put(digest.clone(), cached.clone());
+        Ok(cached)
+    }
+
+    /// Stores a manifest under a tag or digest after validating it and checking that everything
+    /// it references is in the repository.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<PutManifest, RegistryError> {
+        self.check_writable()?;
+        let manifest = Manifest::parse(&body, content_type)?;
+        if manifest.kind == ManifestKind::Schema1 {
+            return Err(berth_oci::OciError::InvalidManifest(
+                "schema 1 manifests are deprecated and can no longer be pushed".into(),
+            )
+            .into());
+        }
+        let algorithm = match reference {
+            Reference::Digest(d) => d.algorithm(),
+            Reference::Tag(_) => berth_oci::Algorithm::Sha256,
+        };
+        let mut digester = Digester::new(algorithm);
+        digester.update(&body);
+        let digest = digester.finish();
+        if let Reference::Digest(expected) = reference {
+            if expected != &digest {
+                return Err(RegistryError::DigestMismatch { expected: expected.clone(), actual: digest });
+            }
+        }
+        self.check_references(repo, &manifest).await?;
+
+        let d = self.driver();
+        if self.blob_size(&digest).await?.is_none() {
+            d.put_content(&paths::blob_data(&digest), body.clone()).await?;
+        }
+        links::write(d, &paths::revision_link(repo, &digest), &digest).await?;
+        let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
+        if let Some(subject) = &subject {
+            links::write(d, &paths::referrer_link(repo, subject, &digest), &digest).await?;
+        }
+        if let Reference::Tag(tag) = reference {
+            links::write(d, &paths::tag_index_link(repo, tag, &digest), &digest).await?;
+            links::write(d, &paths::tag_current_link(repo, tag), &digest).await?;
+        }
+        let media_type = manifest.media_type.clone();
+        self.manifest_cache.put(digest.clone(), CachedManifest { body, media_type });
+        Ok(PutManifest { digest, subject })
+    }
+
+    /// Blobs must be linked in the repository; child manifests of an index must be revisions.
+    async fn check_references(&self, repo: &RepoName, manifest: &Manifest) -> Result<(), RegistryError> {
+        for blob in manifest.blob_references() {
+            if !self.blob_linked(repo, blob).await? || self.blob_size(blob).await?.is_none() {
+                return Err(RegistryError::ManifestBlobUnknown(blob.clone()));
+            }
+        }
+        for child in &manifest.manifests {
+            let link = links::read(self.driver(), &paths::revision_link(repo, &child.digest)).await?;
+            if link.as_ref() != Some(&child.digest) {
+                return Err(RegistryError::ManifestChildUnknown(child.digest.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a tag (by tag) or a manifest revision with every tag pointing at it (by digest).
+    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<(), RegistryError> {
+        self.check_deletable()?;
+        let d = self.driver();
+        match reference {
+            Reference::Tag(tag) => {
+                if links::read(d, &paths::tag_current_link(repo, tag)).await?.is_none() {
+                    return Err(RegistryError::ManifestUnknown(tag.to_string()));
+                }
+                links::remove(d, &paths::tag_dir(repo, tag)).await?;
+            }
+            Reference::Digest(digest) => {
+                let digest = self.resolve_manifest(repo, reference).await.map_err(|_| {
+                    RegistryError::ManifestUnknown(digest.to_string())
+                })?;
+                for tag in self.tags_pointing_at(repo, &digest).await? {
+                    links::remove(d, &paths::tag_dir(repo, &tag)).await?;
+                }
+                if let Ok(cached) = self.load_manifest(&digest).await {
+                    if let Some(subject) = Manifest::parse(&cached.body, Some(&cached.media_type)).ok().and_then(|m| m.subject) {
+                        let link = paths::referrer_link(repo, &subject.digest, &digest);
+                        links::remove(d, link.trim_end_matches("/link")).await?;
+                    }
+                }
+                let link = paths::revision_link(repo, &digest);
+                links::remove(d, link.trim_end_matches("/link")).await?;
+            }
+        }
+        Ok(())
+    }
+}

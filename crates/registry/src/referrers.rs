@@ -1,0 +1,59 @@
+//! The OCI 1.1 referrers API. A manifest PUT with a `subject` records a link under
+//! `_manifests/referrers/<subject>/`; the index is built from those links, so it stays right
+//! after deletes (deleting a referrer removes its link).
+
+use berth_oci::{Descriptor, Digest, Manifest, RepoName};
+use berth_storage::paths;
+
+use crate::{links, Registry, RegistryError};
+
+impl Registry {
+    /// Descriptors of the manifests in `repo` whose subject is `subject`, filtered by
+    /// `artifact_type` when given, sorted by digest so the answer is stable.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>, RegistryError> {
+        let d = self.driver();
+        let dir = paths::referrers_dir(repo, subject);
+        let mut found = Vec::new();
+        for algorithm in list_or_empty(d, &dir).await? {
+            for hex in list_or_empty(d, &format!("{dir}/{algorithm}")).await? {
+                let Ok(digest) = format!("{algorithm}:{hex}").parse::<Digest>() else { continue };
+                // Skip links whose manifest revision is gone (deleted by another node mid-way).
+                if links::read(d, &paths::revision_link(repo, &digest)).await?.as_ref() != Some(&digest) {
+                    continue;
+                }
+                let cached = match self.load_manifest(&digest).await {
+                    Ok(c) => c,
+                    Err(RegistryError::ManifestUnknown(_)) => continue,
+                    Err(e) => return Err(e),
+                };
+                let Ok(manifest) = Manifest::parse(&cached.body, Some(&cached.media_type)) else { continue };
+                let descriptor = Descriptor {
+                    media_type: cached.media_type.clone(),
+                    digest,
+                    size: cached.body.len() as u64,
+                    urls: Vec::new(),
+                    annotations: manifest.annotations.clone(),
+                    artifact_type: manifest.effective_artifact_type(),
+                };
+                if artifact_type.is_none() || descriptor.artifact_type.as_deref() == artifact_type {
+                    found.push(descriptor);
+                }
+            }
+        }
+        found.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(found)
+    }
+}
+
+async fn list_or_empty(d: &dyn berth_storage::StorageDriver, dir: &str) -> Result<Vec<String>, RegistryError> {
+    match d.list(dir).await {
+        Ok(names) => Ok(names),
+        Err(e) if e.is_not_found() => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}

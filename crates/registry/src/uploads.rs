@@ -1,0 +1,273 @@
+//! Blob uploads: sessions under `_uploads/<uuid>/` whose content is hashed while it arrives
+//! and published under `blobs/` only once its digest is verified.
+//!
+//! The hash state of an open session is kept in memory between requests. When it is missing
+//! (after a restart, or when another node served the previous chunk) it is rebuilt by hashing
+//! the stored data again, so uploads always survive a restart and can be resumed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use berth_oci::{Algorithm, Digest, Digester, RepoName};
+use berth_storage::{paths, FileWriter};
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+
+use crate::{links, BodyStream, Registry, RegistryError};
+
+/// Hash state of the bytes stored so far in one upload session.
+struct HashState {
+    offset: u64,
+    digester: Digester,
+}
+
+type SessionLock = Arc<tokio::sync::Mutex<Option<HashState>>>;
+
+/// Per-session locks and hash states. The lock serialises requests on one session, so two
+/// concurrent PATCHes can never interleave their bytes.
+#[derive(Default)]
+pub(crate) struct UploadStates {
+    sessions: Mutex<HashMap<String, SessionLock>>,
+}
+
+impl UploadStates {
+    fn session(&self, uuid: &str) -> SessionLock {
+        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(uuid.to_owned()).or_default().clone()
+    }
+
+    fn forget(&self, uuid: &str) {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(uuid);
+    }
+}
+
+/// Parses an upload id from a URL; only canonical UUIDs are accepted, so the id is always a
+/// safe path component.
+pub fn parse_upload_id(s: &str) -> Option<String> {
+    let id = uuid::Uuid::try_parse(s).ok()?.hyphenated().to_string();
+    (id == s).then_some(id)
+}
+
+impl Registry {
+    /// Starts an upload session and returns its id.
+    pub async fn start_upload(&self, repo: &RepoName) -> Result<String, RegistryError> {
+        self.check_writable()?;
+        let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
+        let d = self.driver();
+        d.put_content(&paths::upload_data(repo, &uuid), Bytes::new()).await?;
+        d.put_content(&paths::upload_started_at(repo, &uuid), Bytes::from(rfc3339_now())).await?;
+        Ok(uuid)
+    }
+
+    /// Bytes received so far by a session.
+    pub async fn upload_status(&self, repo: &RepoName, uuid: &str) -> Result<u64, RegistryError> {
+        match self.driver().stat(&paths::upload_data(repo, uuid)).await {
+            Ok(info) => Ok(info.size),
+            Err(e) if e.is_not_found() => Err(RegistryError::UploadUnknown(uuid.to_owned())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Appends a chunk (PATCH). `start` is the Content-Range start, which must equal the bytes
+    /// received so far; `len` is the length the client announced. Returns the new size.
+    pub async fn append_upload(
+        &self,
+        repo: &RepoName,
+        uuid: &str,
+        start: Option<u64>,
+        len: Option<u64>,
+        body: BodyStream,
+    ) -> Result<u64, RegistryError> {
+        self.check_writable()?;
+        let session = self.uploads.session(uuid);
+        let mut state = session.lock().await;
+        let (writer, digester) = self.open_session(repo, uuid, start, &mut state).await?;
+        let (writer, digester, received) = receive(writer, digester, body).await?;
+        let offset = writer.size();
+        writer.close().await?;
+        *state = Some(HashState { offset, digester });
+        match len {
+            Some(expected) if expected != received => Err(RegistryError::ChunkLengthMismatch { expected, got: received }),
+            _ => Ok(offset),
+        }
+    }
+
+    /// Finishes a session (PUT): appends the final chunk if any, verifies the digest, publishes
+    /// the blob and links it into `repo`. Returns the blob size.
+    pub async fn finish_upload(
+        &self,
+        repo: &RepoName,
+        uuid: &str,
+        digest: &Digest,
+        start: Option<u64>,
+        body: Option<BodyStream>,
+    ) -> Result<u64, RegistryError> {
+        self.check_writable()?;
+        let session = self.uploads.session(uuid);
+        let mut state = session.lock().await;
+        let (mut writer, mut digester) = self.open_session(repo, uuid, start, &mut state).await?;
+        if let Some(body) = body {
+            (writer, digester, _) = receive(writer, digester, body).await?;
+        }
+        let size = writer.size();
+        writer.commit().await?;
+        *state = None;
+        let result = self.publish(repo, uuid, digest, digester, size).await;
+        drop(state);
+        self.uploads.forget(uuid);
+        result
+    }
+
+    /// A monolithic upload (`POST ?digest=` with the whole blob as body).
+    pub async fn put_blob(&self, repo: &RepoName, digest: &Digest, body: BodyStream) -> Result<u64, RegistryError> {
+        self.check_writable()?;
+        let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
+        let writer = self.driver().writer(&paths::upload_data(repo, &uuid), false).await?;
+        let received = receive(writer, Digester::new(digest.algorithm()), body).await;
+        let (writer, digester, _) = match received {
+            Ok(r) => r,
+            Err(e) => {
+                links::remove(self.driver(), &paths::upload_dir(repo, &uuid)).await?;
+                return Err(e);
+            }
+        };
+        let size = writer.size();
+        writer.commit().await?;
+        self.publish(repo, &uuid, digest, digester, size).await
+    }
+
+    /// Cancels a session and deletes what it received.
+    pub async fn cancel_upload(&self, repo: &RepoName, uuid: &str) -> Result<(), RegistryError> {
+        self.check_writable()?;
+        let session = self.uploads.session(uuid);
+        let _guard = session.lock().await;
+        self.upload_status(repo, uuid).await?;
+        links::remove(self.driver(), &paths::upload_dir(repo, uuid)).await?;
+        self.uploads.forget(uuid);
+        Ok(())
+    }
+
+    /// Opens the session's data for appending after checking `start`, with a hash state that
+    /// matches the stored bytes (rebuilt from storage when not cached).
+    async fn open_session(
+        &self,
+        repo: &RepoName,
+        uuid: &str,
+        start: Option<u64>,
+        state: &mut Option<HashState>,
+    ) -> Result<(Box<dyn FileWriter>, Digester), RegistryError> {
+        let size = self.upload_status(repo, uuid).await?;
+        if let Some(start) = start {
+            if start != size {
+                return Err(RegistryError::RangeInvalid { expected: size, got: start });
+            }
+        }
+        let path = paths::upload_data(repo, uuid);
+        let digester = match state.take() {
+            Some(s) if s.offset == size => s.digester,
+            _ => self.hash_stored(&path, Algorithm::Sha256).await?,
+        };
+        let writer = self.driver().writer(&path, true).await?;
+        Ok((writer, digester))
+    }
+
+    /// Hashes stored content from the start (resume after restart, or a sha512 digest).
+    async fn hash_stored(&self, path: &str, algorithm: Algorithm) -> Result<Digester, RegistryError> {
+        let mut digester = Digester::new(algorithm);
+        let mut stream = self.driver().reader(path, 0, None).await?;
+        while let Some(chunk) = stream.try_next().await? {
+            digester.update(&chunk);
+        }
+        Ok(digester)
+    }
+
+    /// Verifies the digest of a committed upload, then moves it under `blobs/` and links it.
+    /// On a mismatch the upload is discarded, as registry:2 does.
+    async fn publish(
+        &self,
+        repo: &RepoName,
+        uuid: &str,
+        digest: &Digest,
+        digester: Digester,
+        size: u64,
+    ) -> Result<u64, RegistryError> {
+        let data = paths::upload_data(repo, uuid);
+        let digester = if std::mem::discriminant(&digester) == std::mem::discriminant(&Digester::new(digest.algorithm())) {
+            digester
+        } else {
+            self.hash_stored(&data, digest.algorithm()).await?
+        };
+        let actual = digester.finish();
+        let dir = paths::upload_dir(repo, uuid);
+        if &actual != digest {
+            links::remove(self.driver(), &dir).await?;
+            return Err(RegistryError::DigestMismatch { expected: digest.clone(), actual });
+        }
+        if self.blob_size(digest).await?.is_none() {
+            self.driver().move_file(&data, &paths::blob_data(digest)).await?;
+        }
+        self.link_blob(repo, digest).await?;
+        links::remove(self.driver(), &dir).await?;
+        Ok(size)
+    }
+}
+
+/// Streams a body into a writer while hashing it. Returns the bytes received.
+async fn receive(
+    mut writer: Box<dyn FileWriter>,
+    mut digester: Digester,
+    mut body: BodyStream,
+) -> Result<(Box<dyn FileWriter>, Digester, u64), RegistryError> {
+    let mut received = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                // Keep what arrived intact on disk, so the client can resume from the status.
+                let _ = writer.close().await;
+                return Err(RegistryError::Body(e));
+            }
+        };
+        digester.update(&chunk);
+        received += chunk.len() as u64;
+        writer.write(chunk).await?;
+    }
+    Ok((writer, digester, received))
+}
+
+/// The current time as RFC 3339 UTC, as registry:2 writes `startedat`.
+fn rfc3339_now() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn upload_ids_are_canonical_uuids() {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        assert_eq!(super::parse_upload_id(&id), Some(id.clone()));
+        assert_eq!(super::parse_upload_id(&id.to_uppercase()), None);
+        assert_eq!(super::parse_upload_id("../../etc"), None);
+        assert_eq!(super::parse_upload_id(""), None);
+    }
+
+    #[test]
+    fn rfc3339_shape() {
+        let s = super::rfc3339_now();
+        assert_eq!(s.len(), 20);
+        assert!(s.starts_with("20") && s.ends_with('Z'));
+    }
+}
