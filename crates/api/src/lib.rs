@@ -1,1 +1,57 @@
-//! placeholder
+//! The HTTP API: the OCI Distribution endpoints. A request path is parsed once into an
+//! [`Endpoint`]; one `match` in [`dispatch`] sends it to a free-function handler in the module
+//! of its API area. Handlers call the registry core and never touch storage paths.
+
+mod blobs;
+mod catalog;
+mod dispatch;
+pub mod endpoint;
+mod error;
+mod manifests;
+mod request;
+mod referrers;
+mod tags;
+mod uploads;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use berth_registry::Registry;
+pub use endpoint::Endpoint;
+pub use error::{ApiError, ErrorCode};
+use http::{HeaderName, HeaderValue};
+
+/// HTTP-level options from the `http` and `log` config sections.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    /// Headers added to every response (`http.headers`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Whether to write an access log line per request (`log.accesslog.disabled` negated).
+    pub access_log: bool,
+    /// `http.relativeurls`: send relative `Location` headers.
+    pub relative_urls: bool,
+    /// `http.host`: the externally visible base URL (`https://registry.example.com`).
+    pub host: Option<String>,
+    /// `http.prefix`: the path the API is mounted under (`/registry/`).
+    pub prefix: String,
+    /// Whether the listener speaks TLS, for absolute URLs.
+    pub tls: bool,
+}
+
+/// Everything a handler needs: shared by all requests.
+pub struct Ctx {
+    /// The registry core.
+    pub registry: Arc<Registry>,
+    /// HTTP options.
+    pub options: ApiOptions,
+}
+
+/// The client's address, put into request extensions by the server's accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Builds the application router; the server and in-process tests both use it.
+pub fn app(ctx: Arc<Ctx>) -> Router {
+    Router::new().fallback(dispatch::dispatch).with_state(ctx)
+}

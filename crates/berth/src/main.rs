@@ -1,1 +1,24 @@
-fn main() {}
+//! `berth`: a self-hosted OCI registry and pull-through cache, drop-in for registry:2.
+//!
+//! The CLI is parsed by clap into [`cli::Opts`]; each subcommand turns the registry:2-style
+//! config file plus `REGISTRY_*` environment into one `Config` and runs.
+
+mod cli;
+mod logging;
+mod server;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let opts = cli::Opts::parse();
+    match cli::run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

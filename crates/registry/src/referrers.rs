@@ -17,6 +17,9 @@ impl Registry {
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>, RegistryError> {
         let d = self.driver();
+        if d.stat(&paths::referrers_indexed_marker(repo)).await.is_err() {
+            self.index_existing_referrers(repo).await?;
+        }
         let dir = paths::referrers_dir(repo, subject);
         let mut found = Vec::new();
         for algorithm in list_or_empty(d, &dir).await? {
@@ -47,6 +50,33 @@ impl Registry {
         }
         found.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(found)
+    }
+}
+
+impl Registry {
+    /// Adds referrer links for manifests stored before Berth maintained the index (a data
+    /// directory written by registry:2), once per repository, then writes the marker.
+    async fn index_existing_referrers(&self, repo: &RepoName) -> Result<(), RegistryError> {
+        let d = self.driver();
+        let revisions = paths::revisions_dir(repo);
+        let algorithms = list_or_empty(d, &revisions).await?;
+        if algorithms.is_empty() {
+            // No manifests (or no repository): nothing to index, and nothing must be created.
+            return Ok(());
+        }
+        for algorithm in algorithms {
+            for hex in list_or_empty(d, &format!("{revisions}/{algorithm}")).await? {
+                let Ok(digest) = format!("{algorithm}:{hex}").parse::<Digest>() else { continue };
+                let Ok(cached) = self.load_manifest(&digest).await else { continue };
+                let Ok(manifest) = Manifest::parse(&cached.body, Some(&cached.media_type)) else { continue };
+                if let Some(subject) = manifest.subject {
+                    links::write(d, &paths::referrer_link(repo, &subject.digest, &digest), &digest).await?;
+                }
+            }
+        }
+        d.put_content(&paths::referrers_indexed_marker(repo), bytes::Bytes::from_static(b"1")).await?;
+        tracing::info!(repository = %repo, "referrers index built from existing manifests");
+        Ok(())
     }
 }
 

@@ -13,9 +13,9 @@
 //!         │   ├── revisions/<alg>/<hex>/link            manifests of this repo, by digest
 //!         │   ├── tags/<tag>/current/link               digest the tag points at now
 //!         │   ├── tags/<tag>/index/<alg>/<hex>/link     every digest the tag has pointed at
-//!         │   └── referrers/<alg>/<subject hex>/<alg>/<hex>/link
-//!         │                                             Berth extension: OCI 1.1 referrers index
-//!         │                                             (registry:2 skips unknown dirs here)
+//!         │   └── referrers/                            Berth extension: OCI 1.1 referrers index
+//!         │       ├── <alg>/<subject hex>/<alg>/<hex>/link   (registry:2 skips unknown dirs here)
+//!         │       └── indexed                           marker: every older revision was scanned
 //!         └── _uploads/<uuid>/
 //!             ├── data                                  upload content so far
 //!             └── startedat                             RFC 3339 start time
@@ -97,6 +97,12 @@ pub fn referrers_dir(name: &RepoName, subject: &Digest) -> String {
 /// Link recording that manifest `referrer` has `subject` as its subject.
 pub fn referrer_link(name: &RepoName, subject: &Digest, referrer: &Digest) -> String {
     format!("{}/{}/{}/link", referrers_dir(name, subject), referrer.algorithm().as_str(), referrer.hex())
+}
+
+/// Marker saying the referrers index covers every revision, including those pushed before
+/// Berth served the repository (e.g. by registry:2).
+pub fn referrers_indexed_marker(name: &RepoName) -> String {
+    format!("{}/_manifests/referrers/indexed", repo_dir(name))
 }
 
 /// Directory of one upload session.

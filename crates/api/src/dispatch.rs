@@ -1,0 +1,122 @@
+//! The dispatcher: parse the endpoint, match (method, endpoint) to a handler, render errors,
+//! add the headers every response carries, and write the access log line.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue, Method, StatusCode};
+
+use crate::endpoint::{self, Endpoint};
+use crate::request::{Query, Req};
+use crate::{blobs, catalog, manifests, referrers, tags, uploads, ApiError, ClientAddr, Ctx};
+
+/// The fallback handler of the router: every request comes through here.
+pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
+    let user_agent = request.headers().get(header::USER_AGENT).cloned();
+
+    let mut response = match route(&ctx, request).await {
+        Ok(response) => response,
+        Err(error) => {
+            if error.status.is_server_error() {
+                tracing::error!(%method, path, code = error.code.as_str(), message = error.message, "request failed");
+            } else {
+                tracing::info!(%method, path, code = error.code.as_str(), status = error.status.as_u16(), message = error.message, "request rejected");
+            }
+            error.into_response()
+        }
+    };
+
+    let headers = response.headers_mut();
+    headers.insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
+    for (name, value) in &ctx.options.headers {
+        if !headers.contains_key(name) {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    if ctx.options.access_log {
+        let bytes = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+        tracing::info!(
+            target: "access",
+            client = client.map(|c| c.ip().to_string()).unwrap_or_default(),
+            %method,
+            path,
+            status = response.status().as_u16(),
+            bytes,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            user_agent = user_agent.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            "request"
+        );
+    }
+    response
+}
+
+async fn route(ctx: &Ctx, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let prefix = ctx.options.prefix.trim_end_matches('/');
+    let path = parts.uri.path().strip_prefix(prefix).unwrap_or(parts.uri.path());
+    let endpoint = endpoint::parse(path)?;
+    let req = Req { method: parts.method, headers: parts.headers, query: Query::parse(parts.uri.query()) };
+    let head = req.method == Method::HEAD;
+    match (req.method.clone(), endpoint) {
+        (Method::GET | Method::HEAD, Endpoint::Base) => Ok(base()),
+        (Method::GET, Endpoint::Catalog) => catalog::list(ctx, &req).await,
+        (Method::GET, Endpoint::Tags(repo)) => tags::list(ctx, &req, &repo).await,
+        (Method::GET | Method::HEAD, Endpoint::Manifest(repo, reference)) => {
+            manifests::get(ctx, &req, &repo, &reference, head).await
+        }
+        (Method::PUT, Endpoint::Manifest(repo, reference)) => manifests::put(ctx, &req, &repo, &reference, body).await,
+        (Method::DELETE, Endpoint::Manifest(repo, reference)) => manifests::delete(ctx, &repo, &reference).await,
+        (Method::GET | Method::HEAD, Endpoint::Blob(repo, digest)) => blobs::get(ctx, &req, &repo, &digest, head).await,
+        (Method::DELETE, Endpoint::Blob(repo, digest)) => blobs::delete(ctx, &repo, &digest).await,
+        (Method::POST, Endpoint::UploadStart(repo)) => uploads::start(ctx, &req, &repo, body).await,
+        (Method::GET, Endpoint::Upload(repo, id)) => uploads::status(ctx, &req, &repo, &id).await,
+        (Method::PATCH, Endpoint::Upload(repo, id)) => uploads::patch(ctx, &req, &repo, &id, body).await,
+        (Method::PUT, Endpoint::Upload(repo, id)) => uploads::finish(ctx, &req, &repo, &id, body).await,
+        (Method::DELETE, Endpoint::Upload(repo, id)) => uploads::cancel(ctx, &repo, &id).await,
+        (Method::GET, Endpoint::Referrers(repo, digest)) => referrers::list(ctx, &req, &repo, &digest).await,
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// `GET /v2/`: the API version check; an empty JSON object like registry:2.
+fn base() -> Response {
+    let mut response = Response::new(Body::from("{}"));
+    *response.status_mut() = StatusCode::OK;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+    response
+}
+
+/// A response with no body and the given status and headers.
+pub fn empty(status: StatusCode, headers: Vec<(header::HeaderName, String)>) -> Result<Response, ApiError> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    for (name, value) in headers {
+        h.insert(name, HeaderValue::from_str(&value).map_err(ApiError::internal)?);
+    }
+    Ok(response)
+}
+
+/// A JSON response.
+pub fn json(value: &serde_json::Value, content_type: &'static str, extra: Vec<(header::HeaderName, String)>) -> Result<Response, ApiError> {
+    let body = value.to_string();
+    let len = body.len();
+    let mut response = Response::new(Body::from(body));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    for (name, value) in extra {
+        h.insert(name, HeaderValue::from_str(&value).map_err(ApiError::internal)?);
+    }
+    Ok(response)
+}

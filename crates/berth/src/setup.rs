@@ -1,0 +1,84 @@
+//! Turns the configuration into running parts: the storage driver, the registry core and the
+//! HTTP options. Anything configured that Berth cannot honour safely stops startup here with a
+//! message naming the key.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use berth_api::ApiOptions;
+use berth_config::{Config, Loaded, StorageDriverConfig};
+use berth_registry::{Registry, RegistryOptions};
+use berth_storage::{FilesystemDriver, InMemoryDriver, StorageDriver};
+use http::{HeaderName, HeaderValue};
+
+/// Loads CONFIG (or the embedded default) with the process's `REGISTRY_*` overrides.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Loaded> {
+    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("REGISTRY_")).collect();
+    Ok(berth_config::load(path, &env)?)
+}
+
+/// Refuses configurations whose meaning Berth cannot honour yet and where running anyway
+/// would be unsafe (serving without the configured auth or TLS).
+pub fn check_supported(config: &Config) -> anyhow::Result<()> {
+    if config.auth.is_some() {
+        bail!("auth is configured, but this Berth build does not implement authentication yet; refusing to serve without it (remove the auth section to run an open registry)");
+    }
+    if config.http.tls.is_some() {
+        bail!("http.tls is configured, but this Berth build does not implement TLS yet; refusing to serve plain HTTP instead (put a TLS-terminating proxy in front, or remove http.tls)");
+    }
+    match &config.storage.driver {
+        StorageDriverConfig::Filesystem { .. } | StorageDriverConfig::InMemory => Ok(()),
+        StorageDriverConfig::S3 { .. } => bail!("storage.s3 is not supported by this Berth build yet; use storage.filesystem"),
+        StorageDriverConfig::Other { name, .. } => bail!("storage driver {name:?} is not supported by Berth; use storage.filesystem"),
+    }
+}
+
+/// A human description of where data lives, for the startup message.
+pub fn storage_description(config: &Config) -> String {
+    match &config.storage.driver {
+        StorageDriverConfig::Filesystem { rootdirectory, .. } => format!("filesystem at {}", rootdirectory.display()),
+        StorageDriverConfig::InMemory => "in memory (lost on exit)".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Builds the storage driver and the registry core.
+pub fn registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
+    let driver: Arc<dyn StorageDriver> = match &config.storage.driver {
+        StorageDriverConfig::Filesystem { rootdirectory, .. } => Arc::new(
+            FilesystemDriver::new(rootdirectory)
+                .with_context(|| format!("cannot use storage.filesystem.rootdirectory {}", rootdirectory.display()))?,
+        ),
+        StorageDriverConfig::InMemory => Arc::new(InMemoryDriver::new()),
+        _ => {
+            check_supported(config)?;
+            bail!("unsupported storage driver")
+        }
+    };
+    let options = RegistryOptions {
+        delete_enabled: config.storage.delete_enabled,
+        read_only: config.storage.maintenance.readonly_enabled,
+    };
+    Ok(Registry::new(driver, options))
+}
+
+/// HTTP options from the `http` and `log` sections.
+pub fn api_options(config: &Config) -> anyhow::Result<ApiOptions> {
+    let mut headers = Vec::new();
+    for (name, values) in &config.http.headers {
+        let header = HeaderName::from_bytes(name.as_bytes()).with_context(|| format!("http.headers: invalid header name {name:?}"))?;
+        for value in values {
+            let v = HeaderValue::from_str(value).with_context(|| format!("http.headers.{name}: invalid value {value:?}"))?;
+            headers.push((header.clone(), v));
+        }
+    }
+    Ok(ApiOptions {
+        headers,
+        access_log: !config.log.accesslog_disabled,
+        relative_urls: config.http.relativeurls,
+        host: config.http.host.clone().filter(|h| !h.is_empty()),
+        prefix: config.http.prefix.clone(),
+        tls: false,
+    })
+}

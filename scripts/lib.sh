@@ -1,0 +1,65 @@
+# Shared helpers for the test scripts: start and stop registries on ephemeral loopback ports,
+# always by PID. Source it; it defines functions only.
+
+# The repository root and the shared kit beside it.
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SHARED=${SHARED:-$REPO_ROOT/../shared}
+BERTH_BIN=${BERTH_BIN:-$REPO_ROOT/target/release/berth}
+
+# Waits up to 20 s for "listening on ADDR" in LOG; prints ADDR (host:port).
+wait_listening() {
+  local log=$1 pid=$2 addr=""
+  for _ in $(seq 1 200); do
+    addr=$(grep -o 'listening on [^ "]*' "$log" 2>/dev/null | head -n1 | sed -e 's/listening on //' -e 's#^http://##')
+    [ -n "$addr" ] && { echo "$addr"; return 0; }
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "server did not start; log:" >&2
+  cat "$log" >&2
+  return 1
+}
+
+# start_berth CONFIG LOG: starts berth serve CONFIG; sets BERTH_PID and BERTH_ADDR.
+start_berth() {
+  local config=$1 log=$2
+  "$BERTH_BIN" serve "$config" >"$log" 2>&1 &
+  BERTH_PID=$!
+  BERTH_ADDR=$(wait_listening "$log" "$BERTH_PID")
+}
+
+# start_registry2 CONFIG LOG: starts Debian's docker-registry; sets R2_PID and R2_ADDR.
+start_registry2() {
+  local config=$1 log=$2
+  docker-registry serve "$config" >"$log" 2>&1 &
+  R2_PID=$!
+  R2_ADDR=$(wait_listening "$log" "$R2_PID")
+}
+
+# stop_pid PID: SIGTERM, wait up to 15 s, then SIGKILL.
+stop_pid() {
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 150); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# write_config FILE ROOTDIR [EXTRA YAML]: a registry:2 config on 127.0.0.1:0, delete enabled.
+write_config() {
+  local file=$1 root=$2
+  cat >"$file" <<YAML
+version: 0.1
+log:
+  level: warn
+  accesslog: {disabled: true}
+storage:
+  filesystem: {rootdirectory: $root}
+  delete: {enabled: true}
+http:
+  addr: 127.0.0.1:0
+YAML
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the tests need, then runs them all:
+#   1. cargo test for the whole workspace (unit, conformance, in-process and integration tests
+#      that start the real binary on port 0);
+#   2. real clients against the release binary: the shared compat kit (skopeo + containerd);
+#   3. the in-place round trip with Debian's docker-registry 2.8.2.
+# Under CI=true a missing tool is a failure, never a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
+
+scripts/install-test-deps.sh
+
+suites_passed=0 suites_failed=0
+run_suite() { # run_suite NAME COMMAND...
+  local name=$1; shift
+  echo "=== $name"
+  if "$@"; then
+    suites_passed=$((suites_passed + 1)); echo "=== $name: ok"
+  else
+    suites_failed=$((suites_failed + 1)); echo "=== $name: FAILED"
+  fi
+}
+
+run_suite "cargo test" cargo test --workspace --locked -- --test-threads=4
+run_suite "release build" cargo build --release --locked -p berth
+if [ -x target/release/berth ]; then
+  run_suite "compat kit (plain HTTP)" scripts/compat.sh plain
+  run_suite "round trip with docker-registry 2.8.2" scripts/roundtrip-registry2.sh
+else
+  suites_failed=$((suites_failed + 2))
+fi
+
+echo "test.sh: $suites_passed passed, $suites_failed failed"
+[ "$suites_failed" -eq 0 ]
