@@ -22,9 +22,17 @@ pub async fn list(ctx: &Ctx, req: &Req) -> Result<Response, ApiError> {
     if page.more {
         if let Some(last) = page.items.last() {
             let last = utf8_percent_encode(last, NON_ALPHANUMERIC);
-            let next = url(ctx, &req.headers, &format!("/v2/_catalog?n={n}&last={last}"));
+            let next = url(
+                ctx,
+                &req.headers,
+                &format!("/v2/_catalog?n={n}&last={last}"),
+            );
             extra.push((header::LINK, format!("<{next}>; rel=\"next\"")));
         }
     }
-    json(&json!({"repositories": page.items}), "application/json", extra)
+    json(
+        &json!({"repositories": page.items}),
+        "application/json",
+        extra,
+    )
 }

@@ -34,14 +34,21 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
     };
 
     let headers = response.headers_mut();
-    headers.insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
+    headers.insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
     for (name, value) in &ctx.options.headers {
         if !headers.contains_key(name) {
             headers.insert(name.clone(), value.clone());
         }
     }
     if ctx.options.access_log {
-        let bytes = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+        let bytes = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned();
         tracing::info!(
             target: "access",
             client = client.map(|c| c.ip().to_string()).unwrap_or_default(),
@@ -60,9 +67,17 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
 async fn route(ctx: &Ctx, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let prefix = ctx.options.prefix.trim_end_matches('/');
-    let path = parts.uri.path().strip_prefix(prefix).unwrap_or(parts.uri.path());
+    let path = parts
+        .uri
+        .path()
+        .strip_prefix(prefix)
+        .unwrap_or(parts.uri.path());
     let endpoint = endpoint::parse(path)?;
-    let req = Req { method: parts.method, headers: parts.headers, query: Query::parse(parts.uri.query()) };
+    let req = Req {
+        method: parts.method,
+        headers: parts.headers,
+        query: Query::parse(parts.uri.query()),
+    };
     let head = req.method == Method::HEAD;
     match (req.method.clone(), endpoint) {
         (Method::GET | Method::HEAD, Endpoint::Base) => Ok(base()),
@@ -71,16 +86,28 @@ async fn route(ctx: &Ctx, request: Request) -> Result<Response, ApiError> {
         (Method::GET | Method::HEAD, Endpoint::Manifest(repo, reference)) => {
             manifests::get(ctx, &req, &repo, &reference, head).await
         }
-        (Method::PUT, Endpoint::Manifest(repo, reference)) => manifests::put(ctx, &req, &repo, &reference, body).await,
-        (Method::DELETE, Endpoint::Manifest(repo, reference)) => manifests::delete(ctx, &repo, &reference).await,
-        (Method::GET | Method::HEAD, Endpoint::Blob(repo, digest)) => blobs::get(ctx, &req, &repo, &digest, head).await,
+        (Method::PUT, Endpoint::Manifest(repo, reference)) => {
+            manifests::put(ctx, &req, &repo, &reference, body).await
+        }
+        (Method::DELETE, Endpoint::Manifest(repo, reference)) => {
+            manifests::delete(ctx, &repo, &reference).await
+        }
+        (Method::GET | Method::HEAD, Endpoint::Blob(repo, digest)) => {
+            blobs::get(ctx, &req, &repo, &digest, head).await
+        }
         (Method::DELETE, Endpoint::Blob(repo, digest)) => blobs::delete(ctx, &repo, &digest).await,
         (Method::POST, Endpoint::UploadStart(repo)) => uploads::start(ctx, &req, &repo, body).await,
         (Method::GET, Endpoint::Upload(repo, id)) => uploads::status(ctx, &req, &repo, &id).await,
-        (Method::PATCH, Endpoint::Upload(repo, id)) => uploads::patch(ctx, &req, &repo, &id, body).await,
-        (Method::PUT, Endpoint::Upload(repo, id)) => uploads::finish(ctx, &req, &repo, &id, body).await,
+        (Method::PATCH, Endpoint::Upload(repo, id)) => {
+            uploads::patch(ctx, &req, &repo, &id, body).await
+        }
+        (Method::PUT, Endpoint::Upload(repo, id)) => {
+            uploads::finish(ctx, &req, &repo, &id, body).await
+        }
         (Method::DELETE, Endpoint::Upload(repo, id)) => uploads::cancel(ctx, &repo, &id).await,
-        (Method::GET, Endpoint::Referrers(repo, digest)) => referrers::list(ctx, &req, &repo, &digest).await,
+        (Method::GET, Endpoint::Referrers(repo, digest)) => {
+            referrers::list(ctx, &req, &repo, &digest).await
+        }
         _ => Err(ApiError::method_not_allowed()),
     }
 }
@@ -90,25 +117,38 @@ fn base() -> Response {
     let mut response = Response::new(Body::from("{}"));
     *response.status_mut() = StatusCode::OK;
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
     response
 }
 
 /// A response with no body and the given status and headers.
-pub fn empty(status: StatusCode, headers: Vec<(header::HeaderName, String)>) -> Result<Response, ApiError> {
+pub fn empty(
+    status: StatusCode,
+    headers: Vec<(header::HeaderName, String)>,
+) -> Result<Response, ApiError> {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = status;
     let h = response.headers_mut();
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     for (name, value) in headers {
-        h.insert(name, HeaderValue::from_str(&value).map_err(ApiError::internal)?);
+        h.insert(
+            name,
+            HeaderValue::from_str(&value).map_err(ApiError::internal)?,
+        );
     }
     Ok(response)
 }
 
 /// A JSON response.
-pub fn json(value: &serde_json::Value, content_type: &'static str, extra: Vec<(header::HeaderName, String)>) -> Result<Response, ApiError> {
+pub fn json(
+    value: &serde_json::Value,
+    content_type: &'static str,
+    extra: Vec<(header::HeaderName, String)>,
+) -> Result<Response, ApiError> {
     let body = value.to_string();
     let len = body.len();
     let mut response = Response::new(Body::from(body));
@@ -116,7 +156,10 @@ pub fn json(value: &serde_json::Value, content_type: &'static str, extra: Vec<(h
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     for (name, value) in extra {
-        h.insert(name, HeaderValue::from_str(&value).map_err(ApiError::internal)?);
+        h.insert(
+            name,
+            HeaderValue::from_str(&value).map_err(ApiError::internal)?,
+        );
     }
     Ok(response)
 }

@@ -97,7 +97,8 @@ pub fn parse(path: &str) -> Result<Endpoint, PathError> {
             if id.is_empty() {
                 return Ok(Endpoint::UploadStart(repo));
             }
-            let id = berth_registry::uploads::parse_upload_id(id).ok_or_else(|| PathError::UploadUnknown((*id).to_owned()))?;
+            let id = berth_registry::uploads::parse_upload_id(id)
+                .ok_or_else(|| PathError::UploadUnknown((*id).to_owned()))?;
             return Ok(Endpoint::Upload(repo, id));
         }
     }
@@ -123,17 +124,35 @@ mod tests {
         assert_eq!(parse("/v2/"), Ok(Endpoint::Base));
         assert_eq!(parse("/v2"), Ok(Endpoint::Base));
         assert_eq!(parse("/v2/_catalog"), Ok(Endpoint::Catalog));
-        assert_eq!(parse("/v2/a/b/c/d/e/f/g/h/tags/list"), Ok(Endpoint::Tags(n("a/b/c/d/e/f/g/h"))));
+        assert_eq!(
+            parse("/v2/a/b/c/d/e/f/g/h/tags/list"),
+            Ok(Endpoint::Tags(n("a/b/c/d/e/f/g/h")))
+        );
         assert_eq!(
             parse("/v2/x/manifests/latest"),
             Ok(Endpoint::Manifest(n("x"), "latest".parse().expect("ref")))
         );
-        assert_eq!(parse(&format!("/v2/x/y/blobs/{D}")), Ok(Endpoint::Blob(n("x/y"), D.parse().expect("d"))));
-        assert_eq!(parse("/v2/x/blobs/uploads/"), Ok(Endpoint::UploadStart(n("x"))));
-        assert_eq!(parse("/v2/x/blobs/uploads"), Ok(Endpoint::UploadStart(n("x"))));
+        assert_eq!(
+            parse(&format!("/v2/x/y/blobs/{D}")),
+            Ok(Endpoint::Blob(n("x/y"), D.parse().expect("d")))
+        );
+        assert_eq!(
+            parse("/v2/x/blobs/uploads/"),
+            Ok(Endpoint::UploadStart(n("x")))
+        );
+        assert_eq!(
+            parse("/v2/x/blobs/uploads"),
+            Ok(Endpoint::UploadStart(n("x")))
+        );
         let id = "0f8fad5b-d9cb-469f-a165-70867728950e";
-        assert_eq!(parse(&format!("/v2/x/blobs/uploads/{id}")), Ok(Endpoint::Upload(n("x"), id.into())));
-        assert_eq!(parse(&format!("/v2/x/referrers/{D}")), Ok(Endpoint::Referrers(n("x"), D.parse().expect("d"))));
+        assert_eq!(
+            parse(&format!("/v2/x/blobs/uploads/{id}")),
+            Ok(Endpoint::Upload(n("x"), id.into()))
+        );
+        assert_eq!(
+            parse(&format!("/v2/x/referrers/{D}")),
+            Ok(Endpoint::Referrers(n("x"), D.parse().expect("d")))
+        );
     }
 
     #[test]
@@ -141,19 +160,46 @@ mod tests {
         assert_eq!(parse("/v2/tags/tags/list"), Ok(Endpoint::Tags(n("tags"))));
         assert_eq!(
             parse("/v2/a/manifests/b/manifests/v1"),
-            Ok(Endpoint::Manifest(n("a/manifests/b"), "v1".parse().expect("ref")))
+            Ok(Endpoint::Manifest(
+                n("a/manifests/b"),
+                "v1".parse().expect("ref")
+            ))
         );
-        assert_eq!(parse("/v2/blobs/blobs/uploads/"), Ok(Endpoint::UploadStart(n("blobs"))));
+        assert_eq!(
+            parse("/v2/blobs/blobs/uploads/"),
+            Ok(Endpoint::UploadStart(n("blobs")))
+        );
     }
 
     #[test]
     fn rejects_tricks() {
-        for bad in ["/v2/../manifests/x", "/v2/a/../b/manifests/x", "/v2/%2e%2e/manifests/x", "/v2/a//b/tags/list", "/v2/A/tags/list"] {
-            assert!(matches!(parse(bad), Err(PathError::Invalid(OciError::InvalidName(_)))), "{bad}");
+        for bad in [
+            "/v2/../manifests/x",
+            "/v2/a/../b/manifests/x",
+            "/v2/%2e%2e/manifests/x",
+            "/v2/a//b/tags/list",
+            "/v2/A/tags/list",
+        ] {
+            assert!(
+                matches!(
+                    parse(bad),
+                    Err(PathError::Invalid(OciError::InvalidName(_)))
+                ),
+                "{bad}"
+            );
         }
-        assert!(matches!(parse("/v2/a/blobs/sha256:xyz"), Err(PathError::Invalid(OciError::InvalidDigest(_)))));
-        assert!(matches!(parse("/v2/a/blobs/uploads/../../x"), Err(PathError::NotFound | PathError::Invalid(_))));
-        assert!(matches!(parse("/v2/a/blobs/uploads/nope"), Err(PathError::UploadUnknown(_))));
+        assert!(matches!(
+            parse("/v2/a/blobs/sha256:xyz"),
+            Err(PathError::Invalid(OciError::InvalidDigest(_)))
+        ));
+        assert!(matches!(
+            parse("/v2/a/blobs/uploads/../../x"),
+            Err(PathError::NotFound | PathError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse("/v2/a/blobs/uploads/nope"),
+            Err(PathError::UploadUnknown(_))
+        ));
         assert_eq!(parse("/v3/x"), Err(PathError::NotFound));
         assert_eq!(parse("/v2/x"), Err(PathError::NotFound));
     }

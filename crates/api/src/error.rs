@@ -98,7 +98,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a code, status and message.
     pub fn new(code: ErrorCode, status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { code, status, message: message.into(), headers: Vec::new() }
+        ApiError {
+            code,
+            status,
+            message: message.into(),
+            headers: Vec::new(),
+        }
     }
 
     /// Adds a response header.
@@ -115,19 +120,29 @@ impl ApiError {
     /// A 500 whose detail is logged, never sent.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        Self::new(ErrorCode::Unknown, StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+        Self::new(
+            ErrorCode::Unknown,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal server error",
+        )
     }
 
     /// 405 for a method the endpoint does not have.
     pub fn method_not_allowed() -> Self {
-        Self::new(ErrorCode::Unsupported, StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+        Self::new(
+            ErrorCode::Unsupported,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed on this endpoint",
+        )
     }
 }
 
 impl From<OciError> for ApiError {
     fn from(e: OciError) -> Self {
         let code = match &e {
-            OciError::InvalidDigest(_) | OciError::UnsupportedAlgorithm(_) => ErrorCode::DigestInvalid,
+            OciError::InvalidDigest(_) | OciError::UnsupportedAlgorithm(_) => {
+                ErrorCode::DigestInvalid
+            }
             OciError::InvalidName(_) => ErrorCode::NameInvalid,
             OciError::InvalidTag(_) => ErrorCode::TagInvalid,
             OciError::InvalidManifest(_) => ErrorCode::ManifestInvalid,
@@ -139,11 +154,17 @@ impl From<OciError> for ApiError {
 impl From<PathError> for ApiError {
     fn from(e: PathError) -> Self {
         match e {
-            PathError::NotFound => ApiError::new(ErrorCode::NotFound, StatusCode::NOT_FOUND, "no such API endpoint"),
+            PathError::NotFound => ApiError::new(
+                ErrorCode::NotFound,
+                StatusCode::NOT_FOUND,
+                "no such API endpoint",
+            ),
             PathError::Invalid(e) => e.into(),
-            PathError::UploadUnknown(id) => {
-                ApiError::new(ErrorCode::BlobUploadUnknown, StatusCode::NOT_FOUND, format!("upload unknown: {id}"))
-            }
+            PathError::UploadUnknown(id) => ApiError::new(
+                ErrorCode::BlobUploadUnknown,
+                StatusCode::NOT_FOUND,
+                format!("upload unknown: {id}"),
+            ),
         }
     }
 }
@@ -154,9 +175,15 @@ impl From<RegistryError> for ApiError {
         let msg = e.to_string();
         match e {
             RegistryError::Invalid(e) => e.into(),
-            RegistryError::BlobUnknown(_) => ApiError::new(ErrorCode::BlobUnknown, S::NOT_FOUND, msg),
-            RegistryError::UploadUnknown(_) => ApiError::new(ErrorCode::BlobUploadUnknown, S::NOT_FOUND, msg),
-            RegistryError::DigestMismatch { .. } => ApiError::bad_request(ErrorCode::DigestInvalid, msg),
+            RegistryError::BlobUnknown(_) => {
+                ApiError::new(ErrorCode::BlobUnknown, S::NOT_FOUND, msg)
+            }
+            RegistryError::UploadUnknown(_) => {
+                ApiError::new(ErrorCode::BlobUploadUnknown, S::NOT_FOUND, msg)
+            }
+            RegistryError::DigestMismatch { .. } => {
+                ApiError::bad_request(ErrorCode::DigestInvalid, msg)
+            }
             RegistryError::RangeInvalid { expected, .. } => {
                 let range = format!("0-{}", expected.saturating_sub(1));
                 let mut err = ApiError::new(ErrorCode::RangeInvalid, S::RANGE_NOT_SATISFIABLE, msg);
@@ -165,20 +192,38 @@ impl From<RegistryError> for ApiError {
                 }
                 err
             }
-            RegistryError::ChunkLengthMismatch { .. } => ApiError::new(ErrorCode::SizeInvalid, S::RANGE_NOT_SATISFIABLE, msg),
-            RegistryError::ManifestUnknown(_) => ApiError::new(ErrorCode::ManifestUnknown, S::NOT_FOUND, msg),
-            RegistryError::ManifestBlobUnknown(_) => ApiError::bad_request(ErrorCode::ManifestBlobUnknown, msg),
-            RegistryError::ManifestChildUnknown(_) => ApiError::bad_request(ErrorCode::ManifestUnknown, msg),
-            RegistryError::NameUnknown(_) => ApiError::new(ErrorCode::NameUnknown, S::NOT_FOUND, msg),
-            RegistryError::DeleteDisabled => ApiError::new(ErrorCode::Unsupported, S::METHOD_NOT_ALLOWED, msg),
-            RegistryError::ReadOnly => ApiError::new(ErrorCode::Unsupported, S::METHOD_NOT_ALLOWED, msg),
+            RegistryError::ChunkLengthMismatch { .. } => {
+                ApiError::new(ErrorCode::SizeInvalid, S::RANGE_NOT_SATISFIABLE, msg)
+            }
+            RegistryError::ManifestUnknown(_) => {
+                ApiError::new(ErrorCode::ManifestUnknown, S::NOT_FOUND, msg)
+            }
+            RegistryError::ManifestBlobUnknown(_) => {
+                ApiError::bad_request(ErrorCode::ManifestBlobUnknown, msg)
+            }
+            RegistryError::ManifestChildUnknown(_) => {
+                ApiError::bad_request(ErrorCode::ManifestUnknown, msg)
+            }
+            RegistryError::NameUnknown(_) => {
+                ApiError::new(ErrorCode::NameUnknown, S::NOT_FOUND, msg)
+            }
+            RegistryError::DeleteDisabled => {
+                ApiError::new(ErrorCode::Unsupported, S::METHOD_NOT_ALLOWED, msg)
+            }
+            RegistryError::ReadOnly => {
+                ApiError::new(ErrorCode::Unsupported, S::METHOD_NOT_ALLOWED, msg)
+            }
             RegistryError::Body(e) => {
                 tracing::info!(error = %e, "request body cut short");
                 ApiError::bad_request(ErrorCode::BlobUploadInvalid, "request body was cut short")
             }
             RegistryError::Storage(StorageError::Full(path)) => {
                 tracing::error!(path, "storage is full");
-                ApiError::new(ErrorCode::Denied, S::INSUFFICIENT_STORAGE, "the registry's storage is full; pushes are refused until space is freed")
+                ApiError::new(
+                    ErrorCode::Denied,
+                    S::INSUFFICIENT_STORAGE,
+                    "the registry's storage is full; pushes are refused until space is freed",
+                )
             }
             RegistryError::Storage(e) => ApiError::internal(e),
         }
@@ -191,7 +236,10 @@ impl IntoResponse for ApiError {
         let mut response = Response::new(Body::from(body.to_string()));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         for (name, value) in self.headers {
             headers.insert(name, value);
         }

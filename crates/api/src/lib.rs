@@ -8,8 +8,8 @@ mod dispatch;
 pub mod endpoint;
 mod error;
 mod manifests;
-mod request;
 mod referrers;
+mod request;
 mod tags;
 mod uploads;
 

@@ -13,22 +13,47 @@ const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-diges
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 
 /// Serves the stored bytes with the media type they were pushed with.
-pub async fn get(ctx: &Ctx, _req: &Req, repo: &RepoName, reference: &Reference, head: bool) -> Result<Response, ApiError> {
+pub async fn get(
+    ctx: &Ctx,
+    _req: &Req,
+    repo: &RepoName,
+    reference: &Reference,
+    head: bool,
+) -> Result<Response, ApiError> {
     let m = ctx.registry.get_manifest(repo, reference).await?;
     let len = m.body.len();
-    let mut response = Response::new(if head { Body::empty() } else { Body::from(m.body) });
+    let mut response = Response::new(if head {
+        Body::empty()
+    } else {
+        Body::from(m.body)
+    });
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&m.media_type).map_err(ApiError::internal)?);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&m.media_type).map_err(ApiError::internal)?,
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     let digest = m.digest.to_string();
-    h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{digest}\"")).map_err(ApiError::internal)?);
-    h.insert(CONTENT_DIGEST, HeaderValue::from_str(&digest).map_err(ApiError::internal)?);
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&format!("\"{digest}\"")).map_err(ApiError::internal)?,
+    );
+    h.insert(
+        CONTENT_DIGEST,
+        HeaderValue::from_str(&digest).map_err(ApiError::internal)?,
+    );
     Ok(response)
 }
 
 /// Stores a manifest (201 with `Location`, `Docker-Content-Digest` and, for a manifest with a
 /// subject, `OCI-Subject`).
-pub async fn put(ctx: &Ctx, req: &Req, repo: &RepoName, reference: &Reference, body: Body) -> Result<Response, ApiError> {
+pub async fn put(
+    ctx: &Ctx,
+    req: &Req,
+    repo: &RepoName,
+    reference: &Reference,
+    body: Body,
+) -> Result<Response, ApiError> {
     if content_length(&req.headers).is_some_and(|len| len > MAX_MANIFEST_SIZE as u64) {
         return Err(ApiError::new(
             ErrorCode::ManifestInvalid,
@@ -38,9 +63,19 @@ pub async fn put(ctx: &Ctx, req: &Req, repo: &RepoName, reference: &Reference, b
     }
     let body = read_limited(body, MAX_MANIFEST_SIZE).await?;
     let content_type = header_str(&req.headers, header::CONTENT_TYPE);
-    let stored = ctx.registry.put_manifest(repo, reference, content_type, body).await?;
-    let location = url(ctx, &req.headers, &format!("/v2/{repo}/manifests/{}", stored.digest));
-    let mut headers = vec![(header::LOCATION, location), (CONTENT_DIGEST, stored.digest.to_string())];
+    let stored = ctx
+        .registry
+        .put_manifest(repo, reference, content_type, body)
+        .await?;
+    let location = url(
+        ctx,
+        &req.headers,
+        &format!("/v2/{repo}/manifests/{}", stored.digest),
+    );
+    let mut headers = vec![
+        (header::LOCATION, location),
+        (CONTENT_DIGEST, stored.digest.to_string()),
+    ];
     if let Some(subject) = stored.subject {
         headers.push((OCI_SUBJECT, subject.to_string()));
     }
@@ -48,7 +83,11 @@ pub async fn put(ctx: &Ctx, req: &Req, repo: &RepoName, reference: &Reference, b
 }
 
 /// Deletes a tag, or a manifest and the tags pointing at it (202).
-pub async fn delete(ctx: &Ctx, repo: &RepoName, reference: &Reference) -> Result<Response, ApiError> {
+pub async fn delete(
+    ctx: &Ctx,
+    repo: &RepoName,
+    reference: &Reference,
+) -> Result<Response, ApiError> {
     ctx.registry.delete_manifest(repo, reference).await?;
     empty(StatusCode::ACCEPTED, vec![])
 }

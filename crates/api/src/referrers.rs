@@ -12,13 +12,21 @@ use crate::request::Req;
 use crate::{ApiError, Ctx};
 
 /// Answers an image index listing the manifests whose subject is `digest`.
-pub async fn list(ctx: &Ctx, req: &Req, repo: &RepoName, digest: &Digest) -> Result<Response, ApiError> {
+pub async fn list(
+    ctx: &Ctx,
+    req: &Req,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Response, ApiError> {
     let filter = req.query.get("artifactType").filter(|t| !t.is_empty());
     let manifests = ctx.registry.referrers(repo, digest, filter).await?;
     let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
     let mut extra = Vec::new();
     if filter.is_some() {
-        extra.push((HeaderName::from_static("oci-filters-applied"), "artifactType".to_owned()));
+        extra.push((
+            HeaderName::from_static("oci-filters-applied"),
+            "artifactType".to_owned(),
+        ));
     }
     json(&index, OCI_INDEX, extra)
 }

@@ -8,13 +8,27 @@ use percent_encoding::percent_decode_str;
 
 use crate::{ApiError, Ctx, ErrorCode};
 
+/// The parts of a request a handler reads (the body is passed separately when needed).
+pub struct Req {
+    /// The HTTP method.
+    pub method: http::Method,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Decoded query parameters.
+    pub query: Query,
+}
+
 /// Decoded query parameters, in order.
 pub struct Query(Vec<(String, String)>);
 
 impl Query {
     /// Parses `a=1&b=x%2Fy`.
     pub fn parse(query: Option<&str>) -> Self {
-        let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        let decode = |s: &str| {
+            percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         let pairs = query
             .unwrap_or("")
             .split('&')
@@ -29,7 +43,10 @@ impl Query {
 
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The pagination size `n`: absent, or a non-negative integer.
@@ -37,14 +54,17 @@ impl Query {
         match self.get("n") {
             None | Some("") => Ok(None),
             Some(n) => n.parse().map(Some).map_err(|_| {
-                ApiError::bad_request(ErrorCode::PaginationNumberInvalid, format!("invalid page size n={n:?}"))
+                ApiError::bad_request(
+                    ErrorCode::PaginationNumberInvalid,
+                    format!("invalid page size n={n:?}"),
+                )
             }),
         }
     }
 }
 
 /// A header as a string, if present and valid UTF-8.
-pub fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+pub fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -57,10 +77,17 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// tolerated). Returns `(start, length)`.
 pub fn parse_content_range(value: &str) -> Result<(u64, u64), ApiError> {
     let bad = || {
-        ApiError::new(ErrorCode::RangeInvalid, StatusCode::RANGE_NOT_SATISFIABLE, format!("invalid Content-Range {value:?}"))
+        ApiError::new(
+            ErrorCode::RangeInvalid,
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            format!("invalid Content-Range {value:?}"),
+        )
     };
     let v = value.trim();
-    let v = v.strip_prefix("bytes=").or_else(|| v.strip_prefix("bytes ")).unwrap_or(v);
+    let v = v
+        .strip_prefix("bytes=")
+        .or_else(|| v.strip_prefix("bytes "))
+        .unwrap_or(v);
     let v = v.split('/').next().unwrap_or(v);
     let (start, end) = v.split_once('-').ok_or_else(bad)?;
     let start: u64 = start.trim().parse().map_err(|_| bad())?;
@@ -91,7 +118,10 @@ pub fn parse_range(value: Option<&str>, size: u64) -> Result<Option<(u64, u64)>,
         (start, "") => (start.parse().map_err(|_| ())?, size.saturating_sub(1)),
         (start, end) => {
             let end: u64 = end.parse().map_err(|_| ())?;
-            (start.parse().map_err(|_| ())?, end.min(size.saturating_sub(1)))
+            (
+                start.parse().map_err(|_| ())?,
+                end.min(size.saturating_sub(1)),
+            )
         }
     };
     if start >= size || end < start {
@@ -108,7 +138,11 @@ pub fn body_stream(body: Body) -> BodyStream {
 /// Reads a body of at most `limit` bytes, or fails with 413.
 pub async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     let too_big = || {
-        ApiError::new(ErrorCode::ManifestInvalid, StatusCode::PAYLOAD_TOO_LARGE, format!("manifest exceeds {limit} bytes"))
+        ApiError::new(
+            ErrorCode::ManifestInvalid,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("manifest exceeds {limit} bytes"),
+        )
     };
     let mut stream = body.into_data_stream();
     let mut buf = bytes::BytesMut::new();
@@ -135,10 +169,17 @@ pub fn url(ctx: &Ctx, headers: &HeaderMap, path: &str) -> String {
     if let Some(host) = &ctx.options.host {
         return format!("{}{path}", host.trim_end_matches('/'));
     }
-    let forwarded = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next()).map(str::trim);
+    let forwarded = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+    };
     let host = forwarded("x-forwarded-host").or_else(|| header_str(headers, header::HOST));
     let Some(host) = host else { return path };
-    let scheme = forwarded("x-forwarded-proto").unwrap_or(if ctx.options.tls { "https" } else { "http" });
+    let scheme =
+        forwarded("x-forwarded-proto").unwrap_or(if ctx.options.tls { "https" } else { "http" });
     format!("{scheme}://{host}{path}")
 }
 
@@ -176,14 +217,4 @@ mod tests {
         assert_eq!(q.get("x"), Some(""));
         assert!(Query::parse(Some("n=-1")).page_size().is_err());
     }
-}
-
-/// The parts of a request a handler reads (the body is passed separately when needed).
-pub struct Req {
-    /// The HTTP method.
-    pub method: http::Method,
-    /// Request headers.
-    pub headers: HeaderMap,
-    /// Decoded query parameters.
-    pub query: Query,
 }

@@ -17,9 +17,17 @@ pub async fn list(ctx: &Ctx, req: &Req, repo: &RepoName) -> Result<Response, Api
     let mut extra = Vec::new();
     if page.more {
         if let (Some(n), Some(last)) = (n, page.items.last()) {
-            let next = url(ctx, &req.headers, &format!("/v2/{repo}/tags/list?n={n}&last={last}"));
+            let next = url(
+                ctx,
+                &req.headers,
+                &format!("/v2/{repo}/tags/list?n={n}&last={last}"),
+            );
             extra.push((header::LINK, format!("<{next}>; rel=\"next\"")));
         }
     }
-    json(&json!({"name": repo.as_str(), "tags": page.items}), "application/json", extra)
+    json(
+        &json!({"name": repo.as_str(), "tags": page.items}),
+        "application/json",
+        extra,
+    )
 }

@@ -23,12 +23,30 @@ fn upload_location(ctx: &Ctx, req: &Req, repo: &RepoName, id: &str) -> String {
     url(ctx, &req.headers, &format!("/v2/{repo}/blobs/uploads/{id}"))
 }
 
-fn blob_created(ctx: &Ctx, req: &Req, repo: &RepoName, digest: &Digest) -> Result<Response, ApiError> {
+fn blob_created(
+    ctx: &Ctx,
+    req: &Req,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Response, ApiError> {
     let location = url(ctx, &req.headers, &format!("/v2/{repo}/blobs/{digest}"));
-    empty(StatusCode::CREATED, vec![(header::LOCATION, location), (CONTENT_DIGEST, digest.to_string())])
+    empty(
+        StatusCode::CREATED,
+        vec![
+            (header::LOCATION, location),
+            (CONTENT_DIGEST, digest.to_string()),
+        ],
+    )
 }
 
-fn session_response(ctx: &Ctx, req: &Req, repo: &RepoName, id: &str, size: u64, status: StatusCode) -> Result<Response, ApiError> {
+fn session_response(
+    ctx: &Ctx,
+    req: &Req,
+    repo: &RepoName,
+    id: &str,
+    size: u64,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
     empty(
         status,
         vec![
@@ -40,20 +58,40 @@ fn session_response(ctx: &Ctx, req: &Req, repo: &RepoName, id: &str, size: u64, 
 }
 
 fn digest_param(req: &Req) -> Result<Option<Digest>, ApiError> {
-    req.query.get("digest").map(|d| d.parse::<Digest>().map_err(ApiError::from)).transpose()
+    req.query
+        .get("digest")
+        .map(|d| d.parse::<Digest>().map_err(ApiError::from))
+        .transpose()
 }
 
 /// Starts an upload: a cross-repository mount (201) when `mount` is given and possible, a
 /// monolithic upload (201) when `digest` is given, else a new session (202).
-pub async fn start(ctx: &Ctx, req: &Req, repo: &RepoName, body: Body) -> Result<Response, ApiError> {
+pub async fn start(
+    ctx: &Ctx,
+    req: &Req,
+    repo: &RepoName,
+    body: Body,
+) -> Result<Response, ApiError> {
     if let Some(mount) = req.query.get("mount") {
         let digest: Digest = mount.parse()?;
-        let from = req.query.get("from").filter(|f| !f.is_empty()).map(str::parse::<RepoName>).transpose()?;
-        if ctx.registry.mount_blob(from.as_ref(), repo, &digest).await?.is_some() {
+        let from = req
+            .query
+            .get("from")
+            .filter(|f| !f.is_empty())
+            .map(str::parse::<RepoName>)
+            .transpose()?;
+        if ctx
+            .registry
+            .mount_blob(from.as_ref(), repo, &digest)
+            .await?
+            .is_some()
+        {
             return blob_created(ctx, req, repo, &digest);
         }
     } else if let Some(digest) = digest_param(req)? {
-        ctx.registry.put_blob(repo, &digest, body_stream(body)).await?;
+        ctx.registry
+            .put_blob(repo, &digest, body_stream(body))
+            .await?;
         return blob_created(ctx, req, repo, &digest);
     }
     let id = ctx.registry.start_upload(repo).await?;
@@ -68,7 +106,9 @@ pub async fn status(ctx: &Ctx, req: &Req, repo: &RepoName, id: &str) -> Result<R
 
 /// Parses Content-Range and checks it against Content-Length before any byte is stored.
 fn chunk_range(req: &Req) -> Result<Option<(u64, u64)>, ApiError> {
-    let Some(value) = header_str(&req.headers, header::CONTENT_RANGE) else { return Ok(None) };
+    let Some(value) = header_str(&req.headers, header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
     let (start, len) = parse_content_range(value)?;
     if let Some(cl) = content_length(&req.headers) {
         if cl != len {
@@ -84,22 +124,52 @@ fn chunk_range(req: &Req) -> Result<Option<(u64, u64)>, ApiError> {
 
 /// Appends a chunk (202 with the new `Range`); a chunk that does not start where the upload
 /// ends is refused with 416.
-pub async fn patch(ctx: &Ctx, req: &Req, repo: &RepoName, id: &str, body: Body) -> Result<Response, ApiError> {
+pub async fn patch(
+    ctx: &Ctx,
+    req: &Req,
+    repo: &RepoName,
+    id: &str,
+    body: Body,
+) -> Result<Response, ApiError> {
     let range = chunk_range(req)?;
     let size = ctx
         .registry
-        .append_upload(repo, id, range.map(|r| r.0), range.map(|r| r.1), body_stream(body))
+        .append_upload(
+            repo,
+            id,
+            range.map(|r| r.0),
+            range.map(|r| r.1),
+            body_stream(body),
+        )
         .await?;
     session_response(ctx, req, repo, id, size, StatusCode::ACCEPTED)
 }
 
 /// Completes an upload with an optional final chunk; the digest is verified before the blob
 /// becomes visible (201).
-pub async fn finish(ctx: &Ctx, req: &Req, repo: &RepoName, id: &str, body: Body) -> Result<Response, ApiError> {
-    let digest = digest_param(req)?
-        .ok_or_else(|| ApiError::bad_request(ErrorCode::DigestInvalid, "the digest query parameter is required"))?;
+pub async fn finish(
+    ctx: &Ctx,
+    req: &Req,
+    repo: &RepoName,
+    id: &str,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let digest = digest_param(req)?.ok_or_else(|| {
+        ApiError::bad_request(
+            ErrorCode::DigestInvalid,
+            "the digest query parameter is required",
+        )
+    })?;
     let range = chunk_range(req)?;
-    ctx.registry.finish_upload(repo, id, &digest, range.map(|r| r.0), Some(body_stream(body))).await?;
+    ctx.registry
+        .finish_upload(
+            repo,
+            id,
+            &digest,
+            range.map(|r| r.0),
+            Some(body_stream(body)),
+        )
+        .await?;
     blob_created(ctx, req, repo, &digest)
 }
 

@@ -45,11 +45,19 @@ impl Digest {
     /// Builds a digest from its parts, validating the hex encoding.
     pub fn new(algorithm: Algorithm, hex: &str) -> Result<Self, OciError> {
         let valid = hex.len() == algorithm.hex_len()
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !valid {
-            return Err(OciError::InvalidDigest(format!("{}:{hex}", algorithm.as_str())));
+            return Err(OciError::InvalidDigest(format!(
+                "{}:{hex}",
+                algorithm.as_str()
+            )));
         }
-        Ok(Digest { algorithm, hex: hex.to_owned() })
+        Ok(Digest {
+            algorithm,
+            hex: hex.to_owned(),
+        })
     }
 
     /// The algorithm part.
@@ -75,11 +83,17 @@ impl FromStr for Digest {
 
     /// Parses `algorithm:encoded` per the OCI grammar; only sha256 and sha512 are accepted.
     fn from_str(s: &str) -> Result<Self, OciError> {
-        let (alg, hex) = s.split_once(':').ok_or_else(|| OciError::InvalidDigest(s.to_owned()))?;
+        let (alg, hex) = s
+            .split_once(':')
+            .ok_or_else(|| OciError::InvalidDigest(s.to_owned()))?;
         let alg_ok = !alg.is_empty()
-            && alg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b));
+            && alg
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b));
         let hex_ok = !hex.is_empty()
-            && hex.bytes().all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b));
         if !alg_ok || !hex_ok {
             return Err(OciError::InvalidDigest(s.to_owned()));
         }

@@ -38,7 +38,8 @@ impl Descriptor {
     /// A foreign layer lives at its URLs, not in the registry, so its blob need not exist.
     pub fn is_foreign(&self) -> bool {
         !self.urls.is_empty()
-            && (self.media_type == mt::DOCKER_FOREIGN_LAYER || self.media_type.contains(".nondistributable."))
+            && (self.media_type == mt::DOCKER_FOREIGN_LAYER
+                || self.media_type.contains(".nondistributable."))
     }
 }
 
@@ -123,13 +124,19 @@ impl Manifest {
     /// `mediaType` contradicts a manifest Content-Type is rejected, as registry:2 does.
     pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Manifest, OciError> {
         if body.len() > MAX_MANIFEST_SIZE {
-            return Err(invalid(format!("manifest is larger than {MAX_MANIFEST_SIZE} bytes")));
+            return Err(invalid(format!(
+                "manifest is larger than {MAX_MANIFEST_SIZE} bytes"
+            )));
         }
         let raw: Raw = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
-        let header = content_type.map(bare_media_type).filter(|t| is_manifest_type(t));
+        let header = content_type
+            .map(bare_media_type)
+            .filter(|t| is_manifest_type(t));
         let media_type = match (&raw.media_type, header) {
             (Some(body_type), Some(h)) if body_type != h => {
-                return Err(invalid(format!("mediaType {body_type:?} does not match Content-Type {h:?}")))
+                return Err(invalid(format!(
+                    "mediaType {body_type:?} does not match Content-Type {h:?}"
+                )))
             }
             (Some(body_type), _) => body_type.clone(),
             (None, Some(h)) => h.to_owned(),
@@ -142,7 +149,10 @@ impl Manifest {
     /// does (stored manifests carry no Content-Type of their own).
     pub fn detect_media_type(body: &[u8]) -> String {
         match serde_json::from_slice::<Raw>(body) {
-            Ok(raw) => raw.media_type.clone().unwrap_or_else(|| Self::guess_media_type(&raw)),
+            Ok(raw) => raw
+                .media_type
+                .clone()
+                .unwrap_or_else(|| Self::guess_media_type(&raw)),
             Err(_) => mt::OCI_MANIFEST.to_owned(),
         }
     }
@@ -162,7 +172,11 @@ impl Manifest {
             mt::OCI_MANIFEST | mt::DOCKER_MANIFEST => ManifestKind::Image,
             mt::OCI_INDEX | mt::DOCKER_MANIFEST_LIST => ManifestKind::Index,
             mt::DOCKER_SCHEMA1 | mt::DOCKER_SCHEMA1_SIGNED => ManifestKind::Schema1,
-            other => return Err(invalid(format!("unsupported manifest media type {other:?}"))),
+            other => {
+                return Err(invalid(format!(
+                    "unsupported manifest media type {other:?}"
+                )))
+            }
         };
         let expected_version = if kind == ManifestKind::Schema1 { 1 } else { 2 };
         if raw.schema_version != Some(expected_version) {
@@ -177,10 +191,17 @@ impl Manifest {
             subject: raw.subject,
             artifact_type: raw.artifact_type,
             annotations: raw.annotations,
-            schema1_blobs: raw.fs_layers.unwrap_or_default().into_iter().map(|l| l.blob_sum).collect(),
+            schema1_blobs: raw
+                .fs_layers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| l.blob_sum)
+                .collect(),
         };
         match kind {
-            ManifestKind::Image if manifest.config.is_none() => Err(invalid("image manifest has no config")),
+            ManifestKind::Image if manifest.config.is_none() => {
+                Err(invalid("image manifest has no config"))
+            }
             ManifestKind::Index if !manifest.layers.is_empty() || manifest.config.is_some() => {
                 Err(invalid("an index cannot have a config or layers"))
             }
@@ -191,8 +212,15 @@ impl Manifest {
     /// Blobs this manifest needs in the repository: config and layers (foreign layers excluded),
     /// or schema 1 blob sums.
     pub fn blob_references(&self) -> Vec<&Digest> {
-        let descriptors = self.config.iter().chain(&self.layers).filter(|d| !d.is_foreign());
-        descriptors.map(|d| &d.digest).chain(&self.schema1_blobs).collect()
+        let descriptors = self
+            .config
+            .iter()
+            .chain(&self.layers)
+            .filter(|d| !d.is_foreign());
+        descriptors
+            .map(|d| &d.digest)
+            .chain(&self.schema1_blobs)
+            .collect()
     }
 
     /// The artifact type the referrers API reports: `artifactType`, else the config media type.
@@ -214,7 +242,9 @@ mod tests {
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
     fn image(media_type: Option<&str>) -> String {
-        let mt = media_type.map(|m| format!(r#""mediaType":"{m}","#)).unwrap_or_default();
+        let mt = media_type
+            .map(|m| format!(r#""mediaType":"{m}","#))
+            .unwrap_or_default();
         format!(
             r#"{{"schemaVersion":2,{mt}"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{D1}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{D2}","size":3}}]}}"#
         )
@@ -248,7 +278,10 @@ mod tests {
         let m = Manifest::parse(body.as_bytes(), None).expect("valid");
         assert_eq!(m.kind, ManifestKind::Index);
         assert_eq!(m.manifests.len(), 1);
-        assert_eq!(m.subject.as_ref().map(|s| s.digest.to_string()), Some(D2.to_owned()));
+        assert_eq!(
+            m.subject.as_ref().map(|s| s.digest.to_string()),
+            Some(D2.to_owned())
+        );
         assert_eq!(m.effective_artifact_type().as_deref(), Some("a/b"));
     }
 
@@ -264,15 +297,27 @@ mod tests {
             r#"{"schemaVersion":2,"config":{"digest":"sha256:xyz","size":1},"layers":[]}"#,
             r#"{"schemaVersion":2,"mediaType":"text/plain","config":{"digest":"sha256:1","size":1}}"#,
         ] {
-            assert!(Manifest::parse(bad.as_bytes(), None).is_err(), "{bad:?} accepted");
+            assert!(
+                Manifest::parse(bad.as_bytes(), None).is_err(),
+                "{bad:?} accepted"
+            );
         }
     }
 
     #[test]
     fn detects_stored_types() {
-        assert_eq!(Manifest::detect_media_type(br#"{"schemaVersion":1,"fsLayers":[]}"#), mt::DOCKER_SCHEMA1_SIGNED);
-        assert_eq!(Manifest::detect_media_type(br#"{"schemaVersion":2,"manifests":[]}"#), mt::OCI_INDEX);
-        assert_eq!(Manifest::detect_media_type(image(Some(mt::DOCKER_MANIFEST)).as_bytes()), mt::DOCKER_MANIFEST);
+        assert_eq!(
+            Manifest::detect_media_type(br#"{"schemaVersion":1,"fsLayers":[]}"#),
+            mt::DOCKER_SCHEMA1_SIGNED
+        );
+        assert_eq!(
+            Manifest::detect_media_type(br#"{"schemaVersion":2,"manifests":[]}"#),
+            mt::OCI_INDEX
+        );
+        assert_eq!(
+            Manifest::detect_media_type(image(Some(mt::DOCKER_MANIFEST)).as_bytes()),
+            mt::DOCKER_MANIFEST
+        );
     }
 
     proptest! {

@@ -77,7 +77,17 @@ mod tests {
 
     #[test]
     fn accepts_spec_names() {
-        for ok in ["a", "library/alpine", "a/b/c/d/e/f/g/h", "my-app", "my--app", "a.b", "a_b", "a__b", "x9/y-z.w"] {
+        for ok in [
+            "a",
+            "library/alpine",
+            "a/b/c/d/e/f/g/h",
+            "my-app",
+            "my--app",
+            "a.b",
+            "a_b",
+            "a__b",
+            "x9/y-z.w",
+        ] {
             assert!(ok.parse::<RepoName>().is_ok(), "{ok:?} rejected");
         }
     }
@@ -86,8 +96,24 @@ mod tests {
     fn rejects_tricks() {
         let long = "a".repeat(256);
         for bad in [
-            "", "..", "a/..", "../a", "a//b", "/a", "a/", "A", "a b", "a\0b", "a...b", "a___b", "-a", "a-",
-            "%2e%2e", "a/./b", "_a", long.as_str(),
+            "",
+            "..",
+            "a/..",
+            "../a",
+            "a//b",
+            "/a",
+            "a/",
+            "A",
+            "a b",
+            "a\0b",
+            "a...b",
+            "a___b",
+            "-a",
+            "a-",
+            "%2e%2e",
+            "a/./b",
+            "_a",
+            long.as_str(),
         ] {
             assert!(bad.parse::<RepoName>().is_err(), "{bad:?} accepted");
         }

@@ -21,8 +21,13 @@ impl FromStr for Tag {
 
     fn from_str(s: &str) -> Result<Self, OciError> {
         let b = s.as_bytes();
-        let first_ok = b.first().is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_');
-        let rest_ok = b.iter().skip(1).all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c));
+        let first_ok = b
+            .first()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_');
+        let rest_ok = b
+            .iter()
+            .skip(1)
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c));
         if !first_ok || !rest_ok || b.len() > 128 {
             return Err(OciError::InvalidTag(s.to_owned()));
         }
@@ -80,7 +85,9 @@ mod tests {
         assert!(".x".parse::<Reference>().is_err());
         assert!("a/b".parse::<Reference>().is_err());
         assert!("..".parse::<Reference>().is_err());
-        assert!(format!("a{}", "b".repeat(128)).parse::<Reference>().is_err());
+        assert!(format!("a{}", "b".repeat(128))
+            .parse::<Reference>()
+            .is_err());
         assert!("sha256:zz".parse::<Reference>().is_err());
     }
 

@@ -9,12 +9,23 @@ use crate::{links, Registry, RegistryError};
 impl Registry {
     /// Whether `repo` may serve `digest`: a layer link, or a manifest revision (clients may fetch
     /// manifests through the blob endpoint).
-    pub(crate) async fn blob_linked(&self, repo: &RepoName, digest: &Digest) -> Result<bool, RegistryError> {
+    pub(crate) async fn blob_linked(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
         let d = self.driver();
-        if links::read(d, &paths::layer_link(repo, digest)).await?.as_ref() == Some(digest) {
+        if links::read(d, &paths::layer_link(repo, digest))
+            .await?
+            .as_ref()
+            == Some(digest)
+        {
             return Ok(true);
         }
-        Ok(links::read(d, &paths::revision_link(repo, digest)).await?.as_ref() == Some(digest))
+        Ok(links::read(d, &paths::revision_link(repo, digest))
+            .await?
+            .as_ref()
+            == Some(digest))
     }
 
     /// Size of the stored blob content, whoever links it.
@@ -31,24 +42,40 @@ impl Registry {
         if !self.blob_linked(repo, digest).await? {
             return Err(RegistryError::BlobUnknown(digest.clone()));
         }
-        self.blob_size(digest).await?.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+        self.blob_size(digest)
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
     }
 
     /// Streams `len` bytes (or the rest) of a blob from `offset`. Callers check the range
     /// against [`Registry::stat_blob`] first.
-    pub async fn read_blob(&self, digest: &Digest, offset: u64, len: Option<u64>) -> Result<ByteStream, RegistryError> {
-        self.driver().reader(&paths::blob_data(digest), offset, len).await.map_err(|e| {
-            if e.is_not_found() {
-                RegistryError::BlobUnknown(digest.clone())
-            } else {
-                e.into()
-            }
-        })
+    pub async fn read_blob(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<ByteStream, RegistryError> {
+        self.driver()
+            .reader(&paths::blob_data(digest), offset, len)
+            .await
+            .map_err(|e| {
+                if e.is_not_found() {
+                    RegistryError::BlobUnknown(digest.clone())
+                } else {
+                    e.into()
+                }
+            })
     }
 
     /// A URL to redirect blob downloads to, when the storage driver offers one.
-    pub async fn blob_redirect_url(&self, digest: &Digest) -> Result<Option<String>, RegistryError> {
-        Ok(self.driver().redirect_url(&paths::blob_data(digest)).await?)
+    pub async fn blob_redirect_url(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<String>, RegistryError> {
+        Ok(self
+            .driver()
+            .redirect_url(&paths::blob_data(digest))
+            .await?)
     }
 
     /// Unlinks a blob from a repository, as registry:2 does; the content itself is only removed
@@ -88,7 +115,11 @@ impl Registry {
     }
 
     /// Makes `digest` servable from `repo`.
-    pub(crate) async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), RegistryError> {
+    pub(crate) async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
         links::write(self.driver(), &paths::layer_link(repo, digest), digest).await?;
         Ok(())
     }

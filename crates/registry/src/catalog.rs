@@ -23,13 +23,20 @@ impl Registry {
         let mut stack = vec![String::new()];
         let root = paths::repositories_root();
         while let Some(rel) = stack.pop() {
-            let dir = if rel.is_empty() { root.clone() } else { format!("{root}/{rel}") };
+            let dir = if rel.is_empty() {
+                root.clone()
+            } else {
+                format!("{root}/{rel}")
+            };
             let mut children = match self.driver().list(&dir).await {
                 Ok(c) => c,
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e.into()),
             };
-            if !rel.is_empty() && children.iter().any(|c| c == "_manifests") && last.is_none_or(|l| cmp_path(&rel, l) == Ordering::Greater) {
+            if !rel.is_empty()
+                && children.iter().any(|c| c == "_manifests")
+                && last.is_none_or(|l| cmp_path(&rel, l) == Ordering::Greater)
+            {
                 if items.len() == n {
                     return Ok(Page { items, more: true });
                 }
@@ -38,7 +45,11 @@ impl Registry {
             children.retain(|c| !c.starts_with('_') && !c.starts_with('.'));
             children.sort();
             for child in children.into_iter().rev() {
-                let path = if rel.is_empty() { child } else { format!("{rel}/{child}") };
+                let path = if rel.is_empty() {
+                    child
+                } else {
+                    format!("{rel}/{child}")
+                };
                 // Skip subtrees that lie wholly before `last`.
                 if let Some(last) = last {
                     let before = cmp_path(&path, last) == Ordering::Less;
@@ -86,7 +97,9 @@ mod tests {
             let stream = Box::pin(futures_util::stream::iter([Ok(config.clone())]));
             reg.put_blob(&repo, &cd, stream).await.expect("blob");
             let tag: Reference = "t".parse().expect("tag");
-            reg.put_manifest(&repo, &tag, None, Bytes::from(body.clone())).await.expect("manifest");
+            reg.put_manifest(&repo, &tag, None, Bytes::from(body.clone()))
+                .await
+                .expect("manifest");
         }
         let all = reg.catalog(100, None).await.expect("catalog");
         assert_eq!(all.items, ["a", "a/b", "a/b/c", "a-b", "m/n/o", "z"]);

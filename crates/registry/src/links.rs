@@ -10,7 +10,9 @@ use bytes::Bytes;
 pub async fn read(driver: &dyn StorageDriver, path: &str) -> Result<Option<Digest>, StorageError> {
     match driver.get_content(path).await {
         Ok(bytes) => {
-            let parsed = std::str::from_utf8(&bytes).ok().and_then(|s| s.trim().parse().ok());
+            let parsed = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
             if parsed.is_none() {
                 tracing::warn!(path, "ignoring link file that does not hold a digest");
             }
@@ -22,8 +24,14 @@ pub async fn read(driver: &dyn StorageDriver, path: &str) -> Result<Option<Diges
 }
 
 /// Writes a link pointing at `digest`.
-pub async fn write(driver: &dyn StorageDriver, path: &str, digest: &Digest) -> Result<(), StorageError> {
-    driver.put_content(path, Bytes::from(digest.to_string())).await
+pub async fn write(
+    driver: &dyn StorageDriver,
+    path: &str,
+    digest: &Digest,
+) -> Result<(), StorageError> {
+    driver
+        .put_content(path, Bytes::from(digest.to_string()))
+        .await
 }
 
 /// Deletes a path, treating "already gone" as success.

@@ -27,7 +27,10 @@ pub struct ManifestCache {
 impl ManifestCache {
     /// A cache holding up to `budget` bytes of manifests.
     pub fn new(budget: usize) -> Self {
-        ManifestCache { budget, inner: Mutex::new((0, HashMap::new())) }
+        ManifestCache {
+            budget,
+            inner: Mutex::new((0, HashMap::new())),
+        }
     }
 
     /// The cached manifest for `digest`, if any.

@@ -30,7 +30,11 @@ pub struct PutManifest {
 
 impl Registry {
     /// Resolves a tag or digest to a digest that `repo` holds a revision of.
-    pub async fn resolve_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Digest, RegistryError> {
+    pub async fn resolve_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Digest, RegistryError> {
         let d = self.driver();
         let digest = match reference {
             Reference::Digest(digest) => digest.clone(),
@@ -38,28 +42,45 @@ impl Registry {
                 .await?
                 .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))?,
         };
-        if links::read(d, &paths::revision_link(repo, &digest)).await?.as_ref() != Some(&digest) {
+        if links::read(d, &paths::revision_link(repo, &digest))
+            .await?
+            .as_ref()
+            != Some(&digest)
+        {
             return Err(RegistryError::ManifestUnknown(reference.to_string()));
         }
         Ok(digest)
     }
 
     /// Reads a manifest by tag or digest.
-    pub async fn get_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<StoredManifest, RegistryError> {
+    pub async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<StoredManifest, RegistryError> {
         let digest = self.resolve_manifest(repo, reference).await?;
         let cached = self.load_manifest(&digest).await?;
-        Ok(StoredManifest { digest, body: cached.body, media_type: cached.media_type })
+        Ok(StoredManifest {
+            digest,
+            body: cached.body,
+            media_type: cached.media_type,
+        })
     }
 
     /// Loads manifest content by digest (no repository check), verifying it on a cache miss so
     /// corrupted storage is reported instead of served.
-    pub(crate) async fn load_manifest(&self, digest: &Digest) -> Result<CachedManifest, RegistryError> {
+    pub(crate) async fn load_manifest(
+        &self,
+        digest: &Digest,
+    ) -> Result<CachedManifest, RegistryError> {
         if let Some(hit) = self.manifest_cache.get(digest) {
             return Ok(hit);
         }
         let body = match self.driver().get_content(&paths::blob_data(digest)).await {
             Ok(body) => body,
-            Err(e) if e.is_not_found() => return Err(RegistryError::ManifestUnknown(digest.to_string())),
+            Err(e) if e.is_not_found() => {
+                return Err(RegistryError::ManifestUnknown(digest.to_string()))
+            }
             Err(e) => return Err(e.into()),
         };
         let mut check = Digester::new(digest.algorithm());
@@ -67,9 +88,15 @@ impl Registry {
         let actual = check.finish();
         if &actual != digest {
             tracing::error!(%digest, %actual, "stored manifest does not match its digest");
-            return Err(RegistryError::DigestMismatch { expected: digest.clone(), actual });
+            return Err(RegistryError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
         }
-        let cached = CachedManifest { media_type: Manifest::detect_media_type(&body), body };
+        let cached = CachedManifest {
+            media_type: Manifest::detect_media_type(&body),
+            body,
+        };
         self.manifest_cache.put(digest.clone(), cached.clone());
         Ok(cached)
     }
@@ -100,14 +127,18 @@ impl Registry {
         let digest = digester.finish();
         if let Reference::Digest(expected) = reference {
             if expected != &digest {
-                return Err(RegistryError::DigestMismatch { expected: expected.clone(), actual: digest });
+                return Err(RegistryError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual: digest,
+                });
             }
         }
         self.check_references(repo, &manifest).await?;
 
         let d = self.driver();
         if self.blob_size(&digest).await?.is_none() {
-            d.put_content(&paths::blob_data(&digest), body.clone()).await?;
+            d.put_content(&paths::blob_data(&digest), body.clone())
+                .await?;
         }
         links::write(d, &paths::revision_link(repo, &digest), &digest).await?;
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
@@ -119,19 +150,25 @@ impl Registry {
             links::write(d, &paths::tag_current_link(repo, tag), &digest).await?;
         }
         let media_type = manifest.media_type.clone();
-        self.manifest_cache.put(digest.clone(), CachedManifest { body, media_type });
+        self.manifest_cache
+            .put(digest.clone(), CachedManifest { body, media_type });
         Ok(PutManifest { digest, subject })
     }
 
     /// Blobs must be linked in the repository; child manifests of an index must be revisions.
-    async fn check_references(&self, repo: &RepoName, manifest: &Manifest) -> Result<(), RegistryError> {
+    async fn check_references(
+        &self,
+        repo: &RepoName,
+        manifest: &Manifest,
+    ) -> Result<(), RegistryError> {
         for blob in manifest.blob_references() {
             if !self.blob_linked(repo, blob).await? || self.blob_size(blob).await?.is_none() {
                 return Err(RegistryError::ManifestBlobUnknown(blob.clone()));
             }
         }
         for child in &manifest.manifests {
-            let link = links::read(self.driver(), &paths::revision_link(repo, &child.digest)).await?;
+            let link =
+                links::read(self.driver(), &paths::revision_link(repo, &child.digest)).await?;
             if link.as_ref() != Some(&child.digest) {
                 return Err(RegistryError::ManifestChildUnknown(child.digest.clone()));
             }
@@ -140,25 +177,36 @@ impl Registry {
     }
 
     /// Deletes a tag (by tag) or a manifest revision with every tag pointing at it (by digest).
-    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<(), RegistryError> {
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<(), RegistryError> {
         self.check_deletable()?;
         let d = self.driver();
         match reference {
             Reference::Tag(tag) => {
-                if links::read(d, &paths::tag_current_link(repo, tag)).await?.is_none() {
+                if links::read(d, &paths::tag_current_link(repo, tag))
+                    .await?
+                    .is_none()
+                {
                     return Err(RegistryError::ManifestUnknown(tag.to_string()));
                 }
                 links::remove(d, &paths::tag_dir(repo, tag)).await?;
             }
             Reference::Digest(digest) => {
-                let digest = self.resolve_manifest(repo, reference).await.map_err(|_| {
-                    RegistryError::ManifestUnknown(digest.to_string())
-                })?;
+                let digest = self
+                    .resolve_manifest(repo, reference)
+                    .await
+                    .map_err(|_| RegistryError::ManifestUnknown(digest.to_string()))?;
                 for tag in self.tags_pointing_at(repo, &digest).await? {
                     links::remove(d, &paths::tag_dir(repo, &tag)).await?;
                 }
                 if let Ok(cached) = self.load_manifest(&digest).await {
-                    if let Some(subject) = Manifest::parse(&cached.body, Some(&cached.media_type)).ok().and_then(|m| m.subject) {
+                    if let Some(subject) = Manifest::parse(&cached.body, Some(&cached.media_type))
+                        .ok()
+                        .and_then(|m| m.subject)
+                    {
                         let link = paths::referrer_link(repo, &subject.digest, &digest);
                         links::remove(d, link.trim_end_matches("/link")).await?;
                     }

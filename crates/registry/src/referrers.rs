@@ -17,16 +17,25 @@ impl Registry {
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>, RegistryError> {
         let d = self.driver();
-        if d.stat(&paths::referrers_indexed_marker(repo)).await.is_err() {
+        if d.stat(&paths::referrers_indexed_marker(repo))
+            .await
+            .is_err()
+        {
             self.index_existing_referrers(repo).await?;
         }
         let dir = paths::referrers_dir(repo, subject);
         let mut found = Vec::new();
         for algorithm in list_or_empty(d, &dir).await? {
             for hex in list_or_empty(d, &format!("{dir}/{algorithm}")).await? {
-                let Ok(digest) = format!("{algorithm}:{hex}").parse::<Digest>() else { continue };
+                let Ok(digest) = format!("{algorithm}:{hex}").parse::<Digest>() else {
+                    continue;
+                };
                 // Skip links whose manifest revision is gone (deleted by another node mid-way).
-                if links::read(d, &paths::revision_link(repo, &digest)).await?.as_ref() != Some(&digest) {
+                if links::read(d, &paths::revision_link(repo, &digest))
+                    .await?
+                    .as_ref()
+                    != Some(&digest)
+                {
                     continue;
                 }
                 let cached = match self.load_manifest(&digest).await {
@@ -34,7 +43,9 @@ impl Registry {
                     Err(RegistryError::ManifestUnknown(_)) => continue,
                     Err(e) => return Err(e),
                 };
-                let Ok(manifest) = Manifest::parse(&cached.body, Some(&cached.media_type)) else { continue };
+                let Ok(manifest) = Manifest::parse(&cached.body, Some(&cached.media_type)) else {
+                    continue;
+                };
                 let descriptor = Descriptor {
                     media_type: cached.media_type.clone(),
                     digest,
@@ -66,21 +77,39 @@ impl Registry {
         }
         for algorithm in algorithms {
             for hex in list_or_empty(d, &format!("{revisions}/{algorithm}")).await? {
-                let Ok(digest) = format!("{algorithm}:{hex}").parse::<Digest>() else { continue };
-                let Ok(cached) = self.load_manifest(&digest).await else { continue };
-                let Ok(manifest) = Manifest::parse(&cached.body, Some(&cached.media_type)) else { continue };
+                let Ok(digest) = format!("{algorithm}:{hex}").parse::<Digest>() else {
+                    continue;
+                };
+                let Ok(cached) = self.load_manifest(&digest).await else {
+                    continue;
+                };
+                let Ok(manifest) = Manifest::parse(&cached.body, Some(&cached.media_type)) else {
+                    continue;
+                };
                 if let Some(subject) = manifest.subject {
-                    links::write(d, &paths::referrer_link(repo, &subject.digest, &digest), &digest).await?;
+                    links::write(
+                        d,
+                        &paths::referrer_link(repo, &subject.digest, &digest),
+                        &digest,
+                    )
+                    .await?;
                 }
             }
         }
-        d.put_content(&paths::referrers_indexed_marker(repo), bytes::Bytes::from_static(b"1")).await?;
+        d.put_content(
+            &paths::referrers_indexed_marker(repo),
+            bytes::Bytes::from_static(b"1"),
+        )
+        .await?;
         tracing::info!(repository = %repo, "referrers index built from existing manifests");
         Ok(())
     }
 }
 
-async fn list_or_empty(d: &dyn berth_storage::StorageDriver, dir: &str) -> Result<Vec<String>, RegistryError> {
+async fn list_or_empty(
+    d: &dyn berth_storage::StorageDriver,
+    dir: &str,
+) -> Result<Vec<String>, RegistryError> {
     match d.list(dir).await {
         Ok(names) => Ok(names),
         Err(e) if e.is_not_found() => Ok(Vec::new()),

@@ -23,9 +23,15 @@ pub fn paginate(sorted: Vec<String>, n: Option<usize>, last: Option<&str>) -> Pa
     match n {
         Some(n) if rest.len() > n => {
             rest.truncate(n);
-            Page { items: rest, more: true }
+            Page {
+                items: rest,
+                more: true,
+            }
         }
-        _ => Page { items: rest, more: false },
+        _ => Page {
+            items: rest,
+            more: false,
+        },
     }
 }
 
@@ -36,7 +42,11 @@ impl Registry {
             Ok(tags) => tags,
             Err(e) if e.is_not_found() => {
                 // A repository whose last tag was deleted still exists, with an empty list.
-                return match self.driver().stat(&format!("{}/_manifests", paths::repo_dir(repo))).await {
+                return match self
+                    .driver()
+                    .stat(&format!("{}/_manifests", paths::repo_dir(repo)))
+                    .await
+                {
                     Ok(_) => Ok(Vec::new()),
                     Err(e) if e.is_not_found() => Err(RegistryError::NameUnknown(repo.to_string())),
                     Err(e) => Err(e.into()),
@@ -50,12 +60,21 @@ impl Registry {
     }
 
     /// One page of the tag list.
-    pub async fn list_tags(&self, repo: &RepoName, n: Option<usize>, last: Option<&str>) -> Result<Page, RegistryError> {
+    pub async fn list_tags(
+        &self,
+        repo: &RepoName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<Page, RegistryError> {
         Ok(paginate(self.all_tags(repo).await?, n, last))
     }
 
     /// Tags whose current link points at `digest`.
-    pub(crate) async fn tags_pointing_at(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>, RegistryError> {
+    pub(crate) async fn tags_pointing_at(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Vec<Tag>, RegistryError> {
         let mut found = Vec::new();
         let all = match self.all_tags(repo).await {
             Ok(all) => all,
@@ -63,8 +82,14 @@ impl Registry {
             Err(e) => return Err(e),
         };
         for name in all {
-            let Ok(tag) = name.parse::<Tag>() else { continue };
-            if links::read(self.driver(), &paths::tag_current_link(repo, &tag)).await?.as_ref() == Some(digest) {
+            let Ok(tag) = name.parse::<Tag>() else {
+                continue;
+            };
+            if links::read(self.driver(), &paths::tag_current_link(repo, &tag))
+                .await?
+                .as_ref()
+                == Some(digest)
+            {
                 found.push(tag);
             }
         }
@@ -83,10 +108,40 @@ mod tests {
     #[test]
     fn pages() {
         let all = v(&["a", "b", "c", "d"]);
-        assert_eq!(paginate(all.clone(), Some(2), None), Page { items: v(&["a", "b"]), more: true });
-        assert_eq!(paginate(all.clone(), Some(2), Some("b")), Page { items: v(&["c", "d"]), more: false });
-        assert_eq!(paginate(all.clone(), None, Some("a")), Page { items: v(&["b", "c", "d"]), more: false });
-        assert_eq!(paginate(all.clone(), Some(0), None), Page { items: vec![], more: true });
-        assert_eq!(paginate(all, Some(10), Some("d")), Page { items: vec![], more: false });
+        assert_eq!(
+            paginate(all.clone(), Some(2), None),
+            Page {
+                items: v(&["a", "b"]),
+                more: true
+            }
+        );
+        assert_eq!(
+            paginate(all.clone(), Some(2), Some("b")),
+            Page {
+                items: v(&["c", "d"]),
+                more: false
+            }
+        );
+        assert_eq!(
+            paginate(all.clone(), None, Some("a")),
+            Page {
+                items: v(&["b", "c", "d"]),
+                more: false
+            }
+        );
+        assert_eq!(
+            paginate(all.clone(), Some(0), None),
+            Page {
+                items: vec![],
+                more: true
+            }
+        );
+        assert_eq!(
+            paginate(all, Some(10), Some("d")),
+            Page {
+                items: vec![],
+                more: false
+            }
+        );
     }
 }

@@ -38,7 +38,10 @@ impl UploadStates {
     }
 
     fn forget(&self, uuid: &str) {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(uuid);
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uuid);
     }
 }
 
@@ -55,8 +58,13 @@ impl Registry {
         self.check_writable()?;
         let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
         let d = self.driver();
-        d.put_content(&paths::upload_data(repo, &uuid), Bytes::new()).await?;
-        d.put_content(&paths::upload_started_at(repo, &uuid), Bytes::from(rfc3339_now())).await?;
+        d.put_content(&paths::upload_data(repo, &uuid), Bytes::new())
+            .await?;
+        d.put_content(
+            &paths::upload_started_at(repo, &uuid),
+            Bytes::from(rfc3339_now()),
+        )
+        .await?;
         Ok(uuid)
     }
 
@@ -88,7 +96,10 @@ impl Registry {
         writer.close().await?;
         *state = Some(HashState { offset, digester });
         match len {
-            Some(expected) if expected != received => Err(RegistryError::ChunkLengthMismatch { expected, got: received }),
+            Some(expected) if expected != received => Err(RegistryError::ChunkLengthMismatch {
+                expected,
+                got: received,
+            }),
             _ => Ok(offset),
         }
     }
@@ -120,10 +131,18 @@ impl Registry {
     }
 
     /// A monolithic upload (`POST ?digest=` with the whole blob as body).
-    pub async fn put_blob(&self, repo: &RepoName, digest: &Digest, body: BodyStream) -> Result<u64, RegistryError> {
+    pub async fn put_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        body: BodyStream,
+    ) -> Result<u64, RegistryError> {
         self.check_writable()?;
         let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
-        let writer = self.driver().writer(&paths::upload_data(repo, &uuid), false).await?;
+        let writer = self
+            .driver()
+            .writer(&paths::upload_data(repo, &uuid), false)
+            .await?;
         let received = receive(writer, Digester::new(digest.algorithm()), body).await;
         let (writer, digester, _) = match received {
             Ok(r) => r,
@@ -160,7 +179,10 @@ impl Registry {
         let size = self.upload_status(repo, uuid).await?;
         if let Some(start) = start {
             if start != size {
-                return Err(RegistryError::RangeInvalid { expected: size, got: start });
+                return Err(RegistryError::RangeInvalid {
+                    expected: size,
+                    got: start,
+                });
             }
         }
         let path = paths::upload_data(repo, uuid);
@@ -173,7 +195,11 @@ impl Registry {
     }
 
     /// Hashes stored content from the start (resume after restart, or a sha512 digest).
-    async fn hash_stored(&self, path: &str, algorithm: Algorithm) -> Result<Digester, RegistryError> {
+    async fn hash_stored(
+        &self,
+        path: &str,
+        algorithm: Algorithm,
+    ) -> Result<Digester, RegistryError> {
         let mut digester = Digester::new(algorithm);
         let mut stream = self.driver().reader(path, 0, None).await?;
         while let Some(chunk) = stream.try_next().await? {
@@ -193,7 +219,9 @@ impl Registry {
         size: u64,
     ) -> Result<u64, RegistryError> {
         let data = paths::upload_data(repo, uuid);
-        let digester = if std::mem::discriminant(&digester) == std::mem::discriminant(&Digester::new(digest.algorithm())) {
+        let digester = if std::mem::discriminant(&digester)
+            == std::mem::discriminant(&Digester::new(digest.algorithm()))
+        {
             digester
         } else {
             self.hash_stored(&data, digest.algorithm()).await?
@@ -202,10 +230,15 @@ impl Registry {
         let dir = paths::upload_dir(repo, uuid);
         if &actual != digest {
             links::remove(self.driver(), &dir).await?;
-            return Err(RegistryError::DigestMismatch { expected: digest.clone(), actual });
+            return Err(RegistryError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
         }
         if self.blob_size(digest).await?.is_none() {
-            self.driver().move_file(&data, &paths::blob_data(digest)).await?;
+            self.driver()
+                .move_file(&data, &paths::blob_data(digest))
+                .await?;
         }
         self.link_blob(repo, digest).await?;
         links::remove(self.driver(), &dir).await?;

@@ -28,9 +28,13 @@ pub async fn run_all(d: &dyn StorageDriver) {
 }
 
 async fn put_get_and_replace(d: &dyn StorageDriver) {
-    d.put_content("/c/a/file", Bytes::from_static(b"one")).await.expect("put");
+    d.put_content("/c/a/file", Bytes::from_static(b"one"))
+        .await
+        .expect("put");
     assert_eq!(d.get_content("/c/a/file").await.expect("get"), "one");
-    d.put_content("/c/a/file", Bytes::from_static(b"second")).await.expect("replace");
+    d.put_content("/c/a/file", Bytes::from_static(b"second"))
+        .await
+        .expect("replace");
     assert_eq!(d.get_content("/c/a/file").await.expect("get"), "second");
     let info = d.stat("/c/a/file").await.expect("stat");
     assert_eq!((info.size, info.is_dir), (6, false));
@@ -38,15 +42,26 @@ async fn put_get_and_replace(d: &dyn StorageDriver) {
 }
 
 async fn missing_paths_are_not_found(d: &dyn StorageDriver) {
-    assert!(d.get_content("/nope/x").await.expect_err("missing").is_not_found());
+    assert!(d
+        .get_content("/nope/x")
+        .await
+        .expect_err("missing")
+        .is_not_found());
     assert!(d.stat("/nope/x").await.expect_err("missing").is_not_found());
     assert!(d.list("/nope").await.expect_err("missing").is_not_found());
     assert!(d.delete("/nope").await.expect_err("missing").is_not_found());
-    assert!(d.reader("/nope/x", 0, None).await.err().expect("missing").is_not_found());
+    assert!(d
+        .reader("/nope/x", 0, None)
+        .await
+        .err()
+        .expect("missing")
+        .is_not_found());
 }
 
 async fn ranged_reads(d: &dyn StorageDriver) {
-    d.put_content("/r/data", Bytes::from_static(b"0123456789")).await.expect("put");
+    d.put_content("/r/data", Bytes::from_static(b"0123456789"))
+        .await
+        .expect("put");
     assert_eq!(read_all(d, "/r/data", 0, None).await, b"0123456789");
     assert_eq!(read_all(d, "/r/data", 3, Some(4)).await, b"3456");
     assert_eq!(read_all(d, "/r/data", 8, Some(100)).await, b"89");
@@ -61,7 +76,10 @@ async fn resumable_writer(d: &dyn StorageDriver) {
     assert_eq!(w.size(), 6, "append continues after existing content");
     w.write(Bytes::from_static(b"world")).await.expect("write");
     w.commit().await.expect("commit");
-    assert_eq!(d.get_content("/w/up/data").await.expect("get"), "hello world");
+    assert_eq!(
+        d.get_content("/w/up/data").await.expect("get"),
+        "hello world"
+    );
     let w = d.writer("/w/up/data", false).await.expect("truncate");
     assert_eq!(w.size(), 0);
     w.commit().await.expect("commit");
@@ -70,14 +88,22 @@ async fn resumable_writer(d: &dyn StorageDriver) {
 
 async fn cancelled_writer_leaves_nothing(d: &dyn StorageDriver) {
     let mut w = d.writer("/cancel/data", false).await.expect("writer");
-    w.write(Bytes::from_static(b"partial")).await.expect("write");
+    w.write(Bytes::from_static(b"partial"))
+        .await
+        .expect("write");
     w.cancel().await.expect("cancel");
-    assert!(d.stat("/cancel/data").await.expect_err("gone").is_not_found());
+    assert!(d
+        .stat("/cancel/data")
+        .await
+        .expect_err("gone")
+        .is_not_found());
 }
 
 async fn list_children(d: &dyn StorageDriver) {
     for p in ["/l/b/x", "/l/a/y/z", "/l/c"] {
-        d.put_content(p, Bytes::from_static(b"1")).await.expect("put");
+        d.put_content(p, Bytes::from_static(b"1"))
+            .await
+            .expect("put");
     }
     let mut names = d.list("/l").await.expect("list");
     names.sort();
@@ -85,19 +111,40 @@ async fn list_children(d: &dyn StorageDriver) {
 }
 
 async fn move_and_delete(d: &dyn StorageDriver) {
-    d.put_content("/m/src", Bytes::from_static(b"payload")).await.expect("put");
-    d.move_file("/m/src", "/m/deep/new/dst").await.expect("move");
-    assert!(d.get_content("/m/src").await.expect_err("moved").is_not_found());
-    assert_eq!(d.get_content("/m/deep/new/dst").await.expect("get"), "payload");
+    d.put_content("/m/src", Bytes::from_static(b"payload"))
+        .await
+        .expect("put");
+    d.move_file("/m/src", "/m/deep/new/dst")
+        .await
+        .expect("move");
+    assert!(d
+        .get_content("/m/src")
+        .await
+        .expect_err("moved")
+        .is_not_found());
+    assert_eq!(
+        d.get_content("/m/deep/new/dst").await.expect("get"),
+        "payload"
+    );
     d.delete("/m").await.expect("delete tree");
-    assert!(d.stat("/m/deep/new/dst").await.expect_err("deleted").is_not_found());
-    assert!(matches!(d.move_file("/m/none", "/m/x").await, Err(StorageError::NotFound(_))));
+    assert!(d
+        .stat("/m/deep/new/dst")
+        .await
+        .expect_err("deleted")
+        .is_not_found());
+    assert!(matches!(
+        d.move_file("/m/none", "/m/x").await,
+        Err(StorageError::NotFound(_))
+    ));
 }
 
 async fn rejects_path_tricks(d: &dyn StorageDriver) {
     for bad in ["relative", "/a/../b", "/a//b", "/a/./b", "/a/\0"] {
         assert!(
-            matches!(d.put_content(bad, Bytes::new()).await, Err(StorageError::InvalidPath(_))),
+            matches!(
+                d.put_content(bad, Bytes::new()).await,
+                Err(StorageError::InvalidPath(_))
+            ),
             "{bad:?} accepted"
         );
     }

@@ -45,7 +45,12 @@ pub trait StorageDriver: Send + Sync + 'static {
     async fn put_content(&self, path: &str, content: Bytes) -> Result<(), StorageError>;
 
     /// Streams the file from `offset`, at most `len` bytes when given.
-    async fn reader(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream, StorageError>;
+    async fn reader(
+        &self,
+        path: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<ByteStream, StorageError>;
 
     /// Opens a writer on `path`; with `append`, it continues after the existing content
     /// (resumable uploads), otherwise it starts empty.
@@ -93,7 +98,9 @@ pub trait FileWriter: Send {
 pub(crate) fn check_path(path: &str) -> Result<(), StorageError> {
     let bad = !path.starts_with('/')
         || path.contains('\0')
-        || path[1..].split('/').any(|c| c.is_empty() || c == "." || c == "..");
+        || path[1..]
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
     if bad && path != "/" {
         return Err(StorageError::InvalidPath(path.to_owned()));
     }

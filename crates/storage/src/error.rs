@@ -32,7 +32,10 @@ impl StorageError {
             io::ErrorKind::NotFound => StorageError::NotFound(path.to_owned()),
             io::ErrorKind::StorageFull => StorageError::Full(path.to_owned()),
             _ if source.raw_os_error() == Some(28) => StorageError::Full(path.to_owned()),
-            _ => StorageError::Io { path: path.to_owned(), source },
+            _ => StorageError::Io {
+                path: path.to_owned(),
+                source,
+            },
         }
     }
 

@@ -32,16 +32,18 @@ pub struct FilesystemDriver {
 }
 
 impl FilesystemDriver {
-    /// A driver rooted at `root`, created if missing. Leftover temporary files from a crash are
-    /// removed: they were never visible, so nothing is lost.
+    /// A driver rooted at `root`, created if missing. Temporary files left by a crash are
+    /// removed once they are an hour old: they were never visible, so nothing is lost, and a
+    /// younger one may belong to another process sharing the directory.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
         let root = root.into();
         let display = root.display().to_string();
-        fs::create_dir_all(&root).map_err(|e| StorageError::from_io(&display, e))?;
         let tmp = root.join(TMP_DIR);
-        let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp).map_err(|e| StorageError::from_io(&display, e))?;
-        Ok(FilesystemDriver { root: Arc::new(root) })
+        remove_stale_temp_files(&tmp);
+        Ok(FilesystemDriver {
+            root: Arc::new(root),
+        })
     }
 
     /// The root directory.
@@ -55,7 +57,9 @@ impl FilesystemDriver {
     }
 
     fn temp_path(&self) -> PathBuf {
-        self.root.join(TMP_DIR).join(format!("{:016x}", rand::random::<u64>()))
+        self.root
+            .join(TMP_DIR)
+            .join(format!("{:016x}", rand::random::<u64>()))
     }
 }
 
@@ -66,7 +70,27 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, StorageError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result.map_err(|e| StorageError::from_io(path, e)),
-        Err(join) => Err(StorageError::Io { path: path.to_owned(), source: io::Error::other(join) }),
+        Err(join) => Err(StorageError::Io {
+            path: path.to_owned(),
+            source: io::Error::other(join),
+        }),
+    }
+}
+
+fn remove_stale_temp_files(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    let stale = |e: &fs::DirEntry| {
+        let age = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        age.is_some_and(|a| a.as_secs() > 3600)
+    };
+    for entry in entries.flatten().filter(stale) {
+        let _ = fs::remove_file(entry.path());
     }
 }
 
@@ -77,7 +101,9 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Renames `src` to `dst`, creating `dst`'s parent, then syncs the parent.
 fn rename_into_place(src: &Path, dst: &Path) -> io::Result<()> {
-    let parent = dst.parent().ok_or_else(|| io::Error::other("destination has no parent"))?;
+    let parent = dst
+        .parent()
+        .ok_or_else(|| io::Error::other("destination has no parent"))?;
     fs::create_dir_all(parent)?;
     fs::rename(src, dst)?;
     sync_dir(parent)
@@ -112,7 +138,12 @@ impl StorageDriver for FilesystemDriver {
         .await
     }
 
-    async fn reader(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream, StorageError> {
+    async fn reader(
+        &self,
+        path: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<ByteStream, StorageError> {
         let full = self.full(path)?;
         let owned = path.to_owned();
         let mut file = blocking(path, move || {
@@ -154,19 +185,34 @@ impl StorageDriver for FilesystemDriver {
             if let Some(parent) = target.parent() {
                 fs::create_dir_all(parent)?;
             }
-            let file = OpenOptions::new().create(true).append(append).write(true).truncate(!append).open(&target)?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(append)
+                .write(true)
+                .truncate(!append)
+                .open(&target)?;
             let size = file.metadata()?.len();
             Ok((file, size))
         })
         .await?;
-        Ok(Box::new(FsWriter { path: path.to_owned(), full, file: Some(file), size, buf: BytesMut::new() }))
+        Ok(Box::new(FsWriter {
+            path: path.to_owned(),
+            full,
+            file: Some(file),
+            size,
+            buf: BytesMut::new(),
+        }))
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo, StorageError> {
         let full = self.full(path)?;
         blocking(path, move || {
             let m = fs::metadata(full)?;
-            Ok(FileInfo { size: if m.is_dir() { 0 } else { m.len() }, modified: m.modified()?, is_dir: m.is_dir() })
+            Ok(FileInfo {
+                size: if m.is_dir() { 0 } else { m.len() },
+                modified: m.modified()?,
+                is_dir: m.is_dir(),
+            })
         })
         .await
     }

@@ -58,17 +58,30 @@ impl StorageDriver for InMemoryDriver {
     async fn get_content(&self, path: &str) -> Result<Bytes, StorageError> {
         check_path(path)?;
         let files = self.lock();
-        let entry = files.get(path).ok_or_else(|| StorageError::NotFound(path.to_owned()))?;
+        let entry = files
+            .get(path)
+            .ok_or_else(|| StorageError::NotFound(path.to_owned()))?;
         Ok(Bytes::copy_from_slice(&entry.data))
     }
 
     async fn put_content(&self, path: &str, content: Bytes) -> Result<(), StorageError> {
         check_path(path)?;
-        self.lock().insert(path.to_owned(), Entry { data: content.to_vec(), modified: SystemTime::now() });
+        self.lock().insert(
+            path.to_owned(),
+            Entry {
+                data: content.to_vec(),
+                modified: SystemTime::now(),
+            },
+        );
         Ok(())
     }
 
-    async fn reader(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream, StorageError> {
+    async fn reader(
+        &self,
+        path: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<ByteStream, StorageError> {
         let content = self.get_content(path).await?;
         let start = (offset as usize).min(content.len());
         let end = len.map_or(content.len(), |l| (start + l as usize).min(content.len()));
@@ -79,24 +92,43 @@ impl StorageDriver for InMemoryDriver {
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>, StorageError> {
         check_path(path)?;
         let mut files = self.lock();
-        let entry = files.entry(path.to_owned()).or_insert_with(|| Entry { data: Vec::new(), modified: SystemTime::now() });
+        let entry = files.entry(path.to_owned()).or_insert_with(|| Entry {
+            data: Vec::new(),
+            modified: SystemTime::now(),
+        });
         if !append {
             entry.data.clear();
         }
         let size = entry.data.len() as u64;
-        Ok(Box::new(MemWriter { files: self.files.clone(), path: path.to_owned(), size }))
+        Ok(Box::new(MemWriter {
+            files: self.files.clone(),
+            path: path.to_owned(),
+            size,
+        }))
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo, StorageError> {
         check_path(path)?;
         let files = self.lock();
         if let Some(e) = files.get(path) {
-            return Ok(FileInfo { size: e.data.len() as u64, modified: e.modified, is_dir: false });
+            return Ok(FileInfo {
+                size: e.data.len() as u64,
+                modified: e.modified,
+                is_dir: false,
+            });
         }
         let prefix = dir_prefix(path);
-        let newest = files.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(_, e)| e.modified).max();
+        let newest = files
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, e)| e.modified)
+            .max();
         match newest {
-            Some(modified) => Ok(FileInfo { size: 0, modified, is_dir: true }),
+            Some(modified) => Ok(FileInfo {
+                size: 0,
+                modified,
+                is_dir: true,
+            }),
             None => Err(StorageError::NotFound(path.to_owned())),
         }
     }
@@ -121,7 +153,9 @@ impl StorageDriver for InMemoryDriver {
         check_path(src)?;
         check_path(dst)?;
         let mut files = self.lock();
-        let entry = files.remove(src).ok_or_else(|| StorageError::NotFound(src.to_owned()))?;
+        let entry = files
+            .remove(src)
+            .ok_or_else(|| StorageError::NotFound(src.to_owned()))?;
         files.insert(dst.to_owned(), entry);
         Ok(())
     }
@@ -149,7 +183,9 @@ struct MemWriter {
 impl FileWriter for MemWriter {
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
         let mut files = lock(&self.files);
-        let entry = files.get_mut(&self.path).ok_or_else(|| StorageError::NotFound(self.path.clone()))?;
+        let entry = files
+            .get_mut(&self.path)
+            .ok_or_else(|| StorageError::NotFound(self.path.clone()))?;
         entry.data.extend_from_slice(&data);
         entry.modified = SystemTime::now();
         self.size += data.len() as u64;

@@ -41,7 +41,12 @@ pub fn blobs_root() -> String {
 
 /// The directory of one blob.
 pub fn blob_dir(d: &Digest) -> String {
-    format!("{ROOT}/blobs/{}/{}/{}", d.algorithm().as_str(), &d.hex()[..2], d.hex())
+    format!(
+        "{ROOT}/blobs/{}/{}/{}",
+        d.algorithm().as_str(),
+        &d.hex()[..2],
+        d.hex()
+    )
 }
 
 /// The content of one blob.
@@ -56,12 +61,22 @@ pub fn repo_dir(name: &RepoName) -> String {
 
 /// Link that makes a blob servable from a repository.
 pub fn layer_link(name: &RepoName, d: &Digest) -> String {
-    format!("{}/_layers/{}/{}/link", repo_dir(name), d.algorithm().as_str(), d.hex())
+    format!(
+        "{}/_layers/{}/{}/link",
+        repo_dir(name),
+        d.algorithm().as_str(),
+        d.hex()
+    )
 }
 
 /// Link that records a manifest revision in a repository.
 pub fn revision_link(name: &RepoName, d: &Digest) -> String {
-    format!("{}/_manifests/revisions/{}/{}/link", repo_dir(name), d.algorithm().as_str(), d.hex())
+    format!(
+        "{}/_manifests/revisions/{}/{}/link",
+        repo_dir(name),
+        d.algorithm().as_str(),
+        d.hex()
+    )
 }
 
 /// Directory holding all revisions of a repository (GC walks it).
@@ -86,17 +101,32 @@ pub fn tag_current_link(name: &RepoName, tag: &Tag) -> String {
 
 /// The tag's history entry for one digest.
 pub fn tag_index_link(name: &RepoName, tag: &Tag, d: &Digest) -> String {
-    format!("{}/index/{}/{}/link", tag_dir(name, tag), d.algorithm().as_str(), d.hex())
+    format!(
+        "{}/index/{}/{}/link",
+        tag_dir(name, tag),
+        d.algorithm().as_str(),
+        d.hex()
+    )
 }
 
 /// Directory listing the referrers of one subject digest.
 pub fn referrers_dir(name: &RepoName, subject: &Digest) -> String {
-    format!("{}/_manifests/referrers/{}/{}", repo_dir(name), subject.algorithm().as_str(), subject.hex())
+    format!(
+        "{}/_manifests/referrers/{}/{}",
+        repo_dir(name),
+        subject.algorithm().as_str(),
+        subject.hex()
+    )
 }
 
 /// Link recording that manifest `referrer` has `subject` as its subject.
 pub fn referrer_link(name: &RepoName, subject: &Digest, referrer: &Digest) -> String {
-    format!("{}/{}/{}/link", referrers_dir(name, subject), referrer.algorithm().as_str(), referrer.hex())
+    format!(
+        "{}/{}/{}/link",
+        referrers_dir(name, subject),
+        referrer.algorithm().as_str(),
+        referrer.hex()
+    )
 }
 
 /// Marker saying the referrers index covers every revision, including those pushed before
@@ -132,14 +162,19 @@ mod tests {
             .expect("valid");
         let tag: Tag = "latest".parse().expect("valid");
         let hex = d.hex();
-        assert_eq!(blob_data(&d), format!("/docker/registry/v2/blobs/sha256/e3/{hex}/data"));
+        assert_eq!(
+            blob_data(&d),
+            format!("/docker/registry/v2/blobs/sha256/e3/{hex}/data")
+        );
         assert_eq!(
             layer_link(&name, &d),
             format!("/docker/registry/v2/repositories/a/b/c/_layers/sha256/{hex}/link")
         );
         assert_eq!(
             revision_link(&name, &d),
-            format!("/docker/registry/v2/repositories/a/b/c/_manifests/revisions/sha256/{hex}/link")
+            format!(
+                "/docker/registry/v2/repositories/a/b/c/_manifests/revisions/sha256/{hex}/link"
+            )
         );
         assert_eq!(
             tag_current_link(&name, &tag),
@@ -149,6 +184,9 @@ mod tests {
             tag_index_link(&name, &tag, &d),
             format!("/docker/registry/v2/repositories/a/b/c/_manifests/tags/latest/index/sha256/{hex}/link")
         );
-        assert_eq!(upload_data(&name, "u1"), "/docker/registry/v2/repositories/a/b/c/_uploads/u1/data");
+        assert_eq!(
+            upload_data(&name, "u1"),
+            "/docker/registry/v2/repositories/a/b/c/_uploads/u1/data"
+        );
     }
 }
