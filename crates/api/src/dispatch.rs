@@ -25,9 +25,9 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
         Ok(response) => response,
         Err(error) => {
             if error.status.is_server_error() {
-                tracing::error!(%method, path, code = error.code.as_str(), message = error.message, "request failed");
+                tracing::error!(%method, path, code = error.code.as_str(), error = error.message, "request failed");
             } else {
-                tracing::info!(%method, path, code = error.code.as_str(), status = error.status.as_u16(), message = error.message, "request rejected");
+                tracing::info!(%method, path, code = error.code.as_str(), status = error.status.as_u16(), error = error.message, "request rejected");
             }
             error.into_response()
         }

@@ -232,8 +232,9 @@ impl From<RegistryError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"errors": [{"code": self.code.as_str(), "message": self.message, "detail": null}]});
-        let mut response = Response::new(Body::from(body.to_string()));
+        let body = json!({"errors": [{"code": self.code.as_str(), "message": self.message, "detail": null}]}).to_string();
+        let len = body.len();
+        let mut response = Response::new(Body::from(body));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(

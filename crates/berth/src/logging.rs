@@ -2,7 +2,7 @@
 //! (`time="..." level=info msg="..." key=value`) or JSON (`{"time","level","msg",...}`), with
 //! `log.fields` added to every line so existing log pipelines keep parsing Berth's output.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use anyhow::Context;
 use berth_config::{LogConfig, LogFormatter, LogLevel};

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs ../shared/bench/compare.sh: the same load against docker-registry 2.8.2 and Berth in one
+# run, ratios per row. The kit is copied to a writable place first (shared/ is read-only and
+# compare.sh builds regbench next to itself). Extra arguments go to compare.sh (e.g. --quick).
+# Usage: scripts/bench.sh [--quick] [--out DIR]
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+kit=${BENCH_KIT_DIR:-/tmp/berth-bench-kit}
+if [ ! -x "$kit/compare.sh" ] || [ "$SHARED/bench/compare.sh" -nt "$kit/compare.sh" ]; then
+  rm -rf "$kit"; cp -r "$SHARED/bench" "$kit"; chmod -R u+w "$kit"
+fi
+(cd "$REPO_ROOT" && cargo build --release --locked -p berth)
+
+work=$(mktemp -d /tmp/berth-bench.XXXXXX)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port) baseline_port=$(free_port)
+# Configured like the baseline: filesystem storage, delete enabled, quiet logs, no access log.
+cat >"$work/berth.yml" <<YAML
+version: 0.1
+log:
+  level: error
+  accesslog: {disabled: true}
+storage:
+  filesystem: {rootdirectory: $work/data}
+  delete: {enabled: true}
+http:
+  addr: 127.0.0.1:$port
+YAML
+echo "bench: berth data in $work/data, config $work/berth.yml" >&2
+"$kit/compare.sh" --markdown --baseline-port "$baseline_port" --other-url "http://127.0.0.1:$port" --other-name berth "$@" -- "$BERTH_BIN" serve "$work/berth.yml"
+rm -rf "$work"
