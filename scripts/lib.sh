@@ -38,7 +38,9 @@ start_registry2() {
 
 # stop_pid PID: SIGTERM, wait up to 15 s, then SIGKILL.
 stop_pid() {
-  local pid=$1
+  local pid=${1:-0}
+  # Never signal 0 or a negative PID: that would hit the whole process group.
+  [ "$pid" -gt 0 ] 2>/dev/null || return 0
   kill -TERM "$pid" 2>/dev/null || return 0
   for _ in $(seq 1 150); do
     kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
@@ -54,7 +56,7 @@ write_config() {
   cat >"$file" <<YAML
 version: 0.1
 log:
-  level: warn
+  level: info
   accesslog: {disabled: true}
 storage:
   filesystem: {rootdirectory: $root}

@@ -63,11 +63,15 @@ else
   fail "berth referrers for docker-registry's artifact: $referrers"
 fi
 
-# 2. Berth writes, docker-registry reads.
+# 2. Berth writes, docker-registry reads: a fresh directory, so every blob, link and manifest
+#    there was written by Berth (no mounts from the repositories above).
+stop_pid "$BERTH_PID"; BERTH_PID=0
+write_config "$work/config2.yml" "$work/data2"
+start_berth "$work/config2.yml" "$work/berth.log"
 for img in $images_list; do push "$BERTH_ADDR" "$img" "fromberth/$img" 1 || fail "push $img to berth"; done
 push "$BERTH_ADDR" artifact fromberth/small sbom || fail "push artifact to berth"
 stop_pid "$BERTH_PID"; BERTH_PID=0
-start_registry2 "$work/config.yml" "$work/r2.log"
+start_registry2 "$work/config2.yml" "$work/r2.log"
 for img in $images_list; do check "docker-registry reads berth's" "$R2_ADDR" "$img" "fromberth/$img" 1; done
 check "docker-registry reads berth's" "$R2_ADDR" artifact fromberth/small sbom
 tags=$(curl -fsS "http://$R2_ADDR/v2/fromberth/small/tags/list")
