@@ -241,6 +241,7 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         for (name, value) in self.headers {
             headers.insert(name, value);
         }

@@ -55,7 +55,9 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(server::serve(loaded))
         }
-        Command::Config { command: ConfigCommand::Check { config } } => {
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => {
             let loaded = setup::load_config(config.as_deref())?;
             for warning in &loaded.warnings {
                 eprintln!("warning: {warning}");

@@ -27,7 +27,10 @@ pub fn init(log: &LogConfig) -> anyhow::Result<()> {
         .iter()
         .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
         .collect();
-    let format = RegistryFormat { json: !matches!(log.formatter, LogFormatter::Text), fields };
+    let format = RegistryFormat {
+        json: !matches!(log.formatter, LogFormatter::Text),
+        fields,
+    };
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
@@ -64,7 +67,8 @@ impl Visit for Collect {
         self.0.push((field.name().to_owned(), Value::from(value)));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.push((field.name().to_owned(), Value::from(format!("{value:?}"))));
+        self.0
+            .push((field.name().to_owned(), Value::from(format!("{value:?}"))));
     }
 }
 
@@ -73,7 +77,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let mut collected = Collect::default();
         event.record(&mut collected);
         let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
@@ -82,7 +91,10 @@ where
         let mut rest = Vec::new();
         for (k, v) in collected.0 {
             if k == "message" {
-                msg = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+                msg = v
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string());
             } else {
                 rest.push((k, v));
             }
@@ -103,7 +115,10 @@ where
         } else {
             write!(writer, "time=\"{time}\" level={level} msg={}", quote(&msg))?;
             for (k, v) in rest {
-                let text = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+                let text = v
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string());
                 write!(writer, " {k}={}", quote(&text))?;
             }
             writeln!(writer)
@@ -113,7 +128,10 @@ where
 
 /// Quotes a logrus text value when it needs it.
 fn quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-._/:@".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._/:@".contains(c))
+    {
         s.to_owned()
     } else {
         format!("{s:?}")

@@ -27,7 +27,10 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     let config = &loaded.config;
     setup::check_supported(config)?;
     let registry = setup::registry(config)?;
-    let ctx = Arc::new(Ctx { registry, options: setup::api_options(config)? });
+    let ctx = Arc::new(Ctx {
+        registry,
+        options: setup::api_options(config)?,
+    });
     let app = berth_api::app(ctx);
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -37,7 +40,8 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     if config.http.net == "unix" {
         let path = &config.http.addr;
         let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path).with_context(|| format!("cannot listen on unix socket {path}"))?;
+        let listener = UnixListener::bind(path)
+            .with_context(|| format!("cannot listen on unix socket {path}"))?;
         announce(&format!("unix:{path}"), &storage, &loaded.source);
         loop {
             tokio::select! {
@@ -54,7 +58,9 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         }
     } else {
         let addr = config.listen_addr();
-        let listener = TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on http.addr {addr}"))?;
+        let listener = TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on http.addr {addr}"))?;
         let local = listener.local_addr().context("listener has no address")?;
         announce(&format!("http://{local}"), &storage, &loaded.source);
         loop {
@@ -84,9 +90,19 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         }
     }
 
-    let drain = config.http.draintimeout.filter(|d| !d.is_zero()).unwrap_or(DEFAULT_DRAIN);
-    tracing::info!(drain_seconds = drain.as_secs(), "shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    let drain = config
+        .http
+        .draintimeout
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_DRAIN);
+    tracing::info!(
+        drain_seconds = drain.as_secs(),
+        "shutting down: waiting for in-flight requests"
+    );
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("drain timeout reached; closing remaining connections");
     }
     tracing::info!("stopped");
@@ -96,7 +112,10 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
 /// Prints where the registry listens and where its data lives, for humans and for tests
 /// (which read the `listening on` line to learn the port when binding port 0).
 fn announce(url: &str, storage: &str, source: &str) {
-    println!("berth {} listening on {url} (storage: {storage}; config: {source})", env!("CARGO_PKG_VERSION"));
+    println!(
+        "berth {} listening on {url} (storage: {storage}; config: {source})",
+        env!("CARGO_PKG_VERSION")
+    );
     tracing::info!(url, storage, config = source, "berth listening");
 }
 

@@ -14,7 +14,9 @@ use http::{HeaderName, HeaderValue};
 
 /// Loads CONFIG (or the embedded default) with the process's `REGISTRY_*` overrides.
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<Loaded> {
-    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("REGISTRY_")).collect();
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("REGISTRY_"))
+        .collect();
     Ok(berth_config::load(path, &env)?)
 }
 
@@ -29,15 +31,21 @@ pub fn check_supported(config: &Config) -> anyhow::Result<()> {
     }
     match &config.storage.driver {
         StorageDriverConfig::Filesystem { .. } | StorageDriverConfig::InMemory => Ok(()),
-        StorageDriverConfig::S3 { .. } => bail!("storage.s3 is not supported by this Berth build yet; use storage.filesystem"),
-        StorageDriverConfig::Other { name, .. } => bail!("storage driver {name:?} is not supported by Berth; use storage.filesystem"),
+        StorageDriverConfig::S3 { .. } => {
+            bail!("storage.s3 is not supported by this Berth build yet; use storage.filesystem")
+        }
+        StorageDriverConfig::Other { name, .. } => {
+            bail!("storage driver {name:?} is not supported by Berth; use storage.filesystem")
+        }
     }
 }
 
 /// A human description of where data lives, for the startup message.
 pub fn storage_description(config: &Config) -> String {
     match &config.storage.driver {
-        StorageDriverConfig::Filesystem { rootdirectory, .. } => format!("filesystem at {}", rootdirectory.display()),
+        StorageDriverConfig::Filesystem { rootdirectory, .. } => {
+            format!("filesystem at {}", rootdirectory.display())
+        }
         StorageDriverConfig::InMemory => "in memory (lost on exit)".to_owned(),
         other => format!("{other:?}"),
     }
@@ -46,9 +54,19 @@ pub fn storage_description(config: &Config) -> String {
 /// Builds the storage driver and the registry core.
 pub fn registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let driver: Arc<dyn StorageDriver> = match &config.storage.driver {
-        StorageDriverConfig::Filesystem { rootdirectory, .. } => Arc::new(
+        StorageDriverConfig::Filesystem {
+            rootdirectory,
+            fsync,
+            ..
+        } => Arc::new(
             FilesystemDriver::new(rootdirectory)
-                .with_context(|| format!("cannot use storage.filesystem.rootdirectory {}", rootdirectory.display()))?,
+                .with_context(|| {
+                    format!(
+                        "cannot use storage.filesystem.rootdirectory {}",
+                        rootdirectory.display()
+                    )
+                })?
+                .with_sync(*fsync),
         ),
         StorageDriverConfig::InMemory => Arc::new(InMemoryDriver::new()),
         _ => {
@@ -67,9 +85,11 @@ pub fn registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
 pub fn api_options(config: &Config) -> anyhow::Result<ApiOptions> {
     let mut headers = Vec::new();
     for (name, values) in &config.http.headers {
-        let header = HeaderName::from_bytes(name.as_bytes()).with_context(|| format!("http.headers: invalid header name {name:?}"))?;
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .with_context(|| format!("http.headers: invalid header name {name:?}"))?;
         for value in values {
-            let v = HeaderValue::from_str(value).with_context(|| format!("http.headers.{name}: invalid value {value:?}"))?;
+            let v = HeaderValue::from_str(value)
+                .with_context(|| format!("http.headers.{name}: invalid value {value:?}"))?;
             headers.push((header.clone(), v));
         }
     }

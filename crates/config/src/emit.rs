@@ -208,10 +208,12 @@ impl Emitter {
             StorageDriverConfig::Filesystem {
                 rootdirectory,
                 maxthreads,
+                fsync,
             } => {
                 let mut p = Mapping::new();
                 put(&mut p, "rootdirectory", path(rootdirectory));
                 put(&mut p, "maxthreads", (*maxthreads).into());
+                put(&mut p, "fsync", (*fsync).into());
                 Value::Mapping(p)
             }
             StorageDriverConfig::InMemory => Value::Null,

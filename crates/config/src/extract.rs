@@ -218,6 +218,7 @@ fn driver(cx: &Cx<'_>, storage: &Mapping, name: &str) -> Result<StorageDriverCon
             StorageDriverConfig::Filesystem {
                 rootdirectory: PathBuf::from(rootdirectory),
                 maxthreads,
+                fsync: cx.bool(p, "fsync", &path, true)?,
             }
         }
         "inmemory" => StorageDriverConfig::InMemory,

@@ -83,7 +83,11 @@ static LOG: Node = closed(&[
     no("reportcaller", &SCALAR),
 ]);
 
-static FILESYSTEM: Node = closed(&[yes("rootdirectory", &SCALAR), yes("maxthreads", &SCALAR)]);
+static FILESYSTEM: Node = closed(&[
+    yes("rootdirectory", &SCALAR),
+    yes("maxthreads", &SCALAR),
+    yes("fsync", &SCALAR),
+]);
 static INMEMORY: Node = closed(&[]);
 static DELETE: Node = closed(&[yes("enabled", &SCALAR)]);
 static REDIRECT: Node = closed(&[yes("disable", &SCALAR)]);

@@ -103,6 +103,10 @@ pub enum StorageDriverConfig {
         rootdirectory: PathBuf,
         /// `maxthreads`: bound on concurrent filesystem operations, default 100, at least 25.
         maxthreads: u32,
+        /// `fsync` (Berth extension, default true): fsync every file before it is renamed into
+        /// place, so a power loss never loses an acknowledged push. `false` trades that for
+        /// throughput, like registry:2 (which never syncs); a process crash stays safe either way.
+        fsync: bool,
     },
     /// `storage.inmemory`: volatile, for tests.
     InMemory,

@@ -1,13 +1,29 @@
 //! The catalog: repositories are directories under `repositories/` that hold `_manifests`.
-//! Names come out in registry:2's walk order (component by component), and a page walks only
-//! the part of the tree after `last`, so listing a large registry page by page stays linear.
+//! Names come out in registry:2's walk order (component by component).
+//!
+//! A full listing walks the whole tree (one level at a time, the directories of a level listed
+//! concurrently), and the sorted result is cached so that paging through it with `n`/`last`
+//! costs one walk, not one per page as in registry:2. The cache is dropped when this process
+//! creates a repository, and trusted only briefly otherwise, since other processes sharing the
+//! storage may create repositories too.
 
 use std::cmp::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use berth_oci::RepoName;
 use berth_storage::paths;
+use futures_util::StreamExt;
 
 use crate::tags::Page;
 use crate::{Registry, RegistryError};
+
+/// A first page always reflects storage at most this old.
+const FRESH_FOR_FIRST_PAGE: Duration = Duration::from_secs(1);
+/// Later pages reuse the listing the first page saw for this long, so paging is consistent.
+const FRESH_FOR_NEXT_PAGES: Duration = Duration::from_secs(30);
+/// Directories listed at once during a walk.
+const WALK_CONCURRENCY: usize = 32;
 
 /// Compares repository paths component by component, the order a directory walk produces
 /// (`a/b` sorts before `a-b`, unlike plain string order).
@@ -15,53 +31,107 @@ pub fn cmp_path(a: &str, b: &str) -> Ordering {
     a.split('/').cmp(b.split('/'))
 }
 
+/// The last full listing and when it was taken.
+#[derive(Default)]
+pub(crate) struct CatalogCache(Mutex<Option<(Instant, Arc<Vec<String>>)>>);
+
+impl CatalogCache {
+    fn get(&self, max_age: Duration) -> Option<Arc<Vec<String>>> {
+        let guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < max_age)
+            .map(|(_, list)| list.clone())
+    }
+
+    fn put(&self, list: Arc<Vec<String>>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), list));
+    }
+
+    /// Drops the listing if it does not contain `repo` (a repository was just created).
+    pub(crate) fn note(&self, repo: &RepoName) {
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let known = guard.as_ref().is_some_and(|(_, list)| {
+            list.binary_search_by(|r| cmp_path(r, repo.as_str()))
+                .is_ok()
+        });
+        if !known {
+            *guard = None;
+        }
+    }
+}
+
 impl Registry {
     /// One page of at most `n` repository names after `last`.
     pub async fn catalog(&self, n: usize, last: Option<&str>) -> Result<Page, RegistryError> {
-        let mut items = Vec::new();
-        // Depth-first, children in order; a stack of directories still to visit (reversed).
-        let mut stack = vec![String::new()];
+        let max_age = if last.is_none() {
+            FRESH_FOR_FIRST_PAGE
+        } else {
+            FRESH_FOR_NEXT_PAGES
+        };
+        let all = match self.catalog_cache.get(max_age) {
+            Some(list) => list,
+            None => {
+                let list = Arc::new(self.walk_repositories().await?);
+                self.catalog_cache.put(list.clone());
+                list
+            }
+        };
+        let start = match last {
+            Some(last) => all.partition_point(|r| cmp_path(r, last) != Ordering::Greater),
+            None => 0,
+        };
+        let rest = &all[start..];
+        let items: Vec<String> = rest.iter().take(n).cloned().collect();
+        Ok(Page {
+            more: rest.len() > items.len(),
+            items,
+        })
+    }
+
+    /// Every repository, in walk order.
+    async fn walk_repositories(&self) -> Result<Vec<String>, RegistryError> {
         let root = paths::repositories_root();
-        while let Some(rel) = stack.pop() {
-            let dir = if rel.is_empty() {
-                root.clone()
-            } else {
-                format!("{root}/{rel}")
-            };
-            let mut children = match self.driver().list(&dir).await {
-                Ok(c) => c,
-                Err(e) if e.is_not_found() => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if !rel.is_empty()
-                && children.iter().any(|c| c == "_manifests")
-                && last.is_none_or(|l| cmp_path(&rel, l) == Ordering::Greater)
-            {
-                if items.len() == n {
-                    return Ok(Page { items, more: true });
-                }
-                items.push(rel.clone());
-            }
-            children.retain(|c| !c.starts_with('_') && !c.starts_with('.'));
-            children.sort();
-            for child in children.into_iter().rev() {
-                let path = if rel.is_empty() {
-                    child
-                } else {
-                    format!("{rel}/{child}")
+        let mut repos = Vec::new();
+        let mut level = vec![String::new()];
+        while !level.is_empty() {
+            let listings: Vec<_> = futures_util::stream::iter(level)
+                .map(|rel| {
+                    let dir = if rel.is_empty() {
+                        root.clone()
+                    } else {
+                        format!("{root}/{rel}")
+                    };
+                    async move { (rel, self.driver().list(&dir).await) }
+                })
+                .buffer_unordered(WALK_CONCURRENCY)
+                .collect()
+                .await;
+            let mut next = Vec::new();
+            for (rel, listing) in listings {
+                let children = match listing {
+                    Ok(c) => c,
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => return Err(e.into()),
                 };
-                // Skip subtrees that lie wholly before `last`.
-                if let Some(last) = last {
-                    let before = cmp_path(&path, last) == Ordering::Less;
-                    let is_ancestor = last.starts_with(&format!("{path}/"));
-                    if before && !is_ancestor {
-                        continue;
-                    }
+                if !rel.is_empty() && children.iter().any(|c| c == "_manifests") {
+                    repos.push(rel.clone());
                 }
-                stack.push(path);
+                let subdirs = children
+                    .into_iter()
+                    .filter(|c| !c.starts_with('_') && !c.starts_with('.'));
+                next.extend(subdirs.map(|c| {
+                    if rel.is_empty() {
+                        c
+                    } else {
+                        format!("{rel}/{c}")
+                    }
+                }));
             }
+            level = next;
         }
-        Ok(Page { items, more: false })
+        repos.sort_by(|a, b| cmp_path(a, b));
+        Ok(repos)
     }
 }
 

@@ -42,6 +42,7 @@ pub struct Registry {
     read_only: AtomicBool,
     uploads: uploads::UploadStates,
     manifest_cache: manifest_cache::ManifestCache,
+    catalog_cache: catalog::CatalogCache,
 }
 
 impl Registry {
@@ -53,6 +54,7 @@ impl Registry {
             read_only: AtomicBool::new(options.read_only),
             uploads: uploads::UploadStates::default(),
             manifest_cache: manifest_cache::ManifestCache::new(64 * 1024 * 1024),
+            catalog_cache: catalog::CatalogCache::default(),
         })
     }
 

@@ -141,6 +141,7 @@ impl Registry {
                 .await?;
         }
         links::write(d, &paths::revision_link(repo, &digest), &digest).await?;
+        self.catalog_cache.note(repo);
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
         if let Some(subject) = &subject {
             links::write(d, &paths::referrer_link(repo, subject, &digest), &digest).await?;

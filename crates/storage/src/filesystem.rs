@@ -25,10 +25,15 @@ const CHUNK: usize = 256 * 1024;
 /// never sees them, and on the same filesystem so rename stays atomic.
 const TMP_DIR: &str = ".berth-tmp";
 
+/// Temporary files are spread over this many subdirectories: concurrent creates in one
+/// directory serialise on its inode lock.
+const TMP_SHARDS: u64 = 64;
+
 /// Storage under a local directory.
 #[derive(Clone)]
 pub struct FilesystemDriver {
     root: Arc<PathBuf>,
+    sync: bool,
 }
 
 impl FilesystemDriver {
@@ -39,11 +44,23 @@ impl FilesystemDriver {
         let root = root.into();
         let display = root.display().to_string();
         let tmp = root.join(TMP_DIR);
-        fs::create_dir_all(&tmp).map_err(|e| StorageError::from_io(&display, e))?;
-        remove_stale_temp_files(&tmp);
+        for shard in 0..TMP_SHARDS {
+            let dir = tmp.join(format!("{shard:02x}"));
+            fs::create_dir_all(&dir).map_err(|e| StorageError::from_io(&display, e))?;
+            remove_stale_temp_files(&dir);
+        }
         Ok(FilesystemDriver {
             root: Arc::new(root),
+            sync: true,
         })
+    }
+
+    /// Whether files are fsynced before they are renamed into place (default: yes). Without
+    /// it a process crash is still safe (renames are atomic), but a power loss may lose or
+    /// truncate recently acknowledged files, as with registry:2, which never syncs.
+    pub fn with_sync(mut self, sync: bool) -> Self {
+        self.sync = sync;
+        self
     }
 
     /// The root directory.
@@ -57,9 +74,11 @@ impl FilesystemDriver {
     }
 
     fn temp_path(&self) -> PathBuf {
+        let r = rand::random::<u64>();
         self.root
             .join(TMP_DIR)
-            .join(format!("{:016x}", rand::random::<u64>()))
+            .join(format!("{:02x}", r % TMP_SHARDS))
+            .join(format!("{r:016x}"))
     }
 }
 
@@ -99,14 +118,17 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Renames `src` to `dst`, creating `dst`'s parent, then syncs the parent.
-fn rename_into_place(src: &Path, dst: &Path) -> io::Result<()> {
+/// Renames `src` to `dst`, creating `dst`'s parent, then syncs the parent when `sync`.
+fn rename_into_place(src: &Path, dst: &Path, sync: bool) -> io::Result<()> {
     let parent = dst
         .parent()
         .ok_or_else(|| io::Error::other("destination has no parent"))?;
     fs::create_dir_all(parent)?;
     fs::rename(src, dst)?;
-    sync_dir(parent)
+    if sync {
+        sync_dir(parent)?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -123,12 +145,15 @@ impl StorageDriver for FilesystemDriver {
     async fn put_content(&self, path: &str, content: Bytes) -> Result<(), StorageError> {
         let full = self.full(path)?;
         let tmp = self.temp_path();
+        let sync = self.sync;
         blocking(path, move || {
             let result = (|| {
                 let mut f = File::create(&tmp)?;
                 f.write_all(&content)?;
-                f.sync_all()?;
-                rename_into_place(&tmp, &full)
+                if sync {
+                    f.sync_data()?;
+                }
+                rename_into_place(&tmp, &full, sync)
             })();
             if result.is_err() {
                 let _ = fs::remove_file(&tmp);
@@ -201,6 +226,7 @@ impl StorageDriver for FilesystemDriver {
             file: Some(file),
             size,
             buf: BytesMut::new(),
+            sync: self.sync,
         }))
     }
 
@@ -229,7 +255,8 @@ impl StorageDriver for FilesystemDriver {
 
     async fn move_file(&self, src: &str, dst: &str) -> Result<(), StorageError> {
         let (from, to) = (self.full(src)?, self.full(dst)?);
-        blocking(src, move || rename_into_place(&from, &to)).await
+        let sync = self.sync;
+        blocking(src, move || rename_into_place(&from, &to, sync)).await
     }
 
     async fn delete(&self, path: &str) -> Result<(), StorageError> {
@@ -259,10 +286,15 @@ struct FsWriter {
     file: Option<File>,
     size: u64,
     buf: BytesMut,
+    sync: bool,
 }
 
 impl FsWriter {
     async fn flush(&mut self, sync: bool) -> Result<(), StorageError> {
+        let sync = sync && self.sync;
+        if self.buf.is_empty() && !sync {
+            return Ok(());
+        }
         let data = self.buf.split().freeze();
         let mut file = self.file.take().ok_or_else(|| StorageError::Io {
             path: self.path.clone(),
@@ -271,7 +303,7 @@ impl FsWriter {
         let file = blocking(&self.path, move || {
             file.write_all(&data)?;
             if sync {
-                file.sync_all()?;
+                file.sync_data()?;
             }
             Ok(file)
         })

@@ -18,7 +18,8 @@
 //!         │       └── indexed                           marker: every older revision was scanned
 //!         └── _uploads/<uuid>/
 //!             ├── data                                  upload content so far
-//!             └── startedat                             RFC 3339 start time
+//!             └── startedat                             RFC 3339 start time (registry:2 only;
+//!                                                       Berth uses data's mtime instead)
 //! ```
 //!
 //! A `link` file holds a digest string such as `sha256:ab12...`. Callers pass validated names,

@@ -81,7 +81,8 @@ fn registry2_image_config_loads_without_warnings() {
         c.storage.driver,
         StorageDriverConfig::Filesystem {
             rootdirectory: PathBuf::from("/var/lib/registry"),
-            maxthreads: 100
+            maxthreads: 100,
+            fsync: true
         }
     );
     assert_eq!(c.storage.cache.blobdescriptor.as_deref(), Some("inmemory"));
@@ -177,7 +178,8 @@ fn minimal_config_gets_registry2_defaults() {
         fs.storage.driver,
         StorageDriverConfig::Filesystem {
             rootdirectory: "/var/lib/registry".into(),
-            maxthreads: 100
+            maxthreads: 100,
+            fsync: true
         }
     );
     let explicit_empty = ok(&format!("{MINIMAL}http:\n  headers: {{}}\n"), &[]).config;
@@ -267,7 +269,8 @@ proxy:
         c.storage.driver,
         StorageDriverConfig::Filesystem {
             rootdirectory: "/data".into(),
-            maxthreads: 50
+            maxthreads: 50,
+            fsync: true
         }
     );
     assert!(
@@ -361,7 +364,8 @@ fn embedded_default_uses_the_data_dir_and_enables_deletes() {
         c.storage.driver,
         StorageDriverConfig::Filesystem {
             rootdirectory: "/tmp/berth-test-data".into(),
-            maxthreads: 100
+            maxthreads: 100,
+            fsync: true
         }
     );
     assert!(c.storage.delete_enabled);
@@ -383,7 +387,8 @@ fn embedded_default_uses_the_data_dir_and_enables_deletes() {
             xdg.config.storage.driver,
             StorageDriverConfig::Filesystem {
                 rootdirectory: "/xdg/berth/registry".into(),
-                maxthreads: 100
+                maxthreads: 100,
+                fsync: true
             }
         );
     }
@@ -392,7 +397,8 @@ fn embedded_default_uses_the_data_dir_and_enables_deletes() {
         process.config.storage.driver,
         StorageDriverConfig::Filesystem {
             rootdirectory: default_root_directory(),
-            maxthreads: 100
+            maxthreads: 100,
+            fsync: true
         }
     );
 }
@@ -465,7 +471,8 @@ fn keys_are_matched_ignoring_case() {
         loaded.config.storage.driver,
         StorageDriverConfig::Filesystem {
             rootdirectory: "/x".into(),
-            maxthreads: 100
+            maxthreads: 100,
+            fsync: true
         }
     );
 }
