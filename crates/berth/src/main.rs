@@ -5,6 +5,7 @@
 
 mod cli;
 mod logging;
+mod memory;
 mod server;
 mod setup;
 
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    memory::tune_allocator();
     let opts = cli::Opts::parse();
     match cli::run(opts) {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,13 +6,14 @@
 //! visible path.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
+use futures_util::StreamExt;
 
 use crate::driver::check_path;
 use crate::{ByteStream, FileInfo, FileWriter, StorageDriver, StorageError};
@@ -170,37 +171,23 @@ impl StorageDriver for FilesystemDriver {
         len: Option<u64>,
     ) -> Result<ByteStream, StorageError> {
         let full = self.full(path)?;
-        let owned = path.to_owned();
-        let mut file = blocking(path, move || {
-            let mut f = File::open(full)?;
-            f.seek(SeekFrom::Start(offset))?;
-            Ok(f)
+        let (file, size) = blocking(path, move || {
+            let f = File::open(full)?;
+            let size = f.metadata()?.len();
+            Ok((Arc::new(f), size))
         })
         .await?;
-        let (tx, rx) = mpsc::channel::<Result<Bytes, StorageError>>(4);
-        tokio::task::spawn_blocking(move || {
-            let mut remaining = len.unwrap_or(u64::MAX);
-            while remaining > 0 {
-                let want = remaining.min(CHUNK as u64) as usize;
-                let mut buf = BytesMut::zeroed(want);
-                let chunk = match file.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        remaining -= n as u64;
-                        Ok(buf.freeze())
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => Err(StorageError::from_io(&owned, e)),
-                };
-                let failed = chunk.is_err();
-                // The receiver is gone when the client hung up: stop reading.
-                if tx.blocking_send(chunk).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        Ok(Box::pin(tokio_stream_from(rx)))
+        // Positional reads of bounded chunks, one read ahead of the one being sent: no thread is
+        // held while the client is slow, and memory per stream stays at two chunks.
+        let end = len.map_or(size, |l| offset.saturating_add(l).min(size));
+        let chunks = (offset..end)
+            .step_by(CHUNK)
+            .map(move |start| (start, (end - start).min(CHUNK as u64) as usize));
+        let owned = path.to_owned();
+        let stream = futures_util::stream::iter(chunks)
+            .map(move |(start, want)| read_chunk(owned.clone(), file.clone(), start, want))
+            .buffered(2);
+        Ok(Box::pin(stream))
     }
 
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>, StorageError> {
@@ -272,11 +259,19 @@ impl StorageDriver for FilesystemDriver {
     }
 }
 
-/// Adapts a channel receiver into a stream without pulling in another crate for it.
-fn tokio_stream_from(
-    mut rx: mpsc::Receiver<Result<Bytes, StorageError>>,
-) -> impl futures_util::Stream<Item = Result<Bytes, StorageError>> {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+/// Reads `want` bytes at `start`; a file that shrank under us is an error, never a short blob.
+async fn read_chunk(
+    path: String,
+    file: Arc<File>,
+    start: u64,
+    want: usize,
+) -> Result<Bytes, StorageError> {
+    blocking(&path, move || {
+        let mut buf = BytesMut::zeroed(want);
+        file.read_exact_at(&mut buf, start)?;
+        Ok(buf.freeze())
+    })
+    .await
 }
 
 /// Writes to the upload file through a buffer of at most [`CHUNK`] bytes.
