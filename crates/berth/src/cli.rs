@@ -63,6 +63,9 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
                 eprintln!("warning: {warning}");
             }
             setup::check_supported(&loaded.config)?;
+            for note in setup::not_yet_implemented(&loaded.config) {
+                eprintln!("warning: {note}");
+            }
             println!("# effective configuration from {}", loaded.source);
             print!("{}", loaded.config.to_masked_yaml());
             Ok(())

@@ -11,6 +11,7 @@ use anyhow::Context;
 use axum::extract::Request;
 use berth_api::{ClientAddr, Ctx};
 use berth_config::Loaded;
+use berth_registry::Registry;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -27,6 +28,14 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     let config = &loaded.config;
     setup::check_supported(config)?;
     let registry = setup::registry(config)?;
+    for note in setup::not_yet_implemented(config) {
+        tracing::warn!("{note}");
+    }
+    let purging = &config.storage.maintenance.uploadpurging;
+    if purging.enabled {
+        let (age, interval, dry_run) = (purging.age, purging.interval, purging.dryrun);
+        tokio::spawn(purge_uploads(registry.clone(), age, interval, dry_run));
+    }
     let ctx = Arc::new(Ctx {
         registry,
         options: setup::api_options(config)?,
@@ -107,6 +116,25 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `storage.maintenance.uploadpurging`: like registry:2, the first run waits a random part of
+/// an hour (so a fleet restarted together does not purge at once), then runs every `interval`.
+async fn purge_uploads(registry: Arc<Registry>, age: Duration, interval: Duration, dry_run: bool) {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(u64::from(nanos) % 3600)).await;
+    loop {
+        match registry.purge_uploads(age, dry_run).await {
+            Ok(report) => {
+                for upload in &report.purged {
+                    tracing::info!(upload, dry_run, "purged abandoned upload");
+                }
+                tracing::info!(purged = report.purged.len(), kept = report.kept, dry_run, "upload purge done");
+            }
+            Err(e) => tracing::error!(error = %e, "upload purge failed"),
+        }
+        tokio::time::sleep(interval.max(Duration::from_secs(60))).await;
+    }
 }
 
 /// Prints where the registry listens and where its data lives, for humans and for tests

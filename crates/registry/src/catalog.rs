@@ -91,17 +91,27 @@ impl Registry {
 
     /// Every repository, in walk order.
     async fn walk_repositories(&self) -> Result<Vec<String>, RegistryError> {
+        let mut repos: Vec<String> = self
+            .walk_repository_tree()
+            .await?
+            .into_iter()
+            .filter(|(_, children)| children.iter().any(|c| c == "_manifests"))
+            .map(|(rel, _)| rel)
+            .collect();
+        repos.sort_by(|a, b| cmp_path(a, b));
+        Ok(repos)
+    }
+
+    /// Every directory under `repositories/` that can hold a repository (not `_`-prefixed),
+    /// as (path relative to `repositories/`, child names), in no particular order.
+    pub(crate) async fn walk_repository_tree(&self) -> Result<Vec<(String, Vec<String>)>, RegistryError> {
         let root = paths::repositories_root();
-        let mut repos = Vec::new();
+        let mut visited = Vec::new();
         let mut level = vec![String::new()];
         while !level.is_empty() {
             let listings: Vec<_> = futures_util::stream::iter(level)
                 .map(|rel| {
-                    let dir = if rel.is_empty() {
-                        root.clone()
-                    } else {
-                        format!("{root}/{rel}")
-                    };
+                    let dir = if rel.is_empty() { root.clone() } else { format!("{root}/{rel}") };
                     async move { (rel, self.driver().list(&dir).await) }
                 })
                 .buffer_unordered(WALK_CONCURRENCY)
@@ -114,24 +124,15 @@ impl Registry {
                     Err(e) if e.is_not_found() => continue,
                     Err(e) => return Err(e.into()),
                 };
-                if !rel.is_empty() && children.iter().any(|c| c == "_manifests") {
-                    repos.push(rel.clone());
+                let subdirs = children.iter().filter(|c| !c.starts_with('_') && !c.starts_with('.'));
+                next.extend(subdirs.map(|c| if rel.is_empty() { c.clone() } else { format!("{rel}/{c}") }));
+                if !rel.is_empty() {
+                    visited.push((rel, children));
                 }
-                let subdirs = children
-                    .into_iter()
-                    .filter(|c| !c.starts_with('_') && !c.starts_with('.'));
-                next.extend(subdirs.map(|c| {
-                    if rel.is_empty() {
-                        c
-                    } else {
-                        format!("{rel}/{c}")
-                    }
-                }));
             }
             level = next;
         }
-        repos.sort_by(|a, b| cmp_path(a, b));
-        Ok(repos)
+        Ok(visited)
     }
 }
 

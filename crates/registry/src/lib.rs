@@ -10,6 +10,7 @@ mod error;
 mod links;
 mod manifest_cache;
 pub mod manifests;
+pub mod purge;
 pub mod referrers;
 pub mod tags;
 pub mod uploads;

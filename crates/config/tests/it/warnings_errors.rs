@@ -286,7 +286,8 @@ fn filesystem_maxthreads_is_clamped_like_registry2() {
         loaded.config.storage.driver,
         StorageDriverConfig::Filesystem {
             rootdirectory: "/var/lib/registry".into(),
-            maxthreads: 25
+            maxthreads: 25,
+            fsync: true
         }
     );
     assert_warning(&loaded, &["storage.filesystem.maxthreads", "minimum of 25"]);
