@@ -121,7 +121,10 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
 /// `storage.maintenance.uploadpurging`: like registry:2, the first run waits a random part of
 /// an hour (so a fleet restarted together does not purge at once), then runs every `interval`.
 async fn purge_uploads(registry: Arc<Registry>, age: Duration, interval: Duration, dry_run: bool) {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     tokio::time::sleep(Duration::from_secs(u64::from(nanos) % 3600)).await;
     loop {
         match registry.purge_uploads(age, dry_run).await {
@@ -129,7 +132,12 @@ async fn purge_uploads(registry: Arc<Registry>, age: Duration, interval: Duratio
                 for upload in &report.purged {
                     tracing::info!(upload, dry_run, "purged abandoned upload");
                 }
-                tracing::info!(purged = report.purged.len(), kept = report.kept, dry_run, "upload purge done");
+                tracing::info!(
+                    purged = report.purged.len(),
+                    kept = report.kept,
+                    dry_run,
+                    "upload purge done"
+                );
             }
             Err(e) => tracing::error!(error = %e, "upload purge failed"),
         }

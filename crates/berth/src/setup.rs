@@ -47,15 +47,28 @@ pub fn not_yet_implemented(config: &Config) -> Vec<String> {
     if config.proxy.is_some() {
         notes.push("proxy (pull-through cache) is not implemented yet: only content pushed to this registry is served".to_owned());
     }
-    if config.notifications.as_ref().is_some_and(|n| n.endpoints.iter().any(|e| !e.disabled)) {
+    if config
+        .notifications
+        .as_ref()
+        .is_some_and(|n| n.endpoints.iter().any(|e| !e.disabled))
+    {
         notes.push("notifications are not implemented yet: no events will be sent".to_owned());
     }
     let health = &config.health;
-    if health.storagedriver.enabled || !health.file.is_empty() || !health.http.is_empty() || !health.tcp.is_empty() {
-        notes.push("health checks are not implemented yet: /v2/ always answers while the process runs".to_owned());
+    if health.storagedriver.enabled
+        || !health.file.is_empty()
+        || !health.http.is_empty()
+        || !health.tcp.is_empty()
+    {
+        notes.push(
+            "health checks are not implemented yet: /v2/ always answers while the process runs"
+                .to_owned(),
+        );
     }
     if config.storage.cache.blobdescriptor.is_some() {
-        notes.push("storage.cache is ignored: Berth needs no separate blob descriptor cache".to_owned());
+        notes.push(
+            "storage.cache is ignored: Berth needs no separate blob descriptor cache".to_owned(),
+        );
     }
     notes
 }

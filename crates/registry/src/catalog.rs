@@ -104,14 +104,20 @@ impl Registry {
 
     /// Every directory under `repositories/` that can hold a repository (not `_`-prefixed),
     /// as (path relative to `repositories/`, child names), in no particular order.
-    pub(crate) async fn walk_repository_tree(&self) -> Result<Vec<(String, Vec<String>)>, RegistryError> {
+    pub(crate) async fn walk_repository_tree(
+        &self,
+    ) -> Result<Vec<(String, Vec<String>)>, RegistryError> {
         let root = paths::repositories_root();
         let mut visited = Vec::new();
         let mut level = vec![String::new()];
         while !level.is_empty() {
             let listings: Vec<_> = futures_util::stream::iter(level)
                 .map(|rel| {
-                    let dir = if rel.is_empty() { root.clone() } else { format!("{root}/{rel}") };
+                    let dir = if rel.is_empty() {
+                        root.clone()
+                    } else {
+                        format!("{root}/{rel}")
+                    };
                     async move { (rel, self.driver().list(&dir).await) }
                 })
                 .buffer_unordered(WALK_CONCURRENCY)
@@ -124,8 +130,16 @@ impl Registry {
                     Err(e) if e.is_not_found() => continue,
                     Err(e) => return Err(e.into()),
                 };
-                let subdirs = children.iter().filter(|c| !c.starts_with('_') && !c.starts_with('.'));
-                next.extend(subdirs.map(|c| if rel.is_empty() { c.clone() } else { format!("{rel}/{c}") }));
+                let subdirs = children
+                    .iter()
+                    .filter(|c| !c.starts_with('_') && !c.starts_with('.'));
+                next.extend(subdirs.map(|c| {
+                    if rel.is_empty() {
+                        c.clone()
+                    } else {
+                        format!("{rel}/{c}")
+                    }
+                }));
                 if !rel.is_empty() {
                     visited.push((rel, children));
                 }

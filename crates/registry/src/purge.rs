@@ -21,14 +21,20 @@ pub struct PurgeReport {
 
 impl Registry {
     /// Deletes (or, with `dry_run`, only lists) upload sessions untouched for `age`.
-    pub async fn purge_uploads(&self, age: Duration, dry_run: bool) -> Result<PurgeReport, RegistryError> {
+    pub async fn purge_uploads(
+        &self,
+        age: Duration,
+        dry_run: bool,
+    ) -> Result<PurgeReport, RegistryError> {
         let mut report = PurgeReport::default();
         let now = SystemTime::now();
         for (rel, children) in self.walk_repository_tree().await? {
             if !children.iter().any(|c| c == "_uploads") {
                 continue;
             }
-            let Ok(repo) = rel.parse::<RepoName>() else { continue };
+            let Ok(repo) = rel.parse::<RepoName>() else {
+                continue;
+            };
             let uploads = format!("{}/_uploads", paths::repo_dir(&repo));
             let ids = match self.driver().list(&uploads).await {
                 Ok(ids) => ids,
@@ -75,12 +81,23 @@ mod tests {
         let reg = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());
         let repo = "a/b".parse().expect("name");
         let id = reg.start_upload(&repo).await.expect("start");
-        let dry = reg.purge_uploads(Duration::ZERO, true).await.expect("dry run");
+        let dry = reg
+            .purge_uploads(Duration::ZERO, true)
+            .await
+            .expect("dry run");
         assert_eq!(dry.purged, [format!("a/b/{id}")]);
         assert_eq!(reg.upload_status(&repo, &id).await.expect("still there"), 0);
-        let kept = reg.purge_uploads(Duration::from_secs(3600), false).await.expect("purge");
+        let kept = reg
+            .purge_uploads(Duration::from_secs(3600), false)
+            .await
+            .expect("purge");
         assert_eq!((kept.purged.len(), kept.kept), (0, 1));
-        reg.purge_uploads(Duration::ZERO, false).await.expect("purge");
-        assert!(reg.upload_status(&repo, &id).await.is_err(), "purged session is gone");
+        reg.purge_uploads(Duration::ZERO, false)
+            .await
+            .expect("purge");
+        assert!(
+            reg.upload_status(&repo, &id).await.is_err(),
+            "purged session is gone"
+        );
     }
 }

@@ -60,10 +60,16 @@ impl Registry {
     pub async fn start_upload(&self, repo: &RepoName) -> Result<String, RegistryError> {
         self.check_writable()?;
         let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
-        let writer = self.driver().writer(&paths::upload_data(repo, &uuid), false).await?;
+        let writer = self
+            .driver()
+            .writer(&paths::upload_data(repo, &uuid), false)
+            .await?;
         writer.close().await?;
         let session = self.uploads.session(&uuid);
-        *session.lock().await = Some(HashState { offset: 0, digester: Digester::new(Algorithm::Sha256) });
+        *session.lock().await = Some(HashState {
+            offset: 0,
+            digester: Digester::new(Algorithm::Sha256),
+        });
         Ok(uuid)
     }
 
@@ -142,17 +148,20 @@ impl Registry {
             .driver()
             .writer(&paths::upload_data(repo, &uuid), false)
             .await?;
-        let received = receive(writer, Digester::new(digest.algorithm()), body).await;
-        let (writer, digester, _) = match received {
-            Ok(r) => r,
-            Err(e) => {
-                links::remove(self.driver(), &paths::upload_dir(repo, &uuid)).await?;
-                return Err(e);
-            }
-        };
-        let size = writer.size();
-        writer.commit().await?;
-        self.publish(repo, &uuid, digest, digester, size).await
+        let result = async {
+            let (writer, digester, _) =
+                receive(writer, Digester::new(digest.algorithm()), body).await?;
+            let size = writer.size();
+            writer.commit().await?;
+            self.publish(repo, &uuid, digest, digester, size).await
+        }
+        .await;
+        if result.is_err() {
+            // Nobody can resume a monolithic upload: free its space now (it matters most when
+            // the error was a full disk).
+            let _ = links::remove(self.driver(), &paths::upload_dir(repo, &uuid)).await;
+        }
+        result
     }
 
     /// Cancels a session and deletes what it received.

@@ -1,0 +1,106 @@
+//! Faults an operator meets: a full disk gives a clear error, frees what the failed push took,
+//! and pulls keep working.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{write_config, Server};
+use sha2::{Digest as _, Sha256};
+
+/// A small tmpfs, unmounted on drop.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    /// Mounts `size` of tmpfs at `dir`; `None` when not root (then the test cannot run here).
+    fn mount(dir: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallDisk(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn blob_file(dir: &Path, name: &str, size: usize, seed: u8) -> (PathBuf, String) {
+    let data: Vec<u8> = (0..size)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, &data).unwrap();
+    (
+        path,
+        format!("sha256:{}", hex::encode(Sha256::digest(&data))),
+    )
+}
+
+#[test]
+fn full_disk_is_a_clear_error_and_pulls_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_disk) = SmallDisk::mount(&dir.path().join("disk"), "4m") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must run this test as root (it mounts a tmpfs)"
+        );
+        eprintln!("skipping: mounting a tmpfs needs root");
+        return;
+    };
+    // The config points the data into the small disk; blob sources live outside it.
+    let config = write_config(dir.path(), "");
+    let yaml = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("rootdirectory: {}", dir.path().join("data").display()),
+        &format!("rootdirectory: {}", dir.path().join("disk/data").display()),
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let server = Server::start(&[&config], &[]);
+
+    let (small, small_digest) = blob_file(dir.path(), "small", 100_000, 1);
+    let (status, _) = server.request(
+        "POST",
+        &format!("/v2/r/blobs/uploads/?digest={small_digest}"),
+        &[],
+        Some(&small),
+    );
+    assert_eq!(status, 201);
+
+    let (big, big_digest) = blob_file(dir.path(), "big", 8 << 20, 2);
+    let (status, body) = server.request(
+        "POST",
+        &format!("/v2/r/blobs/uploads/?digest={big_digest}"),
+        &[],
+        Some(&big),
+    );
+    assert_eq!(status, 507, "{body}");
+    assert!(body.contains("DENIED") && body.contains("full"), "{body}");
+
+    let (status, body) = server.request("PATCH", "/v2/r/blobs/uploads/not-a-uuid", &[], None);
+    assert_eq!(status, 404, "{body}");
+
+    // Pulls keep working, and the failed monolithic push left nothing behind.
+    let out = Command::new("curl")
+        .args(["-sf", &format!("{}/v2/r/blobs/{small_digest}", server.url)])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, std::fs::read(&small).unwrap());
+    let (status, _) = server.request("HEAD", &format!("/v2/r/blobs/{big_digest}"), &[], None);
+    assert_eq!(status, 404);
+    let (again, again_digest) = blob_file(dir.path(), "again", 1_000_000, 3);
+    let (status, body) = server.request(
+        "POST",
+        &format!("/v2/r/blobs/uploads/?digest={again_digest}"),
+        &[],
+        Some(&again),
+    );
+    assert_eq!(status, 201, "space of the failed push was freed: {body}");
+}
