@@ -151,3 +151,73 @@ fn sigterm_stops_cleanly() {
         "{logs}"
     );
 }
+
+#[test]
+fn sigterm_lets_an_in_flight_upload_finish() {
+    use sha2::{Digest as _, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let mut server = Server::start(&[&config], &[]);
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let file = dir.path().join("blob");
+    std::fs::write(&file, &data).unwrap();
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+    // About 3 s at 1 MiB/s: SIGTERM arrives while the body is still streaming.
+    let upload = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--limit-rate",
+            "1M",
+            "-X",
+            "POST",
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", file.display()))
+        .arg(format!(
+            "{}/v2/slow/blobs/uploads/?digest={digest}",
+            server.url
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    server.signal("-TERM");
+    let out = upload.wait_with_output().unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        "201",
+        "the upload in flight at SIGTERM completes"
+    );
+    let status = server
+        .wait(Duration::from_secs(15))
+        .expect("exits once drained");
+    assert!(status.success());
+    let again = Server::start(&[&config], &[]);
+    let (status, _) = again.request("HEAD", &format!("/v2/slow/blobs/{digest}"), &[], None);
+    assert_eq!(status, 200, "the blob was durably stored");
+}
+
+#[test]
+fn serves_on_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let socket = dir.path().join("berth.sock");
+    let socket_str = socket.display().to_string();
+    let server = Server::start(
+        &[&config],
+        &[
+            ("REGISTRY_HTTP_NET", "unix"),
+            ("REGISTRY_HTTP_ADDR", &socket_str),
+        ],
+    );
+    assert_eq!(server.url, format!("unix:{socket_str}"));
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--unix-socket", &socket_str, "http://localhost/v2/"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "{}");
+}
