@@ -3,7 +3,8 @@
 #   1. cargo test for the whole workspace (unit, conformance, in-process and integration tests
 #      that start the real binary on port 0);
 #   2. real clients against the release binary: the shared compat kit (skopeo + containerd);
-#   3. the in-place round trip with Debian's docker-registry 2.8.2.
+#   3. the in-place round trip with Debian's docker-registry 2.8.2;
+#   4. the Docker CLI (Debian's dockerd): push, pull, pull by digest, registry-mirrors.
 # Under CI=true a missing tool is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +28,9 @@ run_suite "release build" cargo build --release --locked -p berth
 if [ -x target/release/berth ]; then
   run_suite "compat kit (plain HTTP)" scripts/compat.sh plain
   run_suite "round trip with docker-registry 2.8.2" scripts/roundtrip-registry2.sh
+  run_suite "Docker CLI push/pull and registry-mirrors" scripts/docker-cli.sh
 else
-  suites_failed=$((suites_failed + 2))
+  suites_failed=$((suites_failed + 3))
 fi
 
 echo "test.sh: $suites_passed passed, $suites_failed failed"
