@@ -59,11 +59,7 @@ impl Registry {
     /// fsynced: losing a session in a power cut only makes the client start a new one.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<String, RegistryError> {
         self.check_writable()?;
-        let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
-        let writer = self
-            .driver()
-            .writer(&paths::upload_data(repo, &uuid), false)
-            .await?;
+        let (uuid, writer) = self.new_upload(repo).await?;
         writer.close().await?;
         let session = self.uploads.session(&uuid);
         *session.lock().await = Some(HashState {
@@ -143,11 +139,7 @@ impl Registry {
         body: BodyStream,
     ) -> Result<u64, RegistryError> {
         self.check_writable()?;
-        let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
-        let writer = self
-            .driver()
-            .writer(&paths::upload_data(repo, &uuid), false)
-            .await?;
+        let (uuid, writer) = self.new_upload(repo).await?;
         let result = async {
             let (writer, digester, _) =
                 receive(writer, Digester::new(digest.algorithm()), body).await?;
@@ -162,6 +154,19 @@ impl Registry {
             let _ = links::remove(self.driver(), &paths::upload_dir(repo, &uuid)).await;
         }
         result
+    }
+
+    /// Creates `_uploads/<uuid>/data` for a new upload and opens it for writing.
+    async fn new_upload(
+        &self,
+        repo: &RepoName,
+    ) -> Result<(String, Box<dyn FileWriter>), RegistryError> {
+        let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
+        let writer = self
+            .driver()
+            .writer(&paths::upload_data(repo, &uuid), false)
+            .await?;
+        Ok((uuid, writer))
     }
 
     /// Cancels a session and deletes what it received.
