@@ -119,9 +119,10 @@ fn is_manifest_type(t: &str) -> bool {
 }
 
 impl Manifest {
-    /// Parses and validates a manifest body. `content_type` is the PUT's Content-Type, which
-    /// decides the type when the body has no `mediaType` (umoci and others omit it). A body whose
-    /// `mediaType` contradicts a manifest Content-Type is rejected, as registry:2 does.
+    /// Parses and validates a manifest body. `content_type` is the PUT's Content-Type; a body
+    /// without `mediaType` (umoci omits it) is an index when it has `manifests`, else an image
+    /// manifest, and a manifest Content-Type that contradicts that is rejected, as registry:2
+    /// does.
     pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Manifest, OciError> {
         if body.len() > MAX_MANIFEST_SIZE {
             return Err(invalid(format!(
@@ -132,16 +133,21 @@ impl Manifest {
         let header = content_type
             .map(bare_media_type)
             .filter(|t| is_manifest_type(t));
-        let media_type = match (&raw.media_type, header) {
-            (Some(body_type), Some(h)) if body_type != h => {
-                return Err(invalid(format!(
-                    "mediaType {body_type:?} does not match Content-Type {h:?}"
-                )))
-            }
-            (Some(body_type), _) => body_type.clone(),
-            (None, Some(h)) => h.to_owned(),
-            (None, None) => Self::guess_media_type(&raw),
-        };
+        // The type must be derivable from the bytes alone (stored manifests have no
+        // Content-Type of their own), so a Content-Type that contradicts the body's `mediaType`,
+        // or what a body without one is, is refused: the manifest is then always served with
+        // the Content-Type it was pushed with, before and after a restart.
+        let media_type = raw
+            .media_type
+            .clone()
+            .unwrap_or_else(|| Self::guess_media_type(&raw));
+        if let Some(h) = header.filter(|h| *h != media_type) {
+            let what = match &raw.media_type {
+                Some(body_type) => format!("mediaType {body_type:?}"),
+                None => format!("a manifest without mediaType (read as {media_type:?})"),
+            };
+            return Err(invalid(format!("{what} does not match Content-Type {h:?}")));
+        }
         Self::from_raw(raw, media_type)
     }
 
@@ -251,13 +257,20 @@ mod tests {
     }
 
     #[test]
-    fn image_without_media_type_takes_content_type() {
-        let m = Manifest::parse(image(None).as_bytes(), Some(mt::DOCKER_MANIFEST)).expect("valid");
-        assert_eq!(m.media_type, mt::DOCKER_MANIFEST);
+    fn image_without_media_type_is_oci() {
+        let m = Manifest::parse(image(None).as_bytes(), Some(mt::OCI_MANIFEST)).expect("valid");
+        assert_eq!(m.media_type, mt::OCI_MANIFEST);
         assert_eq!(m.kind, ManifestKind::Image);
         assert_eq!(m.blob_references().len(), 2);
         let m = Manifest::parse(image(None).as_bytes(), None).expect("valid");
         assert_eq!(m.media_type, mt::OCI_MANIFEST);
+        // Docker schema 2 requires the field; without it the bytes say OCI, which contradicts.
+        assert!(Manifest::parse(image(None).as_bytes(), Some(mt::DOCKER_MANIFEST)).is_err());
+        assert!(Manifest::parse(image(None).as_bytes(), Some(mt::OCI_INDEX)).is_err());
+        assert_eq!(
+            Manifest::detect_media_type(image(None).as_bytes()),
+            mt::OCI_MANIFEST
+        );
     }
 
     #[test]
