@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, Method, StatusCode};
 
-use crate::endpoint::{self, Endpoint};
+use crate::endpoint::{self, Endpoint, PathError};
 use crate::request::{Query, Req};
 use crate::{blobs, catalog, manifests, referrers, tags, uploads, ApiError, ClientAddr, Ctx};
 
@@ -67,11 +67,12 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
 async fn route(ctx: &Ctx, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let prefix = ctx.options.prefix.trim_end_matches('/');
+    // With `http.prefix`, the API lives only under the prefix, as in registry:2.
     let path = parts
         .uri
         .path()
         .strip_prefix(prefix)
-        .unwrap_or(parts.uri.path());
+        .ok_or(PathError::NotFound)?;
     let endpoint = endpoint::parse(path)?;
     let req = Req {
         method: parts.method,

@@ -21,6 +21,14 @@ struct TestApp {
 
 impl TestApp {
     fn new(delete_enabled: bool) -> Self {
+        let options = ApiOptions {
+            relative_urls: true,
+            ..ApiOptions::default()
+        };
+        Self::with_options(delete_enabled, options)
+    }
+
+    fn with_options(delete_enabled: bool, options: ApiOptions) -> Self {
         let registry = Registry::new(
             Arc::new(InMemoryDriver::new()),
             RegistryOptions {
@@ -28,11 +36,6 @@ impl TestApp {
                 read_only: false,
             },
         );
-        let options = ApiOptions {
-            relative_urls: true,
-            access_log: false,
-            ..ApiOptions::default()
-        };
         TestApp {
             router: app(Arc::new(Ctx { registry, options })),
         }
@@ -211,4 +214,68 @@ async fn chunked_upload_with_relative_location() {
     assert_eq!(header(&r, "content-range"), "bytes 1-3/6");
     let body = r.into_body().collect().await.expect("body").to_bytes();
     assert_eq!(&body[..], b"bcd");
+}
+
+#[tokio::test]
+async fn prefix_and_absolute_locations() {
+    let options = ApiOptions {
+        prefix: "/registry/".into(),
+        ..ApiOptions::default()
+    };
+    let t = TestApp::with_options(true, options);
+    let r = t.send(Method::GET, "/v2/", &[], vec![]).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "the API lives only under the prefix"
+    );
+    let r = t.send(Method::GET, "/registry/v2/", &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let headers = [("host", "reg.example:5000"), ("x-forwarded-proto", "https")];
+    let r = t
+        .send(
+            Method::POST,
+            "/registry/v2/r/blobs/uploads/",
+            &headers,
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = header(&r, "location");
+    assert!(
+        location.starts_with("https://reg.example:5000/registry/v2/r/blobs/uploads/"),
+        "{location}"
+    );
+}
+
+#[tokio::test]
+async fn read_only_mode_refuses_writes_but_serves_reads() {
+    let registry = Registry::new(
+        Arc::new(InMemoryDriver::new()),
+        RegistryOptions {
+            delete_enabled: true,
+            read_only: false,
+        },
+    );
+    let t = TestApp {
+        router: app(Arc::new(Ctx {
+            registry: registry.clone(),
+            options: ApiOptions::default(),
+        })),
+    };
+    let d = t.push_blob("r", b"kept").await;
+    registry.set_read_only(true);
+    let r = t
+        .send(Method::POST, "/v2/r/blobs/uploads/", &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body_json(r).await["errors"][0]["code"], "UNSUPPORTED");
+    let r = t
+        .send(Method::DELETE, &format!("/v2/r/blobs/{d}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let r = t
+        .send(Method::GET, &format!("/v2/r/blobs/{d}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
 }
