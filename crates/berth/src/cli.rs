@@ -53,7 +53,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(server::serve(loaded))
+            runtime.block_on(server::serve(loaded, config))
         }
         Command::Config {
             command: ConfigCommand::Check { config },

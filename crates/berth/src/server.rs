@@ -24,7 +24,7 @@ use crate::setup;
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 
 /// Runs the registry until a shutdown signal.
-pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
+pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let config = &loaded.config;
     setup::check_supported(config)?;
     let registry = setup::registry(config)?;
@@ -36,6 +36,7 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         let (age, interval, dry_run) = (purging.age, purging.interval, purging.dryrun);
         tokio::spawn(purge_uploads(registry.clone(), age, interval, dry_run));
     }
+    tokio::spawn(reload_on_sighup(registry.clone(), config_path));
     let ctx = Arc::new(Ctx {
         registry,
         options: setup::api_options(config)?,
@@ -153,6 +154,32 @@ fn announce(url: &str, storage: &str, source: &str) {
         env!("CARGO_PKG_VERSION")
     );
     tracing::info!(url, storage, config = source, "berth listening");
+}
+
+/// SIGHUP re-reads the configuration (file and `REGISTRY_*` environment) and applies what can
+/// change without a restart: `storage.maintenance.readonly.enabled`, for backups and
+/// migrations. A configuration that no longer loads is reported and ignored.
+async fn reload_on_sighup(registry: Arc<Registry>, path: Option<std::path::PathBuf>) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; configuration reload disabled");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        match setup::load_config(path.as_deref()) {
+            Ok(loaded) => {
+                let read_only = loaded.config.storage.maintenance.readonly_enabled;
+                registry.set_read_only(read_only);
+                tracing::info!(read_only, "configuration reloaded (SIGHUP)");
+            }
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "configuration reload failed; keeping the running configuration"
+            ),
+        }
+    }
 }
 
 async fn shutdown_signal() {

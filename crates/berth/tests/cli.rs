@@ -221,3 +221,36 @@ fn serves_on_a_unix_socket() {
         .unwrap();
     assert_eq!(text(&out.stdout), "{}");
 }
+
+#[test]
+fn sighup_switches_read_only_mode_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let server = Server::start(&[&config], &[]);
+    let (status, _) = server.request("POST", "/v2/r/blobs/uploads/", &[], None);
+    assert_eq!(status, 202);
+    let original = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{original}\n").replace(
+            "delete: {enabled: true}",
+            "delete: {enabled: true}\n  maintenance: {readonly: {enabled: true}}",
+        ),
+    )
+    .unwrap();
+    server.signal("-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, body) = server.request("POST", "/v2/r/blobs/uploads/", &[], None);
+    assert_eq!(status, 405, "{body}");
+    assert!(
+        body.contains("UNSUPPORTED") && body.contains("read-only"),
+        "{body}"
+    );
+    let (status, _) = server.get("/v2/");
+    assert_eq!(status, 200, "reads keep working");
+    std::fs::write(&config, original).unwrap();
+    server.signal("-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = server.request("POST", "/v2/r/blobs/uploads/", &[], None);
+    assert_eq!(status, 202);
+}
