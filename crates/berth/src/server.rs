@@ -36,7 +36,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
         let (age, interval, dry_run) = (purging.age, purging.interval, purging.dryrun);
         tokio::spawn(purge_uploads(registry.clone(), age, interval, dry_run));
     }
-    tokio::spawn(reload_on_sighup(registry.clone(), config_path));
+    tokio::spawn(reload_on_sighup(registry.clone(), config_path)?);
     let ctx = Arc::new(Ctx {
         registry,
         options: setup::api_options(config)?,
@@ -45,7 +45,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     let storage = setup::storage_description(config);
-    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut shutdown = std::pin::pin!(shutdown_signal()?);
 
     if config.http.net == "unix" {
         let path = &config.http.addr;
@@ -159,39 +159,42 @@ fn announce(url: &str, storage: &str, source: &str) {
 /// SIGHUP re-reads the configuration (file and `REGISTRY_*` environment) and applies what can
 /// change without a restart: `storage.maintenance.readonly.enabled`, for backups and
 /// migrations. A configuration that no longer loads is reported and ignored.
-async fn reload_on_sighup(registry: Arc<Registry>, path: Option<std::path::PathBuf>) {
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGHUP; configuration reload disabled");
-            return;
-        }
-    };
-    while hup.recv().await.is_some() {
-        match setup::load_config(path.as_deref()) {
-            Ok(loaded) => {
-                let read_only = loaded.config.storage.maintenance.readonly_enabled;
-                registry.set_read_only(read_only);
-                tracing::info!(read_only, "configuration reloaded (SIGHUP)");
+/// The handler is installed before this returns (not when the task first runs), so
+/// a SIGHUP right after the `listening` line is never lost.
+fn reload_on_sighup(
+    registry: Arc<Registry>,
+    path: Option<std::path::PathBuf>,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    Ok(async move {
+        while hup.recv().await.is_some() {
+            match setup::load_config(path.as_deref()) {
+                Ok(loaded) => {
+                    let read_only = loaded.config.storage.maintenance.readonly_enabled;
+                    registry.set_read_only(read_only);
+                    tracing::info!(read_only, "configuration reloaded (SIGHUP)");
+                }
+                Err(e) => tracing::error!(
+                    error = format!("{e:#}"),
+                    "configuration reload failed; keeping the running configuration"
+                ),
             }
-            Err(e) => tracing::error!(
-                error = format!("{e:#}"),
-                "configuration reload failed; keeping the running configuration"
-            ),
         }
-    }
+    })
 }
 
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return std::future::pending().await;
+/// Installs the SIGTERM/SIGINT handlers *now* (before the `listening` line is
+/// printed), so a signal sent the moment the port is announced is never lost to
+/// the default action, which would kill the process without draining.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
+    })
 }
