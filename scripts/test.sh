@@ -4,7 +4,8 @@
 #      that start the real binary on port 0);
 #   2. real clients against the release binary: the shared compat kit (skopeo + containerd);
 #   3. the in-place round trip with Debian's docker-registry 2.8.2;
-#   4. the Docker CLI (Debian's dockerd): push, pull, pull by digest, registry-mirrors.
+#   4. garbage collection compared with docker-registry's own on the same data;
+#   5. the Docker CLI (Debian's dockerd): push, pull, pull by digest, registry-mirrors.
 # Under CI=true a missing tool is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,9 +29,10 @@ run_suite "release build" cargo build --release --locked -p berth
 if [ -x target/release/berth ]; then
   run_suite "compat kit (plain HTTP)" scripts/compat.sh plain
   run_suite "round trip with docker-registry 2.8.2" scripts/roundtrip-registry2.sh
+  run_suite "garbage collection against docker-registry 2.8.2" scripts/gc-registry2.sh
   run_suite "Docker CLI push/pull and registry-mirrors" scripts/docker-cli.sh
 else
-  suites_failed=$((suites_failed + 3))
+  suites_failed=$((suites_failed + 4))
 fi
 
 echo "test.sh: $suites_passed passed, $suites_failed failed"

@@ -226,6 +226,7 @@ impl From<RegistryError> for ApiError {
                 )
             }
             RegistryError::Storage(e) => ApiError::internal(e),
+            e @ RegistryError::WouldLoseData(_) => ApiError::internal(e),
         }
     }
 }

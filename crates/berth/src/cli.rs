@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::{logging, server, setup};
+use crate::{logging, maintenance, server, setup};
 
 /// Berth: a self-hosted OCI registry and pull-through cache, drop-in for registry:2.
 #[derive(Parser, Debug)]
@@ -21,6 +21,22 @@ enum Command {
     /// used (filesystem storage in a per-user data directory, port 5000, delete enabled).
     /// REGISTRY_* environment variables override the file, as in registry:2.
     Serve {
+        /// Path to a registry:2-compatible config.yml.
+        config: Option<PathBuf>,
+    },
+    /// Remove blobs no manifest references, and with --delete-untagged the manifests no tag
+    /// reaches (keeping multi-arch children and the referrers of kept manifests). Offline, like
+    /// registry:2's `registry garbage-collect`: stop the registry or put it in read-only mode.
+    GarbageCollect {
+        /// Print what would be removed and the bytes it would free; change nothing.
+        #[arg(short = 'd', long)]
+        dry_run: bool,
+        /// Also remove manifests that no tag reaches.
+        #[arg(short = 'm', long)]
+        delete_untagged: bool,
+        /// Print only the summary line.
+        #[arg(short = 'q', long)]
+        quiet: bool,
         /// Path to a registry:2-compatible config.yml.
         config: Option<PathBuf>,
     },
@@ -49,11 +65,21 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             for warning in &loaded.warnings {
                 tracing::warn!("{warning}");
             }
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(server::serve(loaded, config))
+            runtime()?.block_on(server::serve(loaded, config))
+        }
+        Command::GarbageCollect {
+            dry_run,
+            delete_untagged,
+            quiet,
+            config,
+        } => {
+            let loaded = setup::load_config(config.as_deref())?;
+            logging::init(&loaded.config.log)?;
+            let options = berth_registry::gc::GcOptions {
+                delete_untagged,
+                dry_run,
+            };
+            runtime()?.block_on(maintenance::garbage_collect(loaded, options, quiet))
         }
         Command::Config {
             command: ConfigCommand::Check { config },
@@ -71,4 +97,11 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }

@@ -5,6 +5,7 @@
 
 mod cli;
 mod logging;
+mod maintenance;
 mod memory;
 mod server;
 mod setup;

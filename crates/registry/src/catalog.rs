@@ -90,7 +90,7 @@ impl Registry {
     }
 
     /// Every repository, in walk order.
-    async fn walk_repositories(&self) -> Result<Vec<String>, RegistryError> {
+    pub(crate) async fn walk_repositories(&self) -> Result<Vec<String>, RegistryError> {
         let mut repos: Vec<String> = self
             .walk_repository_tree()
             .await?

@@ -60,6 +60,9 @@ pub enum RegistryError {
     /// The request body was cut short or unreadable.
     #[error("request body: {0}")]
     Body(std::io::Error),
+    /// A maintenance operation (garbage collection) stopped rather than risk losing data.
+    #[error("{0}")]
+    WouldLoseData(String),
     /// Storage failed; details are logged, never sent to clients.
     #[error(transparent)]
     Storage(#[from] StorageError),

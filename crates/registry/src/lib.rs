@@ -7,6 +7,9 @@
 pub mod blobs;
 pub mod catalog;
 mod error;
+pub mod gc;
+#[cfg(test)]
+mod gc_tests;
 mod links;
 mod manifest_cache;
 pub mod manifests;

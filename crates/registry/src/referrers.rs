@@ -25,38 +25,33 @@ impl Registry {
         }
         let dir = paths::referrers_dir(repo, subject);
         let mut found = Vec::new();
-        for algorithm in list_or_empty(d, &dir).await? {
-            for hex in list_or_empty(d, &format!("{dir}/{algorithm}")).await? {
-                let Ok(digest) = format!("{algorithm}:{hex}").parse::<Digest>() else {
-                    continue;
-                };
-                // Skip links whose manifest revision is gone (deleted by another node mid-way).
-                if links::read(d, &paths::revision_link(repo, &digest))
-                    .await?
-                    .as_ref()
-                    != Some(&digest)
-                {
-                    continue;
-                }
-                let cached = match self.load_manifest(&digest).await {
-                    Ok(c) => c,
-                    Err(RegistryError::ManifestUnknown(_)) => continue,
-                    Err(e) => return Err(e),
-                };
-                let Ok(manifest) = Manifest::parse(&cached.body, Some(&cached.media_type)) else {
-                    continue;
-                };
-                let descriptor = Descriptor {
-                    media_type: cached.media_type.clone(),
-                    digest,
-                    size: cached.body.len() as u64,
-                    urls: Vec::new(),
-                    annotations: manifest.annotations.clone(),
-                    artifact_type: manifest.effective_artifact_type(),
-                };
-                if artifact_type.is_none() || descriptor.artifact_type.as_deref() == artifact_type {
-                    found.push(descriptor);
-                }
+        for digest in self.list_digests(&dir).await? {
+            // Skip links whose manifest revision is gone (deleted by another node mid-way).
+            if links::read(d, &paths::revision_link(repo, &digest))
+                .await?
+                .as_ref()
+                != Some(&digest)
+            {
+                continue;
+            }
+            let cached = match self.load_manifest(&digest).await {
+                Ok(c) => c,
+                Err(RegistryError::ManifestUnknown(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let Ok(manifest) = Manifest::parse(&cached.body, Some(&cached.media_type)) else {
+                continue;
+            };
+            let descriptor = Descriptor {
+                media_type: cached.media_type.clone(),
+                digest,
+                size: cached.body.len() as u64,
+                urls: Vec::new(),
+                annotations: manifest.annotations.clone(),
+                artifact_type: manifest.effective_artifact_type(),
+            };
+            if artifact_type.is_none() || descriptor.artifact_type.as_deref() == artifact_type {
+                found.push(descriptor);
             }
         }
         found.sort_by(|a, b| a.digest.cmp(&b.digest));
@@ -69,31 +64,21 @@ impl Registry {
     /// directory written by registry:2), once per repository, then writes the marker.
     async fn index_existing_referrers(&self, repo: &RepoName) -> Result<(), RegistryError> {
         let d = self.driver();
-        let revisions = paths::revisions_dir(repo);
-        let algorithms = list_or_empty(d, &revisions).await?;
-        if algorithms.is_empty() {
+        let revisions = self.list_digests(&paths::revisions_dir(repo)).await?;
+        if revisions.is_empty() {
             // No manifests (or no repository): nothing to index, and nothing must be created.
             return Ok(());
         }
-        for algorithm in algorithms {
-            for hex in list_or_empty(d, &format!("{revisions}/{algorithm}")).await? {
-                let Ok(digest) = format!("{algorithm}:{hex}").parse::<Digest>() else {
-                    continue;
-                };
-                let Ok(cached) = self.load_manifest(&digest).await else {
-                    continue;
-                };
-                let Ok(manifest) = Manifest::parse(&cached.body, Some(&cached.media_type)) else {
-                    continue;
-                };
-                if let Some(subject) = manifest.subject {
-                    links::write(
-                        d,
-                        &paths::referrer_link(repo, &subject.digest, &digest),
-                        &digest,
-                    )
-                    .await?;
-                }
+        for digest in revisions {
+            let Ok(cached) = self.load_manifest(&digest).await else {
+                continue;
+            };
+            let Ok(manifest) = Manifest::parse(&cached.body, Some(&cached.media_type)) else {
+                continue;
+            };
+            if let Some(subject) = manifest.subject {
+                let link = paths::referrer_link(repo, &subject.digest, &digest);
+                links::write(d, &link, &digest).await?;
             }
         }
         d.put_content(
@@ -103,16 +88,5 @@ impl Registry {
         .await?;
         tracing::info!(repository = %repo, "referrers index built from existing manifests");
         Ok(())
-    }
-}
-
-async fn list_or_empty(
-    d: &dyn berth_storage::StorageDriver,
-    dir: &str,
-) -> Result<Vec<String>, RegistryError> {
-    match d.list(dir).await {
-        Ok(names) => Ok(names),
-        Err(e) if e.is_not_found() => Ok(Vec::new()),
-        Err(e) => Err(e.into()),
     }
 }
