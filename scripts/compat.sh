@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs the shared real-client kit (skopeo + containerd) against a freshly started Berth and
-# requires every check to pass. Usage: scripts/compat.sh [plain]
+# requires every check to pass. Usage: scripts/compat.sh [plain|tls-htpasswd]
+#   plain         HTTP, no auth
+#   tls-htpasswd  TLS with a self-signed certificate (verified with --cacert) and htpasswd
+#                 users made with `berth htpasswd`
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -8,13 +11,33 @@ mode=${1:-plain}
 work=$(mktemp -d /tmp/berth-compat.XXXXXX)
 trap 'stop_pid "${BERTH_PID:-0}"; rm -rf "$work"' EXIT
 
+# A self-signed certificate for 127.0.0.1, the kit's CA file.
+make_cert() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -keyout "$work/key.pem" -out "$work/cert.pem" -subj "/CN=127.0.0.1" \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" 2>/dev/null
+}
+
+client_args=(--tls-verify=false)
+write_config "$work/config.yml" "$work/data"
 case "$mode" in
-  plain) write_config "$work/config.yml" "$work/data" ;;
+  plain) ;;
+  tls-htpasswd)
+    make_cert
+    printf '%s\n' 'compat-pass' | "$BERTH_BIN" htpasswd -f "$work/htpasswd" --password-stdin compat
+    printf '%s\n' 'other-pass' | "$BERTH_BIN" htpasswd -f "$work/htpasswd" --password-stdin other
+    cat >>"$work/config.yml" <<YAML
+  tls: {certificate: $work/cert.pem, key: $work/key.pem}
+auth:
+  htpasswd: {realm: berth-compat, path: $work/htpasswd}
+YAML
+    client_args=(--cacert "$work/cert.pem" --creds compat:compat-pass)
+    ;;
   *) echo "compat.sh: unknown mode $mode" >&2; exit 2 ;;
 esac
 start_berth "$work/config.yml" "$work/berth.log"
 echo "compat ($mode): berth at $BERTH_ADDR"
-out=$("$SHARED/compat/run.sh" "$BERTH_ADDR" --tls-verify=false 2>&1) || true
+out=$("$SHARED/compat/run.sh" "$BERTH_ADDR" "${client_args[@]}" 2>&1) || true
 echo "$out"
 if ! echo "$out" | tail -n1 | grep -qE 'compat: [0-9]+ passed, 0 failed'; then
   echo "compat ($mode): FAILED; berth log tail:" >&2

@@ -11,7 +11,9 @@ use http::{header, HeaderValue, Method, StatusCode};
 
 use crate::endpoint::{self, Endpoint, PathError};
 use crate::request::{Query, Req};
-use crate::{blobs, catalog, manifests, referrers, tags, uploads, ApiError, ClientAddr, Ctx};
+use crate::{
+    access, blobs, catalog, manifests, referrers, tags, uploads, ApiError, ClientAddr, Ctx,
+};
 
 /// The fallback handler of the router: every request comes through here.
 pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response {
@@ -21,7 +23,8 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
     let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
     let user_agent = request.headers().get(header::USER_AGENT).cloned();
 
-    let mut response = match route(&ctx, request).await {
+    let client_addr = request.extensions().get::<ClientAddr>().copied();
+    let mut response = match route(&ctx, request, client_addr).await {
         Ok(response) => response,
         Err(error) => {
             if error.status.is_server_error() {
@@ -64,7 +67,11 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
     response
 }
 
-async fn route(ctx: &Ctx, request: Request) -> Result<Response, ApiError> {
+async fn route(
+    ctx: &Ctx,
+    request: Request,
+    client: Option<ClientAddr>,
+) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let prefix = ctx.options.prefix.trim_end_matches('/');
     // With `http.prefix`, the API lives only under the prefix, as in registry:2.
@@ -79,10 +86,12 @@ async fn route(ctx: &Ctx, request: Request) -> Result<Response, ApiError> {
         headers: parts.headers,
         query: Query::parse(parts.uri.query()),
     };
+    let needed = access::needed(&req.method, &endpoint, &req);
+    let grant = access::authorize(ctx, &req, client, &needed).await?;
     let head = req.method == Method::HEAD;
     match (req.method.clone(), endpoint) {
         (Method::GET | Method::HEAD, Endpoint::Base) => Ok(base()),
-        (Method::GET, Endpoint::Catalog) => catalog::list(ctx, &req).await,
+        (Method::GET, Endpoint::Catalog) => catalog::list(ctx, &req, &grant).await,
         (Method::GET, Endpoint::Tags(repo)) => tags::list(ctx, &req, &repo).await,
         (Method::GET | Method::HEAD, Endpoint::Manifest(repo, reference)) => {
             manifests::get(ctx, &req, &repo, &reference, head).await

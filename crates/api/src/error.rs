@@ -93,6 +93,8 @@ pub struct ApiError {
     pub message: String,
     /// Extra headers (e.g. `Content-Range` on a 416).
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// Further entries of the `errors` array, after the main one.
+    pub also: Vec<(ErrorCode, String)>,
 }
 
 impl ApiError {
@@ -103,6 +105,7 @@ impl ApiError {
             status,
             message: message.into(),
             headers: Vec::new(),
+            also: Vec::new(),
         }
     }
 
@@ -201,8 +204,12 @@ impl From<RegistryError> for ApiError {
             RegistryError::ManifestBlobUnknown(_) => {
                 ApiError::bad_request(ErrorCode::ManifestBlobUnknown, msg)
             }
+            // MANIFEST_UNKNOWN names what is missing; registry:2 sends MANIFEST_BLOB_UNKNOWN
+            // here, so it follows for clients that look for that code.
             RegistryError::ManifestChildUnknown(_) => {
-                ApiError::bad_request(ErrorCode::ManifestUnknown, msg)
+                let mut e = ApiError::bad_request(ErrorCode::ManifestUnknown, msg.clone());
+                e.also.push((ErrorCode::ManifestBlobUnknown, msg));
+                e
             }
             RegistryError::NameUnknown(_) => {
                 ApiError::new(ErrorCode::NameUnknown, S::NOT_FOUND, msg)
@@ -233,7 +240,12 @@ impl From<RegistryError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"errors": [{"code": self.code.as_str(), "message": self.message, "detail": null}]}).to_string();
+        let mut errors =
+            vec![json!({"code": self.code.as_str(), "message": self.message, "detail": null})];
+        for (code, message) in &self.also {
+            errors.push(json!({"code": code.as_str(), "message": message, "detail": null}));
+        }
+        let body = json!({ "errors": errors }).to_string();
         let len = body.len();
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = self.status;

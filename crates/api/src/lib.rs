@@ -2,6 +2,7 @@
 //! [`Endpoint`]; one `match` in [`dispatch`] sends it to a free-function handler in the module
 //! of its API area. Handlers call the registry core and never touch storage paths.
 
+mod access;
 mod blobs;
 mod catalog;
 mod dispatch;
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use berth_auth::AccessController;
 use berth_registry::Registry;
 pub use endpoint::Endpoint;
 pub use error::{ApiError, ErrorCode};
@@ -45,6 +47,9 @@ pub struct Ctx {
     pub registry: Arc<Registry>,
     /// HTTP options.
     pub options: ApiOptions,
+    /// Who may do what (`auth`); `None` lets everyone do everything, like registry:2
+    /// without an `auth` section.
+    pub auth: Option<Arc<dyn AccessController>>,
 }
 
 /// The client's address, put into request extensions by the server's accept loop.

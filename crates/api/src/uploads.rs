@@ -64,6 +64,16 @@ fn digest_param(req: &Req) -> Result<Option<Digest>, ApiError> {
         .transpose()
 }
 
+/// The digest and optional source repository of a mount, if both parse.
+pub fn mount_args(mount: &str, from: Option<&str>) -> Option<(Digest, Option<RepoName>)> {
+    let digest = mount.parse().ok()?;
+    let from = match from.filter(|f| !f.is_empty()) {
+        Some(f) => Some(f.parse().ok()?),
+        None => None,
+    };
+    Some((digest, from))
+}
+
 /// Starts an upload: a cross-repository mount (201) when `mount` is given and possible, a
 /// monolithic upload (201) when `digest` is given, else a new session (202).
 pub async fn start(
@@ -73,20 +83,23 @@ pub async fn start(
     body: Body,
 ) -> Result<Response, ApiError> {
     if let Some(mount) = req.query.get("mount") {
-        let digest: Digest = mount.parse()?;
-        let from = req
-            .query
-            .get("from")
-            .filter(|f| !f.is_empty())
-            .map(str::parse::<RepoName>)
-            .transpose()?;
-        if ctx
-            .registry
-            .mount_blob(from.as_ref(), repo, &digest)
-            .await?
-            .is_some()
-        {
-            return blob_created(ctx, req, repo, &digest);
+        // Mount arguments that do not parse are ignored, like registry:2: the client gets a
+        // session (202) and uploads the blob, which the spec allows for any failed mount.
+        if let Some((digest, from)) = mount_args(mount, req.query.get("from")) {
+            if ctx
+                .registry
+                .mount_blob(from.as_ref(), repo, &digest)
+                .await?
+                .is_some()
+            {
+                return blob_created(ctx, req, repo, &digest);
+            }
+        } else {
+            tracing::info!(
+                mount,
+                from = req.query.get("from"),
+                "unusable mount arguments; starting an upload instead"
+            );
         }
     } else if let Some(digest) = digest_param(req)? {
         ctx.registry

@@ -37,7 +37,11 @@ impl TestApp {
             },
         );
         TestApp {
-            router: app(Arc::new(Ctx { registry, options })),
+            router: app(Arc::new(Ctx {
+                registry,
+                options,
+                auth: None,
+            })),
         }
     }
 
@@ -261,6 +265,7 @@ async fn read_only_mode_refuses_writes_but_serves_reads() {
         router: app(Arc::new(Ctx {
             registry: registry.clone(),
             options: ApiOptions::default(),
+            auth: None,
         })),
     };
     let d = t.push_blob("r", b"kept").await;

@@ -40,6 +40,21 @@ enum Command {
         /// Path to a registry:2-compatible config.yml.
         config: Option<PathBuf>,
     },
+    /// Add or update a user's bcrypt entry in an htpasswd file (like `htpasswd -B`), or print
+    /// the line without -f (like `htpasswd -nB`). The password is prompted for, twice.
+    Htpasswd {
+        /// The htpasswd file; created (mode 0600) if missing, other users kept, replaced atomically.
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+        /// bcrypt cost (4-31); each step doubles the time a login check takes.
+        #[arg(long, default_value_t = berth_auth::htpasswd::DEFAULT_COST, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
+        /// The user name.
+        user: String,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -81,6 +96,23 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             };
             runtime()?.block_on(maintenance::garbage_collect(loaded, options, quiet))
         }
+        Command::Htpasswd {
+            file,
+            password_stdin,
+            cost,
+            user,
+        } => {
+            let password = read_password(password_stdin)?;
+            let line = berth_auth::htpasswd::entry(&user, &password, cost)?;
+            match file {
+                Some(path) => {
+                    berth_auth::htpasswd::upsert(&path, &line)?;
+                    eprintln!("berth: set the password of {user} in {}", path.display());
+                }
+                None => println!("{line}"),
+            }
+            Ok(())
+        }
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {
@@ -89,6 +121,11 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
                 eprintln!("warning: {warning}");
             }
             setup::check_supported(&loaded.config)?;
+            // Open what serve would open, so a bad certificate or htpasswd file shows here.
+            setup::access_controller(&loaded.config)?;
+            if let Some(tls) = &loaded.config.http.tls {
+                crate::tls::acceptor(tls, true)?;
+            }
             for note in setup::not_yet_implemented(&loaded.config) {
                 eprintln!("warning: {note}");
             }
@@ -104,4 +141,24 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// The new password: one line of stdin, or typed twice at a prompt without echo.
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let first = rpassword::prompt_password("Password: ")
+            .context("cannot prompt for a password (no terminal? use --password-stdin)")?;
+        let again =
+            rpassword::prompt_password("Again: ").context("cannot prompt for a password")?;
+        anyhow::ensure!(first == again, "the passwords do not match");
+        first
+    };
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    Ok(password)
 }

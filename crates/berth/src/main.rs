@@ -9,6 +9,7 @@ mod maintenance;
 mod memory;
 mod server;
 mod setup;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -12,13 +12,18 @@ use axum::extract::Request;
 use berth_api::{ClientAddr, Ctx};
 use berth_config::Loaded;
 use berth_registry::Registry;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, UnixListener};
 use tower::ServiceExt;
 
 use crate::setup;
+
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers (HTTP/1.1).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long to wait for in-flight requests when `http.draintimeout` is not set.
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
@@ -38,12 +43,22 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
     }
     tokio::spawn(reload_on_sighup(registry.clone(), config_path)?);
     let ctx = Arc::new(Ctx {
+        auth: setup::access_controller(config)?,
         registry,
         options: setup::api_options(config)?,
     });
     let app = berth_api::app(ctx);
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let tls = match &config.http.tls {
+        Some(settings) => Some(crate::tls::acceptor(settings, !config.http.http2_disabled)?),
+        None => None,
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Slowloris: a client must send its request headers within this time.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let storage = setup::storage_description(config);
     let mut shutdown = std::pin::pin!(shutdown_signal()?);
 
@@ -72,7 +87,8 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
             .await
             .with_context(|| format!("cannot listen on http.addr {addr}"))?;
         let local = listener.local_addr().context("listener has no address")?;
-        announce(&format!("http://{local}"), &storage, &loaded.source);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        announce(&format!("{scheme}://{local}"), &storage, &loaded.source);
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
@@ -91,9 +107,28 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
                         req.extensions_mut().insert(ClientAddr(peer));
                         app.clone().oneshot(req.map(axum::body::Body::new))
                     });
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move { let _ = conn.await; });
+                    match &tls {
+                        None => {
+                            let conn = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
+                            tokio::spawn(async move { let _ = conn.await; });
+                        }
+                        Some(acceptor) => {
+                            // The handshake runs in the connection's task, bounded, so a client
+                            // that connects and never speaks cannot hold the accept loop.
+                            let (acceptor, builder) = (acceptor.clone(), builder.clone());
+                            let watcher = graceful.watcher();
+                            tokio::spawn(async move {
+                                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(tls_stream)) => {
+                                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service).into_owned();
+                                        let _ = watcher.watch(conn).await;
+                                    }
+                                    Ok(Err(e)) => tracing::info!(client = %peer, error = %e, "TLS handshake failed"),
+                                    Err(_) => tracing::info!(client = %peer, "TLS handshake timed out"),
+                                }
+                            });
+                        }
+                    }
                 }
                 _ = &mut shutdown => break,
             }

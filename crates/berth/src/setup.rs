@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use berth_api::ApiOptions;
-use berth_config::{Config, Loaded, StorageDriverConfig};
+use berth_auth::htpasswd::HtpasswdController;
+use berth_auth::limiter::FailureLimiter;
+use berth_auth::AccessController;
+use berth_config::{AuthConfig, Config, Loaded, StorageDriverConfig};
 use berth_registry::{Registry, RegistryOptions};
 use berth_storage::{FilesystemDriver, InMemoryDriver, StorageDriver};
 use http::{HeaderName, HeaderValue};
@@ -23,11 +26,12 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Loaded> {
 /// Refuses configurations whose meaning Berth cannot honour yet and where running anyway
 /// would be unsafe (serving without the configured auth or TLS).
 pub fn check_supported(config: &Config) -> anyhow::Result<()> {
-    if config.auth.is_some() {
-        bail!("auth is configured, but this Berth build does not implement authentication yet; refusing to serve without it (remove the auth section to run an open registry)");
-    }
-    if config.http.tls.is_some() {
-        bail!("http.tls is configured, but this Berth build does not implement TLS yet; refusing to serve plain HTTP instead (put a TLS-terminating proxy in front, or remove http.tls)");
+    match &config.auth {
+        None | Some(AuthConfig::Htpasswd { .. }) => {}
+        Some(other) => bail!(
+            "auth.{} is configured, but this Berth build does not implement it yet; refusing to serve without it (use auth.htpasswd, or remove the auth section to run an open registry)",
+            other.name()
+        ),
     }
     match &config.storage.driver {
         StorageDriverConfig::Filesystem { .. } | StorageDriverConfig::InMemory => Ok(()),
@@ -71,6 +75,29 @@ pub fn not_yet_implemented(config: &Config) -> Vec<String> {
         );
     }
     notes
+}
+
+/// Failed logins allowed per client address and window before it is refused for a while.
+const LOGIN_FAILURES: u32 = 10;
+const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The access controller for the `auth` section; `None` without one (an open registry).
+pub fn access_controller(config: &Config) -> anyhow::Result<Option<Arc<dyn AccessController>>> {
+    let limiter = || FailureLimiter::new(LOGIN_FAILURES, LOGIN_WINDOW);
+    match &config.auth {
+        None => Ok(None),
+        Some(AuthConfig::Htpasswd { realm, path, .. }) => {
+            let controller =
+                HtpasswdController::new(realm, path, limiter()).with_context(|| {
+                    format!(
+                        "auth.htpasswd.path: create the file with `berth htpasswd -f {} USER`",
+                        path.display()
+                    )
+                })?;
+            Ok(Some(Arc::new(controller)))
+        }
+        Some(other) => bail!("auth.{} is not implemented yet", other.name()),
+    }
 }
 
 /// A human description of where data lives, for the startup message.
@@ -132,6 +159,6 @@ pub fn api_options(config: &Config) -> anyhow::Result<ApiOptions> {
         relative_urls: config.http.relativeurls,
         host: config.http.host.clone().filter(|h| !h.is_empty()),
         prefix: config.http.prefix.clone(),
-        tls: false,
+        tls: config.http.tls.is_some(),
     })
 }

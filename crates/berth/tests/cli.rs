@@ -64,15 +64,58 @@ fn wrong_value_stops_with_key_and_file() {
 }
 
 #[test]
-fn auth_and_tls_are_refused_rather_than_ignored() {
+fn unusable_auth_and_tls_files_stop_startup_with_the_key_and_file() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
-        "auth:\n  htpasswd: {realm: r, path: /nonexistent}\n",
+        "auth:\n  htpasswd: {realm: r, path: /nonexistent/htpasswd}\n",
     );
     let out = berth(&["serve", &config], &[]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("auth"), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("auth.htpasswd.path")
+            && err.contains("/nonexistent/htpasswd")
+            && err.contains("berth htpasswd"),
+        "{err}"
+    );
+
+    // A key that does not belong to the certificate.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    for d in [dir.path(), other.as_path()] {
+        let status = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .args(["-days", "1", "-subj", "/CN=127.0.0.1", "-keyout"])
+            .arg(d.join("key.pem"))
+            .arg("-out")
+            .arg(d.join("cert.pem"))
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success());
+    }
+    let config = write_config(dir.path(), "");
+    let (cert, key) = (dir.path().join("cert.pem"), other.join("key.pem"));
+    let env = [
+        ("REGISTRY_HTTP_TLS_CERTIFICATE", cert.to_str().unwrap()),
+        ("REGISTRY_HTTP_TLS_KEY", key.to_str().unwrap()),
+    ];
+    let out = berth(&["serve", &config], &env);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("does not belong to http.tls.certificate"),
+        "{err}"
+    );
 }
 
 #[test]

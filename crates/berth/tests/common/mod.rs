@@ -8,6 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+pub mod oci;
+
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
 pub fn berth(args: &[&str], env: &[(&str, &str)]) -> Output {

@@ -1,0 +1,89 @@
+//! Authorization, decided once per request in the dispatcher from the parsed [`Endpoint`]
+//! (STYLE.md §8): what access the endpoint needs, as registry:2 asks for it, and how a refusal
+//! is answered.
+
+use berth_auth::{Access, Action, AuthRequest, Denied, Grant};
+use http::{header, HeaderValue, Method, StatusCode};
+
+use crate::request::Req;
+use crate::uploads::mount_args;
+use crate::{ApiError, ClientAddr, Ctx, Endpoint, ErrorCode};
+
+/// The access `method` on `endpoint` needs, as registry:2 derives it: reads need `pull`,
+/// writes `pull,push`, deletes `delete`, the catalog `registry:catalog:*`, and a mount
+/// also `pull` on the source repository. `GET /v2/` needs only a valid login.
+pub fn needed(method: &Method, endpoint: &Endpoint, req: &Req) -> Vec<Access> {
+    let Some(repo) = endpoint.repository() else {
+        return match endpoint {
+            Endpoint::Catalog => vec![Access::catalog()],
+            _ => Vec::new(),
+        };
+    };
+    let actions: &[Action] = match *method {
+        Method::GET | Method::HEAD => &[Action::Pull],
+        Method::DELETE => &[Action::Delete],
+        _ => &[Action::Pull, Action::Push],
+    };
+    let mut needed = vec![Access::repository(repo.as_str(), actions)];
+    if let (Endpoint::UploadStart(_), Some(mount)) = (endpoint, req.query.get("mount")) {
+        if let Some((_, Some(from))) = mount_args(mount, req.query.get("from")) {
+            if from != *repo {
+                needed.push(Access::repository(from.as_str(), &[Action::Pull]));
+            }
+        }
+    }
+    needed
+}
+
+/// Asks the configured access controller; without one, everyone may do everything.
+pub async fn authorize(
+    ctx: &Ctx,
+    req: &Req,
+    client: Option<ClientAddr>,
+    needed: &[Access],
+) -> Result<Grant, ApiError> {
+    let Some(controller) = &ctx.auth else {
+        return Ok(Grant::default());
+    };
+    let host = req
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = if ctx.options.tls { "https" } else { "http" };
+    let origin = format!("{scheme}://{host}");
+    let request = AuthRequest {
+        authorization: req
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok()),
+        client: client.map(|c| c.0.ip()),
+        origin: Some(&origin),
+    };
+    controller.authorize(&request, needed).await.map_err(denied)
+}
+
+/// The registry:2 answer to a refusal.
+pub fn denied(denied: Denied) -> ApiError {
+    match denied {
+        Denied::Unauthorized { challenge, message } => {
+            let e = ApiError::new(ErrorCode::Unauthorized, StatusCode::UNAUTHORIZED, message);
+            match HeaderValue::from_str(&challenge) {
+                Ok(v) => e.with_header(header::WWW_AUTHENTICATE, v),
+                Err(_) => e,
+            }
+        }
+        Denied::Forbidden { message } => {
+            ApiError::new(ErrorCode::Denied, StatusCode::FORBIDDEN, message)
+        }
+        Denied::TooManyAttempts { retry_after } => ApiError::new(
+            ErrorCode::TooManyRequests,
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins from this address; try again later",
+        )
+        .with_header(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after.as_secs().max(1)),
+        ),
+    }
+}
