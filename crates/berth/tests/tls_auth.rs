@@ -2,6 +2,8 @@
 //! while a client is connected, and both take effect without a restart or a dropped
 //! connection; wrong logins are refused and then rate-limited.
 
+#![allow(missing_docs, clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;
