@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use berth_registry::BodyStream;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, StatusCode};
 use percent_encoding::percent_decode_str;
 
@@ -132,7 +132,32 @@ pub fn parse_range(value: Option<&str>, size: u64) -> Result<Option<(u64, u64)>,
 
 /// Turns a request body into the core's stream type.
 pub fn body_stream(body: Body) -> BodyStream {
-    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+    Box::pin(with_idle_timeout(body))
+}
+
+/// How long a request body may send nothing before the request fails: a client that stops
+/// mid-upload must not hold a connection and its upload session forever (slowloris).
+pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The body's chunks; a gap longer than [`BODY_IDLE_TIMEOUT`] ends it with `TimedOut`.
+fn with_idle_timeout(
+    body: Body,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send {
+    futures_util::stream::unfold(Some(body.into_data_stream()), |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout(BODY_IDLE_TIMEOUT, stream.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
+            Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client sent no data for 60 s",
+                )),
+                None,
+            )),
+        }
+    })
 }
 
 /// Reads a body of at most `limit` bytes, or fails with 413.
@@ -144,7 +169,7 @@ pub async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ApiE
             format!("manifest exceeds {limit} bytes"),
         )
     };
-    let mut stream = body.into_data_stream();
+    let mut stream = std::pin::pin!(with_idle_timeout(body));
     let mut buf = bytes::BytesMut::new();
     while let Some(chunk) = stream.try_next().await.map_err(|e| {
         tracing::info!(error = %e, "manifest body cut short");
