@@ -73,6 +73,14 @@ async fn route(
     client: Option<ClientAddr>,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
+    // Probes for Kubernetes, Nomad and Docker HEALTHCHECK: no auth, outside http.prefix.
+    match (parts.method.clone(), parts.uri.path()) {
+        (Method::GET | Method::HEAD, "/healthz") => return Ok(probe(Ok(()))),
+        (Method::GET | Method::HEAD, "/readyz") => {
+            return Ok(probe(ctx.registry.check_storage().await));
+        }
+        _ => {}
+    }
     let prefix = ctx.options.prefix.trim_end_matches('/');
     // With `http.prefix`, the API lives only under the prefix, as in registry:2.
     let path = parts
@@ -132,6 +140,25 @@ fn base() -> Response {
         HeaderValue::from_static("application/json"),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+    response
+}
+
+/// `/healthz` (the process answers) and `/readyz` (storage answers): `200 ok`, or `503` with
+/// the reason logged.
+fn probe(result: Result<(), berth_registry::RegistryError>) -> Response {
+    let (status, text) = match result {
+        Ok(()) => (StatusCode::OK, "ok\n"),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness check failed: storage does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable\n")
+        }
+    };
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 

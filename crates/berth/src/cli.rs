@@ -55,6 +55,16 @@ enum Command {
         /// The user name.
         user: String,
     },
+    /// Exit 0 when URL answers 2xx within 5 s, else 1: a HEALTHCHECK for container images
+    /// that have no curl.
+    Healthcheck {
+        /// What to probe.
+        #[arg(default_value = "http://127.0.0.1:5000/readyz")]
+        url: String,
+        /// Accept any TLS certificate (a self-signed one inside the container).
+        #[arg(short = 'k', long)]
+        insecure: bool,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -113,6 +123,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Healthcheck { url, insecure } => runtime()?.block_on(healthcheck(&url, insecure)),
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {
@@ -161,4 +172,21 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     };
     anyhow::ensure!(!password.is_empty(), "the password is empty");
     Ok(password)
+}
+
+async fn healthcheck(url: &str, insecure: bool) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .danger_accept_invalid_certs(insecure)
+        .build()
+        .context("cannot build an HTTP client")?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("{url} does not answer"))?;
+    let status = response.status();
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
+    println!("{url}: {status}");
+    Ok(())
 }

@@ -297,3 +297,26 @@ fn sighup_switches_read_only_mode_without_a_restart() {
     let (status, _) = server.request("POST", "/v2/r/blobs/uploads/", &[], None);
     assert_eq!(status, 202);
 }
+
+#[test]
+fn probes_and_the_healthcheck_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let server = Server::start(&[&config], &[("REGISTRY_HTTP_PREFIX", "/registry/")]);
+    for probe in ["/healthz", "/readyz"] {
+        let (status, body) = server.get(probe);
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "ok\n"),
+            "{probe} outside the prefix"
+        );
+        let out = berth(&["healthcheck", &format!("{}{probe}", server.url)], &[]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = berth(&["healthcheck", "http://127.0.0.1:9/readyz"], &[]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("does not answer"));
+    let out = berth(&["healthcheck", &format!("{}/nope", server.url)], &[]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("404"), "{}", text(&out.stderr));
+}

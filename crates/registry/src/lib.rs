@@ -62,6 +62,16 @@ impl Registry {
         })
     }
 
+    /// Whether storage answers: lists the registry root, like registry:2's storage driver
+    /// health check (a root that does not exist yet is healthy: nothing was pushed).
+    pub async fn check_storage(&self) -> Result<(), RegistryError> {
+        match self.driver.list(berth_storage::paths::ROOT).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The storage driver underneath.
     pub fn driver(&self) -> &dyn StorageDriver {
         self.driver.as_ref()
