@@ -3,15 +3,20 @@
 //!
 //! - [`htpasswd::HtpasswdController`]: registry:2's `auth.htpasswd`, HTTP basic auth against a
 //!   bcrypt htpasswd file; every authenticated user may do everything, as in registry:2.
-//! - `token::TokenController`: registry:2's `auth.token`, bearer JWTs from a token service.
-//! - the built-in token server (`issuer`) and per-repository `rules` (a Berth extension).
+//! - [`token::TokenController`]: registry:2's `auth.token`, bearer JWTs from a token service.
+//! - [`issuer::TokenIssuer`]: the built-in token server, and [`rules::AccessRules`]: who may
+//!   do what on which repositories (both Berth extensions; the issuer's
+//!   [`issuer::TokenIssuer::controller`] is the registry side).
 //!
 //! Nothing here knows HTTP beyond header values: the API turns a [`Denied`] into the
 //! registry:2 response (status, `WWW-Authenticate`, OCI error JSON).
 
 pub mod access;
 pub mod htpasswd;
+pub mod issuer;
 pub mod limiter;
+pub mod rules;
+pub mod token;
 
 use std::net::IpAddr;
 use std::time::Duration;

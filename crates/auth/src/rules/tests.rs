@@ -1,0 +1,202 @@
+use super::*;
+
+const EXAMPLE: &str = r#"
+rules:
+  - repositories: ["team-a/*"]
+    users: [alice, ci]
+    actions: [pull, push]
+  - repositories: ["public/**"]
+    users: [anonymous]
+    actions: [pull]
+  - repositories: ["team-a/tools"]
+    users: [bob]
+    actions: [delete]
+  - repositories: ["shared/**/base", "app-*"]
+    users: [authenticated]
+    actions: ["*"]
+admins: [root]
+"#;
+
+fn example() -> AccessRules {
+    serde_yaml::from_str(EXAMPLE).expect("rules")
+}
+
+fn matches(pattern: &str, repo: &str) -> bool {
+    Pattern::parse(pattern).expect("pattern").matches(repo)
+}
+
+use Action::{All, Delete, Pull, Push};
+
+#[test]
+fn star_is_one_segment_double_star_any_depth() {
+    assert!(matches("team-a/*", "team-a/app"));
+    assert!(!matches("team-a/*", "team-a"));
+    assert!(!matches("team-a/*", "team-a/app/sub"));
+    assert!(!matches("team-a/*", "team-b/app"));
+    assert!(matches("public/**", "public/x"));
+    assert!(matches("public/**", "public/x/y/z"));
+    assert!(!matches("public/**", "public"));
+    assert!(!matches("public/**", "publicity/x"));
+    assert!(matches("**", "a"));
+    assert!(matches("**", "a/b/c"));
+    assert!(matches("**/base", "base"));
+    assert!(matches("**/base", "a/b/base"));
+    assert!(!matches("**/base", "a/b/base2"));
+    assert!(matches("a/**/z", "a/z"));
+    assert!(matches("a/**/z", "a/b/c/z"));
+    assert!(!matches("a/**/z", "a/b/c"));
+    assert!(matches("*/app", "team/app"));
+    assert!(!matches("*/app", "app"));
+}
+
+#[test]
+fn exact_and_in_segment_wildcards() {
+    assert!(matches("library/nginx", "library/nginx"));
+    assert!(!matches("library/nginx", "library/nginx2"));
+    assert!(!matches("library/nginx", "library"));
+    assert!(!matches("library", "library/nginx"));
+    assert!(matches("app-*", "app-web"));
+    assert!(matches("app-*", "app-"));
+    assert!(!matches("app-*", "app-web/x"));
+    assert!(!matches("app-*", "my-app-web"));
+    assert!(matches("*-svc", "billing-svc"));
+    assert!(matches("a*b*c", "abc"));
+    assert!(matches("a*b*c", "a-b-b-c"));
+    assert!(!matches("a*b*c", "a-c-b"));
+    assert!(!matches("a*bc*bc", "abc"));
+}
+
+#[test]
+fn bad_patterns_and_actions_are_refused() {
+    for bad in ["", "/a", "a/", "a//b"] {
+        assert!(Pattern::parse(bad).is_err(), "{bad:?}");
+    }
+    let bad_yaml = [
+        "rules: [{repositories: [a], users: [x], actions: [pul]}]",
+        "rules: [{repositories: [a], users: [x], actions: []}]",
+        "rules: [{repositories: [], users: [x], actions: [pull]}]",
+        "rules: [{repositories: [a], users: [], actions: [pull]}]",
+        "rules: [{repositories: [a], users: [x]}]",
+        "rules: [{repositories: [a], users: [x], actions: [pull], extra: 1}]",
+        "rule: []",
+    ];
+    for yaml in bad_yaml {
+        assert!(serde_yaml::from_str::<AccessRules>(yaml).is_err(), "{yaml}");
+    }
+    let err = serde_yaml::from_str::<AccessRules>(bad_yaml[0]).expect_err("typo");
+    assert!(err.to_string().contains("unknown action \"pul\""), "{err}");
+    assert_eq!(
+        serde_yaml::from_str::<AccessRules>("{}").expect("empty"),
+        AccessRules::default()
+    );
+}
+
+#[test]
+fn users_and_groups() {
+    let r = example();
+    assert_eq!(r.granted(Some("alice"), "team-a/app"), vec![Pull, Push]);
+    assert_eq!(r.granted(Some("ci"), "team-a/app"), vec![Pull, Push]);
+    assert_eq!(r.granted(Some("mallory"), "team-a/app"), vec![]);
+    assert_eq!(r.granted(None, "team-a/app"), vec![]);
+    // Anonymous rules apply to everyone.
+    assert_eq!(r.granted(None, "public/x"), vec![Pull]);
+    assert_eq!(r.granted(Some("mallory"), "public/x"), vec![Pull]);
+    // Rules add up.
+    assert_eq!(r.granted(Some("bob"), "team-a/tools"), vec![Delete]);
+    assert_eq!(r.granted(Some("alice"), "team-a/tools"), vec![Pull, Push]);
+    // `authenticated` is any logged-in user, never anonymous; `*` gives everything.
+    assert_eq!(
+        r.granted(Some("bob"), "shared/x/base"),
+        vec![Pull, Push, Delete, All]
+    );
+    assert_eq!(
+        r.granted(Some("bob"), "app-web"),
+        vec![Pull, Push, Delete, All]
+    );
+    assert_eq!(r.granted(None, "shared/base"), vec![]);
+    // An empty subject is anonymous.
+    assert_eq!(r.granted(Some(""), "app-web"), vec![]);
+    // Admins everywhere.
+    assert_eq!(
+        r.granted(Some("root"), "anything/at/all"),
+        vec![Pull, Push, Delete, All]
+    );
+    assert!(r.is_admin(Some("root")));
+    assert!(!r.is_admin(Some("alice")));
+    assert!(!r.is_admin(None));
+}
+
+#[test]
+fn listing_and_catalog() {
+    let r = example();
+    assert!(r.may_list(Some("alice"), "team-a/app"));
+    assert!(!r.may_list(Some("bob"), "team-a/tools"));
+    assert!(r.may_list(None, "public/x"));
+    assert!(!r.may_list(None, "team-a/app"));
+    assert!(r.may_list(Some("root"), "team-a/tools"));
+    // Catalog: every logged-in user; anonymous because a rule lets it pull.
+    assert!(r.may_catalog(Some("mallory")));
+    assert!(r.may_catalog(None));
+    let private: AccessRules = serde_yaml::from_str(
+        "rules: [{repositories: ['**'], users: [anonymous], actions: [push]}]",
+    )
+    .expect("rules");
+    assert!(!private.may_catalog(None));
+    assert!(private.may_catalog(Some("someone")));
+    let star: AccessRules =
+        serde_yaml::from_str("rules: [{repositories: ['x'], users: [anonymous], actions: ['*']}]")
+            .expect("rules");
+    assert!(star.may_catalog(None));
+    assert!(!AccessRules::default().may_catalog(None));
+}
+
+#[test]
+fn grant_intersects_requested_with_allowed() {
+    let r = example();
+    let wanted = Access::repository("team-a/app", &[Pull, Push, Delete]);
+    assert_eq!(
+        r.grant(Some("alice"), &wanted),
+        Access::repository("team-a/app", &[Pull, Push])
+    );
+    assert_eq!(
+        r.grant(None, &wanted),
+        Access::repository("team-a/app", &[])
+    );
+    // `*` requested: only for those who hold `*`.
+    let all = Access::repository("team-a/app", &[All]);
+    assert_eq!(r.grant(Some("alice"), &all).actions, vec![]);
+    assert_eq!(r.grant(Some("root"), &all).actions, vec![All]);
+    assert_eq!(r.grant(Some("x"), &Access::catalog()), Access::catalog());
+    let private = AccessRules::new(vec![], vec![]);
+    assert_eq!(private.grant(None, &Access::catalog()).actions, vec![]);
+}
+
+#[test]
+fn rule_new_checks_its_lists() {
+    assert!(Rule::new(&["a"], &["u"], &["pull"]).is_ok());
+    assert!(Rule::new(&["a"], &["u"], &["fly"]).is_err());
+    assert!(Rule::new::<&str>(&[], &["u"], &["pull"]).is_err());
+}
+
+proptest::proptest! {
+    #[test]
+    fn matching_never_panics(pattern in "[a*/]{0,12}", repo in "[a-c/]{0,12}") {
+        if let Ok(p) = Pattern::parse(&pattern) {
+            let _ = p.matches(&repo);
+        }
+    }
+
+    #[test]
+    fn glob_agrees_with_a_reference(pattern in "[ab*]{0,8}", text in "[ab]{0,8}") {
+        proptest::prop_assert_eq!(glob(&pattern, &text), reference_glob(pattern.as_bytes(), text.as_bytes()));
+    }
+}
+
+/// A slow, obviously right wildcard matcher.
+fn reference_glob(p: &[u8], t: &[u8]) -> bool {
+    match p.split_first() {
+        None => t.is_empty(),
+        Some((b'*', rest)) => (0..=t.len()).any(|i| reference_glob(rest, &t[i..])),
+        Some((c, rest)) => t.first() == Some(c) && reference_glob(rest, &t[1..]),
+    }
+}
