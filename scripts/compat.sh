@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the shared real-client kit (skopeo + containerd) against a freshly started Berth and
-# requires every check to pass. Usage: scripts/compat.sh [plain|tls-htpasswd]
+# requires every check to pass. Usage: scripts/compat.sh [plain|tls-htpasswd|tls-token]
 #   plain         HTTP, no auth
 #   tls-htpasswd  TLS with a self-signed certificate (verified with --cacert) and htpasswd
 #                 users made with `berth htpasswd`
+#   tls-token     TLS and Berth's built-in token server (bearer tokens, per-repository rules)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -30,6 +31,25 @@ case "$mode" in
   tls: {certificate: $work/cert.pem, key: $work/key.pem}
 auth:
   htpasswd: {realm: berth-compat, path: $work/htpasswd}
+YAML
+    client_args=(--cacert "$work/cert.pem" --creds compat:compat-pass)
+    ;;
+  tls-token)
+    make_cert
+    printf '%s\n' 'compat-pass' | "$BERTH_BIN" htpasswd -f "$work/htpasswd" --password-stdin compat
+    cat >>"$work/config.yml" <<YAML
+  tls: {certificate: $work/cert.pem, key: $work/key.pem}
+auth:
+  token:
+    realm: https://unused.invalid/auth/token
+    autoredirect: true
+    service: berth-compat
+    issuer: berth-compat
+    builtin:
+      htpasswd: $work/htpasswd
+      signingkey: $work/token-key.pem
+      rules:
+        - {repositories: ["compat/**", "library/**"], users: [compat], actions: [pull, push, delete]}
 YAML
     client_args=(--cacert "$work/cert.pem" --creds compat:compat-pass)
     ;;

@@ -29,11 +29,13 @@ run_suite "release build" cargo build --release --locked -p berth
 if [ -x target/release/berth ]; then
   run_suite "compat kit (plain HTTP)" scripts/compat.sh plain
   run_suite "compat kit (TLS + htpasswd)" scripts/compat.sh tls-htpasswd
+  run_suite "compat kit (TLS + built-in token server)" scripts/compat.sh tls-token
   run_suite "round trip with docker-registry 2.8.2" scripts/roundtrip-registry2.sh
+  run_suite "pull-through cache: compat kit as docker.io mirror, ctr hosts.toml, dockerd registry-mirrors" scripts/mirror.sh
   run_suite "garbage collection against docker-registry 2.8.2" scripts/gc-registry2.sh
   run_suite "Docker CLI push/pull and registry-mirrors" scripts/docker-cli.sh
 else
-  suites_failed=$((suites_failed + 5))
+  suites_failed=$((suites_failed + 7))
 fi
 
 echo "test.sh: $suites_passed passed, $suites_failed failed"

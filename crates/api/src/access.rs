@@ -45,10 +45,12 @@ pub async fn authorize(
     let Some(controller) = &ctx.auth else {
         return Ok(Grant::default());
     };
+    // HTTP/1.1 sends `Host`; HTTP/2 sends `:authority`, which arrives in the URI.
     let host = req
         .headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
+        .or(req.authority.as_deref())
         .unwrap_or("localhost");
     let scheme = if ctx.options.tls { "https" } else { "http" };
     let origin = format!("{scheme}://{host}");

@@ -1,17 +1,48 @@
-//! Blob endpoints: `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`.
+//! Blob endpoints: `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`. A repository that routes
+//! to an upstream is served through the pull-through cache: from storage when cached, else
+//! streamed from the shared upstream download while it arrives.
 
 use axum::body::Body;
 use axum::response::Response;
 use berth_oci::{Digest, RepoName};
+use berth_proxy::BlobSource;
 use futures_util::TryStreamExt;
 use http::{header, HeaderValue, StatusCode};
 
 use crate::dispatch::empty;
 use crate::request::{header_str, parse_range, Req};
-use crate::{ApiError, Ctx, ErrorCode};
+use crate::{mirror, ApiError, Ctx, ErrorCode};
 
 /// Serves a blob, whole or one `Range` (206), or redirects to the storage's URL.
 pub async fn get(
+    ctx: &Ctx,
+    req: &Req,
+    repo: &RepoName,
+    digest: &Digest,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let Some(route) = mirror::route(ctx, req, repo) else {
+        return get_stored(ctx, req, repo, digest, head).await;
+    };
+    let proxy = ctx
+        .proxy
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("route without proxy"))?;
+    match proxy
+        .blob(&route, digest, head)
+        .await
+        .map_err(mirror::error)?
+    {
+        BlobSource::Local => get_stored(ctx, req, &route.local, digest, head).await,
+        BlobSource::Remote(size) => respond(req, digest, size, true, |_, _| Ok(Body::empty())),
+        BlobSource::Fetching(size, download) => respond(req, digest, size, head, |offset, len| {
+            Ok(Body::from_stream(download.stream(offset, len)))
+        }),
+    }
+}
+
+/// Serves a blob from storage.
+async fn get_stored(
     ctx: &Ctx,
     req: &Req,
     repo: &RepoName,
@@ -27,7 +58,26 @@ pub async fn get(
             );
         }
     }
-    let range = parse_range(header_str(&req.headers, header::RANGE), size).map_err(|()| {
+    // The range is resolved before the body is opened, so open it afterwards.
+    let range = resolve_range(req, Some(size))?;
+    let (offset, len) = range.map_or((0, size), |(start, end)| (start, end - start + 1));
+    let body = if head || len == 0 {
+        Body::empty()
+    } else {
+        let stream = ctx.registry.read_blob(digest, offset, Some(len)).await?;
+        Body::from_stream(stream.map_err(|e| {
+            tracing::error!(error = %e, "blob read failed mid-stream");
+            e
+        }))
+    };
+    respond(req, digest, Some(size), head, |_, _| Ok(body))
+}
+
+/// The `Range` of the request resolved against the size: `None` for the whole blob (also when
+/// the size is not known yet), or a 416 error.
+fn resolve_range(req: &Req, size: Option<u64>) -> Result<Option<(u64, u64)>, ApiError> {
+    let Some(size) = size else { return Ok(None) };
+    parse_range(header_str(&req.headers, header::RANGE), size).map_err(|()| {
         ApiError::new(
             ErrorCode::RangeInvalid,
             StatusCode::RANGE_NOT_SATISFIABLE,
@@ -38,19 +88,27 @@ pub async fn get(
             HeaderValue::from_str(&format!("bytes */{size}"))
                 .unwrap_or(HeaderValue::from_static("bytes */0")),
         )
-    })?;
-    let (status, offset, len) = match range {
-        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
-        None => (StatusCode::OK, 0, size),
+    })
+}
+
+/// Builds the blob response (200, or 206 for a `Range`); `body(offset, len)` gives the bytes
+/// (`len` `None`: to the end, when the size is not known).
+fn respond(
+    req: &Req,
+    digest: &Digest,
+    size: Option<u64>,
+    head: bool,
+    body: impl FnOnce(u64, Option<u64>) -> Result<Body, ApiError>,
+) -> Result<Response, ApiError> {
+    let range = resolve_range(req, size)?;
+    let (status, offset, len) = match (range, size) {
+        (Some((start, end)), _) => (StatusCode::PARTIAL_CONTENT, start, Some(end - start + 1)),
+        (None, size) => (StatusCode::OK, 0, size),
     };
-    let body = if head || len == 0 {
+    let body = if head || len == Some(0) {
         Body::empty()
     } else {
-        let stream = ctx.registry.read_blob(digest, offset, Some(len)).await?;
-        Body::from_stream(stream.map_err(|e| {
-            tracing::error!(error = %e, "blob read failed mid-stream");
-            e
-        }))
+        body(offset, len)?
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -60,7 +118,9 @@ pub async fn get(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Some(len) = len {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(
         header::CACHE_CONTROL,
@@ -71,7 +131,7 @@ pub async fn get(
         HeaderValue::from_str(&format!("\"{digest}\"")).map_err(ApiError::internal)?,
     );
     h.insert("docker-content-digest", digest_value);
-    if status == StatusCode::PARTIAL_CONTENT {
+    if let (StatusCode::PARTIAL_CONTENT, Some(size), Some(len)) = (status, size, len) {
         let range = format!("bytes {}-{}/{size}", offset, offset + len - 1);
         h.insert(
             header::CONTENT_RANGE,
@@ -83,6 +143,7 @@ pub async fn get(
 
 /// Unlinks a blob from the repository (202), when deletes are enabled.
 pub async fn delete(ctx: &Ctx, repo: &RepoName, digest: &Digest) -> Result<Response, ApiError> {
+    mirror::check_write(ctx, None, repo)?;
     ctx.registry.delete_blob(repo, digest).await?;
     empty(
         StatusCode::ACCEPTED,

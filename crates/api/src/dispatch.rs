@@ -12,7 +12,7 @@ use http::{header, HeaderValue, Method, StatusCode};
 use crate::endpoint::{self, Endpoint, PathError};
 use crate::request::{Query, Req};
 use crate::{
-    access, blobs, catalog, manifests, referrers, tags, uploads, ApiError, ClientAddr, Ctx,
+    access, blobs, catalog, manifests, referrers, tags, token, uploads, ApiError, ClientAddr, Ctx,
 };
 
 /// The fallback handler of the router: every request comes through here.
@@ -79,6 +79,15 @@ async fn route(
         (Method::GET | Method::HEAD, "/readyz") => {
             return Ok(probe(ctx.registry.check_storage().await));
         }
+        (Method::GET | Method::POST, "/auth/token") => {
+            let req = Req {
+                method: parts.method,
+                headers: parts.headers,
+                query: Query::parse(parts.uri.query()),
+                authority: parts.uri.authority().map(|a| a.to_string()),
+            };
+            return token::issue(ctx, &req, body, client).await;
+        }
         _ => {}
     }
     let prefix = ctx.options.prefix.trim_end_matches('/');
@@ -93,6 +102,7 @@ async fn route(
         method: parts.method,
         headers: parts.headers,
         query: Query::parse(parts.uri.query()),
+        authority: parts.uri.authority().map(|a| a.to_string()),
     };
     let needed = access::needed(&req.method, &endpoint, &req);
     let grant = access::authorize(ctx, &req, client, &needed).await?;

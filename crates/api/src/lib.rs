@@ -9,9 +9,11 @@ mod dispatch;
 pub mod endpoint;
 mod error;
 mod manifests;
+mod mirror;
 mod referrers;
 mod request;
 mod tags;
+mod token;
 mod uploads;
 
 use std::net::SocketAddr;
@@ -50,6 +52,10 @@ pub struct Ctx {
     /// Who may do what (`auth`); `None` lets everyone do everything, like registry:2
     /// without an `auth` section.
     pub auth: Option<Arc<dyn AccessController>>,
+    /// The built-in token server (`auth.token.builtin`), answering `/auth/token`.
+    pub token_issuer: Option<Arc<berth_auth::issuer::TokenIssuer>>,
+    /// The pull-through cache (`proxy`); `None` serves stored content only.
+    pub proxy: Option<Arc<berth_proxy::Proxy>>,
 }
 
 /// The client's address, put into request extensions by the server's accept loop.

@@ -7,20 +7,27 @@ use http::{header, HeaderName, HeaderValue, StatusCode};
 
 use crate::dispatch::empty;
 use crate::request::{content_length, header_str, read_limited, url, Req};
-use crate::{ApiError, Ctx, ErrorCode};
+use crate::{mirror, ApiError, Ctx, ErrorCode};
 
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 
-/// Serves the stored bytes with the media type they were pushed with.
+/// Serves the stored bytes with the media type they were pushed with; a repository that routes
+/// to an upstream goes through the pull-through cache.
 pub async fn get(
     ctx: &Ctx,
-    _req: &Req,
+    req: &Req,
     repo: &RepoName,
     reference: &Reference,
     head: bool,
 ) -> Result<Response, ApiError> {
-    let m = ctx.registry.get_manifest(repo, reference).await?;
+    let m = match (mirror::route(ctx, req, repo), &ctx.proxy) {
+        (Some(route), Some(proxy)) => proxy
+            .manifest(&route, reference)
+            .await
+            .map_err(mirror::error)?,
+        _ => ctx.registry.get_manifest(repo, reference).await?,
+    };
     let len = m.body.len();
     let mut response = Response::new(if head {
         Body::empty()
@@ -54,6 +61,7 @@ pub async fn put(
     reference: &Reference,
     body: Body,
 ) -> Result<Response, ApiError> {
+    mirror::check_write(ctx, Some(req), repo)?;
     if content_length(&req.headers).is_some_and(|len| len > MAX_MANIFEST_SIZE as u64) {
         return Err(ApiError::new(
             ErrorCode::ManifestInvalid,
@@ -88,6 +96,7 @@ pub async fn delete(
     repo: &RepoName,
     reference: &Reference,
 ) -> Result<Response, ApiError> {
+    mirror::check_write(ctx, None, repo)?;
     ctx.registry.delete_manifest(repo, reference).await?;
     empty(StatusCode::ACCEPTED, vec![])
 }

@@ -16,6 +16,8 @@ pub struct Req {
     pub headers: HeaderMap,
     /// Decoded query parameters.
     pub query: Query,
+    /// The URI's authority (`host:port`), which HTTP/2 sends instead of a `Host` header.
+    pub authority: Option<String>,
 }
 
 /// Decoded query parameters, in order.
@@ -39,6 +41,11 @@ impl Query {
             })
             .collect();
         Query(pairs)
+    }
+
+    /// Every pair, in order (repeated keys kept).
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
     }
 
     /// The first value of `key`.
@@ -160,23 +167,31 @@ fn with_idle_timeout(
     })
 }
 
-/// Reads a body of at most `limit` bytes, or fails with 413.
+/// Reads a manifest body of at most `limit` bytes, or fails with 413 `MANIFEST_INVALID`.
 pub async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    let too_big = || {
-        ApiError::new(
-            ErrorCode::ManifestInvalid,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("manifest exceeds {limit} bytes"),
-        )
-    };
+    read_small_body(body, limit, ErrorCode::ManifestInvalid, "manifest").await
+}
+
+/// Reads a small body (`what` names it in errors) of at most `limit` bytes, or fails with
+/// 413 and `code`; a body cut short is a 400 with `code`.
+pub async fn read_small_body(
+    body: Body,
+    limit: usize,
+    code: ErrorCode,
+    what: &str,
+) -> Result<bytes::Bytes, ApiError> {
     let mut stream = std::pin::pin!(with_idle_timeout(body));
     let mut buf = bytes::BytesMut::new();
     while let Some(chunk) = stream.try_next().await.map_err(|e| {
-        tracing::info!(error = %e, "manifest body cut short");
-        ApiError::bad_request(ErrorCode::ManifestInvalid, "request body was cut short")
+        tracing::info!(error = %e, "{what} body cut short");
+        ApiError::bad_request(code, "request body was cut short")
     })? {
         if buf.len() + chunk.len() > limit {
-            return Err(too_big());
+            return Err(ApiError::new(
+                code,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("{what} exceeds {limit} bytes"),
+            ));
         }
         buf.extend_from_slice(&chunk);
     }

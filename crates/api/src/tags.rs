@@ -1,19 +1,28 @@
-//! `GET /v2/<name>/tags/list` with `n`/`last` pagination and a `Link` header.
+//! `GET /v2/<name>/tags/list` with `n`/`last` pagination and a `Link` header. A repository that
+//! routes to an upstream lists the upstream's tags (the cached ones when it fails), as
+//! registry:2 does in proxy mode.
 
 use axum::response::Response;
 use berth_oci::RepoName;
+use berth_registry::tags::paginate;
 use http::header;
 use serde_json::json;
 
 use crate::dispatch::json;
 use crate::request::{url, Req};
-use crate::{ApiError, Ctx};
+use crate::{mirror, ApiError, Ctx};
 
 /// Lists tags in lexical order.
 pub async fn list(ctx: &Ctx, req: &Req, repo: &RepoName) -> Result<Response, ApiError> {
     let n = req.query.page_size()?;
     let last = req.query.get("last");
-    let page = ctx.registry.list_tags(repo, n, last).await?;
+    let page = match (mirror::route(ctx, req, repo), &ctx.proxy) {
+        (Some(route), Some(proxy)) => {
+            let all = proxy.tags(&route).await.map_err(mirror::error)?;
+            paginate(all, n, last)
+        }
+        _ => ctx.registry.list_tags(repo, n, last).await?,
+    };
     let mut extra = Vec::new();
     if page.more {
         if let (Some(n), Some(last)) = (n, page.items.last()) {

@@ -82,6 +82,7 @@ pub async fn start(
     repo: &RepoName,
     body: Body,
 ) -> Result<Response, ApiError> {
+    crate::mirror::check_write(ctx, Some(req), repo)?;
     if let Some(mount) = req.query.get("mount") {
         // Mount arguments that do not parse are ignored, like registry:2: the client gets a
         // session (202) and uploads the blob, which the spec allows for any failed mount.
@@ -144,6 +145,7 @@ pub async fn patch(
     id: &str,
     body: Body,
 ) -> Result<Response, ApiError> {
+    crate::mirror::check_write(ctx, Some(req), repo)?;
     let range = chunk_range(req)?;
     let size = ctx
         .registry
@@ -167,6 +169,7 @@ pub async fn finish(
     id: &str,
     body: Body,
 ) -> Result<Response, ApiError> {
+    crate::mirror::check_write(ctx, Some(req), repo)?;
     let digest = digest_param(req)?.ok_or_else(|| {
         ApiError::bad_request(
             ErrorCode::DigestInvalid,
@@ -188,6 +191,7 @@ pub async fn finish(
 
 /// Cancels an upload (204).
 pub async fn cancel(ctx: &Ctx, repo: &RepoName, id: &str) -> Result<Response, ApiError> {
+    crate::mirror::check_write(ctx, None, repo)?;
     ctx.registry.cancel_upload(repo, id).await?;
     empty(StatusCode::NO_CONTENT, vec![])
 }

@@ -41,6 +41,8 @@ impl TestApp {
                 registry,
                 options,
                 auth: None,
+                token_issuer: None,
+                proxy: None,
             })),
         }
     }
@@ -266,6 +268,8 @@ async fn read_only_mode_refuses_writes_but_serves_reads() {
             registry: registry.clone(),
             options: ApiOptions::default(),
             auth: None,
+            token_issuer: None,
+            proxy: None,
         })),
     };
     let d = t.push_blob("r", b"kept").await;

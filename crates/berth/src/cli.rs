@@ -133,7 +133,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             }
             setup::check_supported(&loaded.config)?;
             // Open what serve would open, so a bad certificate or htpasswd file shows here.
-            setup::access_controller(&loaded.config)?;
+            setup::auth(&loaded.config)?;
             if let Some(tls) = &loaded.config.http.tls {
                 crate::tls::acceptor(tls, true)?;
             }

@@ -42,8 +42,12 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
         tokio::spawn(purge_uploads(registry.clone(), age, interval, dry_run));
     }
     tokio::spawn(reload_on_sighup(registry.clone(), config_path)?);
+    let auth = setup::auth(config)?;
     let ctx = Arc::new(Ctx {
-        auth: setup::access_controller(config)?,
+        auth: auth.controller,
+        token_issuer: auth.issuer,
+        proxy: berth_proxy::Proxy::from_config(config, registry.clone())
+            .map_err(anyhow::Error::msg)?,
         registry,
         options: setup::api_options(config)?,
     });

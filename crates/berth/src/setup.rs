@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use berth_api::ApiOptions;
 use berth_auth::htpasswd::HtpasswdController;
+use berth_auth::issuer::{BuiltinConfig, TokenIssuer};
 use berth_auth::limiter::FailureLimiter;
+use berth_auth::token::{TokenController, TokenOptions};
 use berth_auth::AccessController;
 use berth_config::{AuthConfig, Config, Loaded, StorageDriverConfig};
 use berth_registry::{Registry, RegistryOptions};
@@ -27,9 +29,9 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Loaded> {
 /// would be unsafe (serving without the configured auth or TLS).
 pub fn check_supported(config: &Config) -> anyhow::Result<()> {
     match &config.auth {
-        None | Some(AuthConfig::Htpasswd { .. }) => {}
+        None | Some(AuthConfig::Htpasswd { .. } | AuthConfig::Token { .. }) => {}
         Some(other) => bail!(
-            "auth.{} is configured, but this Berth build does not implement it yet; refusing to serve without it (use auth.htpasswd, or remove the auth section to run an open registry)",
+            "auth.{} is configured, but Berth does not implement it; refusing to serve without it (use auth.htpasswd or auth.token, or remove the auth section to run an open registry)",
             other.name()
         ),
     }
@@ -48,9 +50,6 @@ pub fn check_supported(config: &Config) -> anyhow::Result<()> {
 /// instead of finding out later.
 pub fn not_yet_implemented(config: &Config) -> Vec<String> {
     let mut notes = Vec::new();
-    if config.proxy.is_some() {
-        notes.push("proxy (pull-through cache) is not implemented yet: only content pushed to this registry is served".to_owned());
-    }
     if config
         .notifications
         .as_ref()
@@ -81,11 +80,20 @@ pub fn not_yet_implemented(config: &Config) -> Vec<String> {
 const LOGIN_FAILURES: u32 = 10;
 const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// The access controller for the `auth` section; `None` without one (an open registry).
-pub fn access_controller(config: &Config) -> anyhow::Result<Option<Arc<dyn AccessController>>> {
+/// What the `auth` section turns into.
+#[derive(Default)]
+pub struct Auth {
+    /// Who may do what; `None` without an `auth` section (an open registry).
+    pub controller: Option<Arc<dyn AccessController>>,
+    /// The built-in token server, with `auth.token.builtin`.
+    pub issuer: Option<Arc<TokenIssuer>>,
+}
+
+/// Builds the access controller (and the built-in token server) for the `auth` section.
+pub fn auth(config: &Config) -> anyhow::Result<Auth> {
     let limiter = || FailureLimiter::new(LOGIN_FAILURES, LOGIN_WINDOW);
     match &config.auth {
-        None => Ok(None),
+        None => Ok(Auth::default()),
         Some(AuthConfig::Htpasswd { realm, path, .. }) => {
             let controller =
                 HtpasswdController::new(realm, path, limiter()).with_context(|| {
@@ -94,9 +102,51 @@ pub fn access_controller(config: &Config) -> anyhow::Result<Option<Arc<dyn Acces
                         path.display()
                     )
                 })?;
-            Ok(Some(Arc::new(controller)))
+            Ok(Auth {
+                controller: Some(Arc::new(controller)),
+                issuer: None,
+            })
         }
-        Some(other) => bail!("auth.{} is not implemented yet", other.name()),
+        Some(AuthConfig::Token {
+            realm,
+            service,
+            issuer,
+            rootcertbundle,
+            jwks,
+            autoredirect,
+            extra,
+        }) => {
+            let options = TokenOptions {
+                realm: realm.clone(),
+                service: service.clone(),
+                issuer: issuer.clone(),
+                rootcertbundle: rootcertbundle.clone(),
+                jwks: jwks.clone(),
+                autoredirect: *autoredirect,
+                autoredirectpath: extra
+                    .get("autoredirectpath")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
+            };
+            let Some(builtin) = extra.get("builtin") else {
+                let controller = TokenController::new(options).context("auth.token")?;
+                return Ok(Auth {
+                    controller: Some(Arc::new(controller)),
+                    issuer: None,
+                });
+            };
+            let builtin: BuiltinConfig =
+                serde_yaml::from_value(builtin.clone()).context("auth.token.builtin")?;
+            let token_issuer = TokenIssuer::new(builtin, service, issuer)
+                .context("auth.token.builtin")?
+                .with_limiter(Arc::new(limiter()));
+            let controller = token_issuer.controller(options).context("auth.token")?;
+            Ok(Auth {
+                controller: Some(Arc::new(controller)),
+                issuer: Some(Arc::new(token_issuer)),
+            })
+        }
+        Some(other) => bail!("auth.{} is not implemented", other.name()),
     }
 }
 

@@ -67,16 +67,11 @@ impl Config {
             put(&mut root, "auth", e.auth(auth));
         }
         if let Some(proxy) = &self.proxy {
-            let mut m = Mapping::new();
-            put(&mut m, "remoteurl", proxy.remoteurl.as_str().into());
-            opt(&mut m, "username", proxy.username.as_deref());
-            if let Some(pw) = &proxy.password {
-                put(&mut m, "password", e.secret(pw));
-            }
-            if let Some(ttl) = proxy.ttl {
-                put(&mut m, "ttl", duration(ttl));
-            }
-            put(&mut root, "proxy", Value::Mapping(m));
+            put(
+                &mut root,
+                "proxy",
+                crate::proxy::emit(proxy, |pw| e.secret(pw)),
+            );
         }
         if let Some(n) = &self.notifications {
             put(&mut root, "notifications", e.notifications(n));

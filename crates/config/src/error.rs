@@ -94,6 +94,15 @@ pub enum ConfigError {
         message: String,
     },
 
+    /// The `proxy` section is inconsistent (e.g. `default` names no upstream).
+    #[error("{origin}: proxy: {message}")]
+    Proxy {
+        /// File path or the environment variable that set it.
+        origin: String,
+        /// What is wrong and what to write.
+        message: String,
+    },
+
     /// A `REGISTRY_*` variable could not be applied (e.g. a list index that does not exist).
     #[error("environment variable {var}: {message}")]
     Env {

@@ -42,7 +42,7 @@ pub(crate) fn config(cx: &Cx<'_>, root: &Mapping) -> Result<Config, ConfigError>
         http: http(cx, root)?,
         health: health(cx, root)?,
         auth: auth(cx, root)?,
-        proxy: proxy(cx, root)?,
+        proxy: crate::proxy::extract(cx, root)?,
         notifications: notifications(cx, root)?,
     })
 }
@@ -477,10 +477,11 @@ fn auth(cx: &Cx<'_>, root: Option<&Mapping>) -> Result<Option<AuthConfig>, Confi
                 .opt_string(p, "rootcertbundle", &path)?
                 .map(PathBuf::from);
             let jwks = cx.opt_string(p, "jwks", &path)?.map(PathBuf::from);
-            if rootcertbundle.is_none() && jwks.is_none() {
+            let builtin = params(p).keys().any(|k| k.eq_ignore_ascii_case("builtin"));
+            if rootcertbundle.is_none() && jwks.is_none() && !builtin {
                 return Err(cx.missing(
                     "auth.token.rootcertbundle",
-                    "the certificates that sign tokens (or auth.token.jwks)",
+                    "the certificates that sign tokens (or auth.token.jwks, or Berth's auth.token.builtin)",
                 ));
             }
             AuthConfig::Token {
@@ -522,22 +523,6 @@ fn auth(cx: &Cx<'_>, root: Option<&Mapping>) -> Result<Option<AuthConfig>, Confi
                 message,
             });
         }
-    }))
-}
-
-fn proxy(cx: &Cx<'_>, root: Option<&Mapping>) -> Result<Option<ProxyConfig>, ConfigError> {
-    let proxy = cx.section(root, "proxy", "")?;
-    let Some(remoteurl) = cx.opt_string(proxy, "remoteurl", "proxy")? else {
-        if proxy.is_some_and(|p| !p.is_empty()) {
-            cx.warn("proxy: no proxy.remoteurl set, so the pull-through cache is off (as in registry:2)".to_owned());
-        }
-        return Ok(None);
-    };
-    Ok(Some(ProxyConfig {
-        remoteurl,
-        username: cx.opt_string(proxy, "username", "proxy")?,
-        password: cx.opt_string(proxy, "password", "proxy")?,
-        ttl: cx.opt_duration(proxy, "ttl", "proxy")?,
     }))
 }
 

@@ -146,8 +146,10 @@ static TOKEN: Node = closed(&[
     yes("rootcertbundle", &SCALAR),
     yes("jwks", &SCALAR),
     yes("autoredirect", &SCALAR),
-    no("autoredirectpath", &SCALAR),
+    yes("autoredirectpath", &SCALAR),
     no("signingalgorithms", &SCALARS),
+    // Berth extension: the built-in token server (docs/auth.md), checked by berth-auth.
+    yes("builtin", &ANY),
 ]);
 static SILLY: Node = closed(&[yes("realm", &SCALAR), yes("service", &SCALAR)]);
 static AUTH: Node = Node::Struct {
@@ -243,11 +245,25 @@ static HEALTH: Node = closed(&[
     yes("tcp", &TCP_CHECKS),
 ]);
 
+static UPSTREAM: Node = closed(&[
+    yes("host", &SCALAR),
+    yes("url", &SCALAR),
+    yes("username", &SCALAR),
+    yes("password", &SCALAR),
+    yes("ttl", &SCALAR),
+    yes("proxy", &SCALAR),
+    yes("timeout", &SCALAR),
+]);
+static UPSTREAMS: Node = Node::Seq(&UPSTREAM);
 static PROXY: Node = closed(&[
     yes("remoteurl", &SCALAR),
     yes("username", &SCALAR),
     yes("password", &SCALAR),
     yes("ttl", &SCALAR),
+    // Berth extensions: many upstreams in one instance.
+    yes("upstreams", &UPSTREAMS),
+    yes("default", &SCALAR),
+    yes("private", &SCALARS),
     no("exec", &ANY),
     no("remotenamespace", &SCALAR),
 ]);

@@ -25,6 +25,7 @@ mod error;
 mod extract;
 mod keys;
 mod model;
+mod proxy;
 mod values;
 
 use std::cell::RefCell;

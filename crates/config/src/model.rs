@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 use crate::duration::{go_duration, go_duration_opt};
+pub use crate::proxy::{ProxyConfig, UpstreamConfig};
 
 /// Parsed, validated configuration with defaults applied.
 ///
@@ -30,7 +31,8 @@ pub struct Config {
     pub health: HealthConfig,
     /// `auth`: the single access controller, if configured.
     pub auth: Option<AuthConfig>,
-    /// `proxy`: pull-through cache mode, present only when `proxy.remoteurl` is set.
+    /// `proxy`: pull-through cache mode, present only when `proxy.remoteurl` or
+    /// `proxy.upstreams` is set.
     pub proxy: Option<ProxyConfig>,
     /// `notifications`: webhook endpoints, present when the section is.
     pub notifications: Option<NotificationsConfig>,
@@ -411,32 +413,6 @@ impl AuthConfig {
             AuthConfig::Htpasswd { .. } => "htpasswd",
             AuthConfig::Token { .. } => "token",
             AuthConfig::Silly { .. } => "silly",
-        }
-    }
-}
-
-/// `proxy`: pull-through cache of `remoteurl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProxyConfig {
-    /// `remoteurl`: the upstream registry, e.g. `https://registry-1.docker.io`.
-    pub remoteurl: String,
-    /// `username` for the upstream.
-    pub username: Option<String>,
-    /// `password` for the upstream (masked in output).
-    pub password: Option<String>,
-    /// `ttl` of cached content as written; see [`ProxyConfig::cache_ttl`].
-    #[serde(with = "go_duration_opt")]
-    pub ttl: Option<Duration>,
-}
-
-impl ProxyConfig {
-    /// How long cached content lives: `ttl`, 168h when unset (registry:2's default), and
-    /// `None` (never expires) when set to 0.
-    pub fn cache_ttl(&self) -> Option<Duration> {
-        match self.ttl {
-            None => Some(Duration::from_secs(168 * 3600)),
-            Some(d) if d.is_zero() => None,
-            Some(d) => Some(d),
         }
     }
 }

@@ -110,9 +110,37 @@ impl Registry {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<PutManifest, RegistryError> {
+        self.store_manifest(repo, reference, content_type, body, true)
+            .await
+    }
+
+    /// Stores a manifest fetched by the pull-through cache: the same checks and layout as
+    /// [`Registry::put_manifest`], except that the blobs it references need not be here yet
+    /// (they are fetched when first pulled) and schema 1 is accepted (upstreams may still serve
+    /// it). Referenced blobs that are already stored are linked into `repo` at once, since the
+    /// upstream has just vouched that the repository holds them.
+    pub async fn cache_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<PutManifest, RegistryError> {
+        self.store_manifest(repo, reference, content_type, body, false)
+            .await
+    }
+
+    async fn store_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+        pushed: bool,
+    ) -> Result<PutManifest, RegistryError> {
         self.check_writable()?;
         let manifest = Manifest::parse(&body, content_type)?;
-        if manifest.kind == ManifestKind::Schema1 {
+        if pushed && manifest.kind == ManifestKind::Schema1 {
             return Err(berth_oci::OciError::InvalidManifest(
                 "schema 1 manifests are deprecated and can no longer be pushed".into(),
             )
@@ -133,7 +161,15 @@ impl Registry {
                 });
             }
         }
-        self.check_references(repo, &manifest).await?;
+        if pushed {
+            self.check_references(repo, &manifest).await?;
+        } else {
+            for blob in manifest.blob_references() {
+                if self.blob_size(blob).await?.is_some() {
+                    self.link_blob(repo, blob).await?;
+                }
+            }
+        }
 
         let d = self.driver();
         if self.blob_size(&digest).await?.is_none() {

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+pub mod auth;
 pub mod oci;
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");

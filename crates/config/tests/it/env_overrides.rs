@@ -67,7 +67,10 @@ fn overrides_create_missing_sections() {
         .config
         .proxy
         .expect("proxy created from the environment");
-    assert_eq!(proxy.remoteurl, "https://registry-1.docker.io");
+    assert_eq!(
+        proxy.remoteurl.as_deref(),
+        Some("https://registry-1.docker.io")
+    );
     assert_eq!(proxy.ttl, Some(std::time::Duration::from_secs(86400)));
     assert!(proxy.username.is_none() && proxy.password.is_none());
 }

@@ -4,6 +4,7 @@
 
 mod env_overrides;
 mod masking;
+mod proxy;
 mod stock;
 mod warnings_errors;
 

@@ -348,7 +348,10 @@ proxy:
     assert_eq!(c.health.tcp[0].interval, Duration::from_secs(60));
     assert_eq!(c.health.tcp[0].timeout, None);
     let proxy = c.proxy.expect("proxy");
-    assert_eq!(proxy.remoteurl, "https://registry-1.docker.io");
+    assert_eq!(
+        proxy.remoteurl.as_deref(),
+        Some("https://registry-1.docker.io")
+    );
     assert_eq!(proxy.password.as_deref(), Some("hunter2"));
     assert_eq!(proxy.cache_ttl(), Some(Duration::from_secs(72 * 3600)));
 }

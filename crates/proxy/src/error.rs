@@ -1,0 +1,118 @@
+//! Why a pull through the cache failed. Errors are `Clone` because one upstream fetch answers
+//! every client waiting for it (single flight).
+
+use std::time::Duration;
+
+/// What was asked for, so the API can answer with the matching OCI error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum What {
+    /// A manifest (by tag or digest).
+    Manifest,
+    /// A blob.
+    Blob,
+    /// A repository (tag list).
+    Repository,
+}
+
+/// A failed pull through the cache. A client only sees one of these when Berth never had the
+/// content: with a cached copy, upstream failures are logged and the copy is served.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProxyError {
+    /// The upstream does not have it, or refuses access to it (Docker Hub answers 401 for
+    /// repositories that do not exist).
+    #[error("{what:?} not found upstream {host}: {detail}")]
+    NotFound {
+        /// Manifest, blob or repository.
+        what: What,
+        /// The upstream's host (`docker.io`).
+        host: String,
+        /// What the upstream answered.
+        detail: String,
+    },
+    /// The upstream rate-limits us (429) and nothing is cached.
+    #[error("upstream {host} is rate limiting requests and the content is not cached")]
+    TooManyRequests {
+        /// The upstream's host.
+        host: String,
+        /// The upstream's `Retry-After`, passed on to the client.
+        retry_after: Option<Duration>,
+    },
+    /// The upstream failed (unreachable, timed out, 5xx, invalid content) and nothing is cached.
+    #[error("upstream {host} failed and the content is not cached: {detail}")]
+    Unavailable {
+        /// The upstream's host.
+        host: String,
+        /// What went wrong, for the log.
+        detail: String,
+    },
+    /// Local storage failed; details are logged, not sent.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// What went wrong talking to an upstream.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// Connection refused, DNS or TLS failure, or the connection broke.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// No response headers (or no body data) within the configured time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// An HTTP status that is not success (401/403 after auth, 404, 429, 5xx, ...).
+    #[error("answered HTTP {status}")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// `Retry-After` of a 429 or 503.
+        retry_after: Option<Duration>,
+    },
+    /// The upstream sent content that does not match its digest or does not parse.
+    #[error("invalid content: {0}")]
+    Invalid(String),
+    /// The upstream was marked down after a recent failure and a cached copy exists.
+    #[error("marked down after a recent failure")]
+    Down,
+}
+
+impl UpstreamError {
+    /// Whether the upstream positively says the thing does not exist (or is not ours to see).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, UpstreamError::Status { status, .. } if matches!(status, 401 | 403 | 404))
+    }
+
+    /// Whether trying again soon may help (network trouble or a server error, not a refusal).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            UpstreamError::Unreachable(_) | UpstreamError::Timeout(_) => true,
+            UpstreamError::Status { status, .. } => matches!(status, 500 | 502 | 503 | 504),
+            UpstreamError::Invalid(_) | UpstreamError::Down => false,
+        }
+    }
+
+    /// The client-facing error when nothing is cached.
+    pub fn into_proxy(self, what: What, host: &str) -> ProxyError {
+        let host = host.to_owned();
+        match self {
+            e if e.is_not_found() => ProxyError::NotFound {
+                what,
+                host,
+                detail: e.to_string(),
+            },
+            UpstreamError::Status {
+                status: 429,
+                retry_after,
+            } => ProxyError::TooManyRequests { host, retry_after },
+            e => ProxyError::Unavailable {
+                host,
+                detail: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<berth_registry::RegistryError> for ProxyError {
+    fn from(e: berth_registry::RegistryError) -> Self {
+        ProxyError::Storage(e.to_string())
+    }
+}
