@@ -14,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
+use crate::files::Publish;
 use crate::limiter::FailureLimiter;
 use crate::{Access, AccessController, AuthRequest, Denied, Grant};
 
@@ -352,8 +353,7 @@ pub fn entry(user: &str, password: &str, cost: u32) -> Result<String, HtpasswdEr
 /// Adds `line`'s user to the file at `path`, or replaces that user's line; other lines are
 /// kept as they are. The file is created (mode 0600) if missing and replaced atomically.
 pub fn upsert(path: &Path, line: &str) -> Result<(), HtpasswdError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    use std::os::unix::fs::PermissionsExt as _;
     let write_err = |source| HtpasswdError::Write {
         path: path.to_owned(),
         source,
@@ -386,29 +386,10 @@ pub fn upsert(path: &Path, line: &str) -> Result<(), HtpasswdError> {
         Ok(m) => m.permissions().mode() & 0o7777,
         Err(_) => 0o600,
     };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all((lines.join("\n") + "\n").as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(write_err)
+    let text = lines.join("\n") + "\n";
+    crate::files::write_atomically(path, text.as_bytes(), mode, Publish::Replace)
+        .map(|_| ())
+        .map_err(write_err)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! registry:2 response (status, `WWW-Authenticate`, OCI error JSON).
 
 pub mod access;
+mod files;
 pub mod htpasswd;
 pub mod issuer;
 pub mod limiter;

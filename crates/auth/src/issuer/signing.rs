@@ -6,8 +6,7 @@
 //! temporary file (mode 0600) and hard-linked to the final name, which fails if another
 //! node got there first; then the file is read back, whoever wrote it.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,6 +15,7 @@ use jsonwebtoken::EncodingKey;
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
 use p256::SecretKey;
 
+use crate::files::Publish;
 use crate::token::{libtrust_key_id, TokenError, TrustedKey};
 
 /// Why the signing key cannot be used.
@@ -125,39 +125,11 @@ fn create(path: &Path) -> std::io::Result<()> {
     let pem = secret
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.{}.{:016x}.tmp",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(pem.as_bytes())?;
-        f.sync_all()?;
-        match std::fs::hard_link(&tmp, path) {
-            Ok(()) => {
-                tracing::info!(path = %path.display(), "created a new token signing key");
-                Ok(())
-            }
-            // Another node was faster: use its key.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(e),
-        }
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    written
+    // Another node may be faster: then its key is used.
+    if crate::files::write_atomically(path, pem.as_bytes(), 0o600, Publish::CreateOnly)? {
+        tracing::info!(path = %path.display(), "created a new token signing key");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
