@@ -35,16 +35,18 @@ pub fn needed(method: &Method, endpoint: &Endpoint, req: &Req) -> Vec<Access> {
     needed
 }
 
-/// Asks the configured access controller; without one, everyone may do everything.
+/// Asks the configured access controller for what `endpoint` needs; without one, everyone
+/// may do everything (and nothing is computed on the request path).
 pub async fn authorize(
     ctx: &Ctx,
     req: &Req,
     client: Option<ClientAddr>,
-    needed: &[Access],
+    endpoint: &Endpoint,
 ) -> Result<Grant, ApiError> {
     let Some(controller) = &ctx.auth else {
         return Ok(Grant::default());
     };
+    let needed = needed(&req.method, endpoint, req);
     // HTTP/1.1 sends `Host`; HTTP/2 sends `:authority`, which arrives in the URI.
     let host = req
         .headers
@@ -62,7 +64,10 @@ pub async fn authorize(
         client: client.map(|c| c.0.ip()),
         origin: Some(&origin),
     };
-    controller.authorize(&request, needed).await.map_err(denied)
+    controller
+        .authorize(&request, &needed)
+        .await
+        .map_err(denied)
 }
 
 /// The registry:2 answer to a refusal.

@@ -104,8 +104,7 @@ async fn route(
         query: Query::parse(parts.uri.query()),
         authority: parts.uri.authority().map(|a| a.to_string()),
     };
-    let needed = access::needed(&req.method, &endpoint, &req);
-    let grant = access::authorize(ctx, &req, client, &needed).await?;
+    let grant = access::authorize(ctx, &req, client, &endpoint).await?;
     let head = req.method == Method::HEAD;
     match (req.method.clone(), endpoint) {
         (Method::GET | Method::HEAD, Endpoint::Base) => Ok(base()),

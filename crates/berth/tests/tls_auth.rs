@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::auth::add_user;
 use common::{berth, write_config, Server};
 use reqwest::{Certificate, Client, StatusCode};
 
@@ -48,20 +49,6 @@ fn client(ca: &Path) -> Client {
         .unwrap()
 }
 
-fn set_password(htpasswd: &Path, user: &str, password: &str) {
-    let mut child = Command::new(common::BERTH)
-        .args(["htpasswd", "--password-stdin", "--cost", "4", "-f"])
-        .arg(htpasswd)
-        .arg(user)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
 /// Copies `from`'s pair over the served files the way certbot does: write elsewhere, rename.
 fn install_cert(from: &Path, served: &Path) {
     for name in ["cert.pem", "key.pem"] {
@@ -83,7 +70,7 @@ async fn certificate_and_htpasswd_reload_while_a_client_is_connected() {
     make_cert(&second);
     install_cert(&first, &served_dir(&served));
     let htpasswd = dir.path().join("htpasswd");
-    set_password(&htpasswd, "ci", "old-pass");
+    add_user(&htpasswd, "ci", "old-pass");
     let config = write_config(
         dir.path(),
         &format!(
@@ -104,41 +91,27 @@ async fn certificate_and_htpasswd_reload_while_a_client_is_connected() {
     let r = old_ca.get(url("/v2/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"test\"");
-    let r = old_ca
-        .get(url("/v2/"))
-        .basic_auth("ci", Some("old-pass"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        login(&old_ca, &url("/v2/"), "old-pass").await,
+        StatusCode::OK,
+        "ci:old-pass"
+    );
 
     // `old_ca` now holds a pooled keep-alive connection that was set up with the first
     // certificate. It only trusts that certificate, so any new handshake would fail.
     // Renewal and password change while that connection is open.
     install_cert(&second, &served);
-    set_password(&htpasswd, "ci", "new-pass");
+    add_user(&htpasswd, "ci", "new-pass");
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let new_ca = client(&second.join("cert.pem"));
-    let r = new_ca
-        .get(url("/v2/"))
-        .basic_auth("ci", Some("new-pass"))
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        r.status(),
+        login(&new_ca, &url("/v2/"), "new-pass").await,
         StatusCode::OK,
         "new certificate and new password"
     );
-    let r = new_ca
-        .get(url("/v2/"))
-        .basic_auth("ci", Some("old-pass"))
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        r.status(),
+        login(&new_ca, &url("/v2/"), "old-pass").await,
         StatusCode::UNAUTHORIZED,
         "the old password is gone"
     );
@@ -149,17 +122,21 @@ async fn certificate_and_htpasswd_reload_while_a_client_is_connected() {
     );
 
     // The connection opened before the renewal is still up and serves requests.
-    let r = old_ca
-        .get(url("/v2/"))
-        .basic_auth("ci", Some("new-pass"))
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        r.status(),
+        login(&old_ca, &url("/v2/"), "new-pass").await,
         StatusCode::OK,
         "the open connection survived the renewal"
     );
+}
+
+/// The status of `GET url` as user `ci` with `password`.
+async fn login(client: &Client, url: &str, password: &str) -> StatusCode {
+    let r = client
+        .get(url)
+        .basic_auth("ci", Some(password))
+        .send()
+        .await;
+    r.unwrap().status()
 }
 
 fn served_dir(path: &Path) -> std::path::PathBuf {
@@ -171,7 +148,7 @@ fn served_dir(path: &Path) -> std::path::PathBuf {
 async fn failed_logins_are_limited_per_client() {
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("htpasswd");
-    set_password(&htpasswd, "ci", "right");
+    add_user(&htpasswd, "ci", "right");
     let config = write_config(
         dir.path(),
         &format!(
@@ -235,8 +212,8 @@ fn htpasswd_command_prints_or_updates_entries() {
         "# team\nbob:$2y$04$abcdefghijklmnopqrstuu5Sb9t0UQbDJRuhJ8KLq1S3f1GKIxQ5y\n",
     )
     .unwrap();
-    set_password(&file, "alice", "pw");
-    set_password(&file, "alice", "pw2");
+    add_user(&file, "alice", "pw");
+    add_user(&file, "alice", "pw2");
     let text = std::fs::read_to_string(&file).unwrap();
     assert_eq!(text.lines().count(), 3, "{text}");
     assert!(text.starts_with("# team\nbob:"), "{text}");
