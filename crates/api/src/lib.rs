@@ -10,6 +10,8 @@ pub mod endpoint;
 mod error;
 mod manifests;
 mod mirror;
+#[cfg(test)]
+mod parser_fuzz;
 mod referrers;
 mod request;
 mod tags;

@@ -148,7 +148,7 @@ static TOKEN: Node = closed(&[
     yes("autoredirect", &SCALAR),
     yes("autoredirectpath", &SCALAR),
     no("signingalgorithms", &SCALARS),
-    // Berth extension: the built-in token server (docs/auth.md), checked by berth-auth.
+    // Berth extension: the built-in token server (docs/security.md), checked by berth-auth.
     yes("builtin", &ANY),
 ]);
 static SILLY: Node = closed(&[yes("realm", &SCALAR), yes("service", &SCALAR)]);
