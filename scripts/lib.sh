@@ -10,7 +10,8 @@ BERTH_BIN=${BERTH_BIN:-$REPO_ROOT/target/release/berth}
 wait_listening() {
   local log=$1 pid=$2 addr=""
   for _ in $(seq 1 200); do
-    addr=$(grep -o 'listening on [^ "]*' "$log" 2>/dev/null | head -n1 | sed -e 's/listening on //' -e 's#^https\?://##')
+    # The debug server (http.debug.addr) announces itself on its own line: skip it.
+    addr=$(grep -v 'debug server' "$log" 2>/dev/null | grep -o 'listening on [^ "]*' | head -n1 | sed -e 's/listening on //' -e 's#^https\?://##')
     [ -n "$addr" ] && { echo "$addr"; return 0; }
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1

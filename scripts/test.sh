@@ -6,7 +6,9 @@
 #   2. real clients against the release binary: the shared compat kit (skopeo + containerd);
 #   3. the in-place round trip with Debian's docker-registry 2.8.2;
 #   4. garbage collection compared with docker-registry's own on the same data;
-#   5. the Docker CLI (Debian's dockerd): push, pull, pull by digest, registry-mirrors.
+#   5. the Docker CLI (Debian's dockerd): push, pull, pull by digest, registry-mirrors;
+#   6. the deployment files (docs/deployment.md): static binary, image, compose, Kubernetes,
+#      Helm, Nomad, systemd and the Grafana dashboard, validated offline.
 # Under CI=true a missing tool is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,9 @@ run_suite "parser property tests (bounded time, case counts)" \
   env BERTH_FUZZ_SECONDS="${BERTH_FUZZ_SECONDS:-5}" \
   cargo test -p berth-api --locked --lib parser_fuzz -- --nocapture
 run_suite "release build" cargo build --release --locked -p berth
+# Builds its own static (musl) binary, so it runs whatever the release build did.
+run_suite "deployment artifacts (static musl binary, image, compose, k8s, helm, nomad, systemd, grafana)" \
+  scripts/validate-deploy.sh
 if [ -x target/release/berth ]; then
   run_suite "compat kit (plain HTTP)" scripts/compat.sh plain
   run_suite "compat kit (TLS + htpasswd)" scripts/compat.sh tls-htpasswd

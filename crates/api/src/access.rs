@@ -15,7 +15,8 @@ use crate::{ApiError, ClientAddr, Ctx, Endpoint, ErrorCode};
 pub fn needed(method: &Method, endpoint: &Endpoint, req: &Req) -> Vec<Access> {
     let Some(repo) = endpoint.repository() else {
         return match endpoint {
-            Endpoint::Catalog => vec![Access::catalog()],
+            // Usage lists repositories like the catalog does, so it needs what the catalog needs.
+            Endpoint::Catalog | Endpoint::Usage => vec![Access::catalog()],
             _ => Vec::new(),
         };
     };
@@ -64,10 +65,18 @@ pub async fn authorize(
         client: client.map(|c| c.0.ip()),
         origin: Some(&origin),
     };
-    controller
-        .authorize(&request, &needed)
-        .await
-        .map_err(denied)
+    let result = controller.authorize(&request, &needed).await;
+    if let Err(refusal) = &result {
+        crate::metrics::auth_failure(match refusal {
+            // The first request of every Docker login carries no credentials: a challenge,
+            // not a failure.
+            Denied::Unauthorized { .. } if request.authorization.is_none() => "challenge",
+            Denied::Unauthorized { .. } => "invalid_credentials",
+            Denied::Forbidden { .. } => "forbidden",
+            Denied::TooManyAttempts { .. } => "rate_limited",
+        });
+    }
+    result.map_err(denied)
 }
 
 /// The registry:2 answer to a refusal.

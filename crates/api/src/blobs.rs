@@ -11,10 +11,23 @@ use http::{header, HeaderValue, StatusCode};
 
 use crate::dispatch::empty;
 use crate::request::{header_str, parse_range, Req};
-use crate::{mirror, ApiError, Ctx, ErrorCode};
+use crate::{mirror, notify, ApiError, Ctx, ErrorCode};
 
 /// Serves a blob, whole or one `Range` (206), or redirects to the storage's URL.
 pub async fn get(
+    ctx: &Ctx,
+    req: &Req,
+    repo: &RepoName,
+    digest: &Digest,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let response = serve(ctx, req, repo, digest, head).await?;
+    notify::pulled_blob(ctx, req, repo, digest, &response);
+    Ok(response)
+}
+
+/// [`get`] without the notification.
+async fn serve(
     ctx: &Ctx,
     req: &Req,
     repo: &RepoName,
@@ -142,9 +155,15 @@ fn respond(
 }
 
 /// Unlinks a blob from the repository (202), when deletes are enabled.
-pub async fn delete(ctx: &Ctx, repo: &RepoName, digest: &Digest) -> Result<Response, ApiError> {
+pub async fn delete(
+    ctx: &Ctx,
+    req: &Req,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Response, ApiError> {
     mirror::check_write(ctx, None, repo)?;
     ctx.registry.delete_blob(repo, digest).await?;
+    notify::deleted_blob(ctx, req, repo, digest);
     empty(
         StatusCode::ACCEPTED,
         vec![(

@@ -1,4 +1,5 @@
-//! `GET /v2/_catalog` with `n`/`last` pagination and a `Link` header.
+//! `GET /v2/_catalog` with `n`/`last` pagination and a `Link` header, and Berth's
+//! `GET /v2/_berth/usage`: the same repositories with their storage use.
 
 use axum::response::Response;
 use berth_auth::Grant;
@@ -68,4 +69,18 @@ pub async fn list(ctx: &Ctx, req: &Req, grant: &Grant) -> Result<Response, ApiEr
         "application/json",
         extra,
     )
+}
+
+/// Storage use per repository (the `berth du` report as JSON), limited like the catalog to
+/// the repositories the caller may see. It walks the whole store: meant for an operator or
+/// the web UI, not for every page load of a busy dashboard.
+pub async fn usage(ctx: &Ctx, grant: &Grant) -> Result<Response, ApiError> {
+    let mut report = ctx.registry.usage().await?;
+    if let Some(auth) = &ctx.auth {
+        report
+            .repositories
+            .retain(|r| auth.may_list(grant, &r.name));
+    }
+    let value = serde_json::to_value(&report).map_err(ApiError::internal)?;
+    json(&value, "application/json", Vec::new())
 }

@@ -10,9 +10,10 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, Method, StatusCode};
 
 use crate::endpoint::{self, Endpoint, PathError};
-use crate::request::{Query, Req};
+use crate::request::{self, Query, Req};
 use crate::{
-    access, blobs, catalog, manifests, referrers, tags, token, uploads, ApiError, ClientAddr, Ctx,
+    access, blobs, catalog, manifests, metrics, referrers, tags, token, uploads, ApiError,
+    ClientAddr, Ctx, ErrorCode,
 };
 
 /// The fallback handler of the router: every request comes through here.
@@ -24,6 +25,14 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
     let user_agent = request.headers().get(header::USER_AGENT).cloned();
 
     let client_addr = request.extensions().get::<ClientAddr>().copied();
+    let measured = if ctx.options.metrics {
+        api_handler(&ctx, &path).map(|handler| {
+            let size = request::content_length(request.headers()).unwrap_or(0);
+            metrics::InFlight::start(handler, &method, size)
+        })
+    } else {
+        None
+    };
     let mut response = match route(&ctx, request, client_addr).await {
         Ok(response) => response,
         Err(error) => {
@@ -46,6 +55,11 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
             headers.insert(name.clone(), value.clone());
         }
     }
+    if let Some(measured) = measured {
+        let bytes = request::content_length(headers).unwrap_or(0);
+        measured.finish(response.status().as_u16(), bytes);
+    }
+    let headers = response.headers();
     if ctx.options.access_log {
         let bytes = headers
             .get(header::CONTENT_LENGTH)
@@ -77,7 +91,10 @@ async fn route(
     match (parts.method.clone(), parts.uri.path()) {
         (Method::GET | Method::HEAD, "/healthz") => return Ok(probe(Ok(()))),
         (Method::GET | Method::HEAD, "/readyz") => {
-            return Ok(probe(ctx.registry.check_storage().await));
+            return Ok(match ctx.health.failures().into_iter().next() {
+                Some((check, error)) => unready(&format!("health check {check} failing: {error}")),
+                None => probe(ctx.registry.check_storage().await),
+            });
         }
         (Method::GET | Method::POST, "/auth/token") => {
             let req = Req {
@@ -85,10 +102,20 @@ async fn route(
                 headers: parts.headers,
                 query: Query::parse(parts.uri.query()),
                 authority: parts.uri.authority().map(|a| a.to_string()),
+                client: client.map(|c| c.0),
+                user: None,
             };
             return token::issue(ctx, &req, body, client).await;
         }
         _ => {}
+    }
+    // As registry:2's health.Handler: while a health check fails, the API answers 503.
+    if ctx.health.is_failing() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "health check failed: please see /debug/health",
+        ));
     }
     let prefix = ctx.options.prefix.trim_end_matches('/');
     // With `http.prefix`, the API lives only under the prefix, as in registry:2.
@@ -98,17 +125,21 @@ async fn route(
         .strip_prefix(prefix)
         .ok_or(PathError::NotFound)?;
     let endpoint = endpoint::parse(path)?;
-    let req = Req {
+    let mut req = Req {
         method: parts.method,
         headers: parts.headers,
         query: Query::parse(parts.uri.query()),
         authority: parts.uri.authority().map(|a| a.to_string()),
+        client: client.map(|c| c.0),
+        user: None,
     };
     let grant = access::authorize(ctx, &req, client, &endpoint).await?;
+    req.user = grant.subject.clone();
     let head = req.method == Method::HEAD;
     match (req.method.clone(), endpoint) {
         (Method::GET | Method::HEAD, Endpoint::Base) => Ok(base()),
         (Method::GET, Endpoint::Catalog) => catalog::list(ctx, &req, &grant).await,
+        (Method::GET, Endpoint::Usage) => catalog::usage(ctx, &grant).await,
         (Method::GET, Endpoint::Tags(repo)) => tags::list(ctx, &req, &repo).await,
         (Method::GET | Method::HEAD, Endpoint::Manifest(repo, reference)) => {
             manifests::get(ctx, &req, &repo, &reference, head).await
@@ -117,12 +148,14 @@ async fn route(
             manifests::put(ctx, &req, &repo, &reference, body).await
         }
         (Method::DELETE, Endpoint::Manifest(repo, reference)) => {
-            manifests::delete(ctx, &repo, &reference).await
+            manifests::delete(ctx, &req, &repo, &reference).await
         }
         (Method::GET | Method::HEAD, Endpoint::Blob(repo, digest)) => {
             blobs::get(ctx, &req, &repo, &digest, head).await
         }
-        (Method::DELETE, Endpoint::Blob(repo, digest)) => blobs::delete(ctx, &repo, &digest).await,
+        (Method::DELETE, Endpoint::Blob(repo, digest)) => {
+            blobs::delete(ctx, &req, &repo, &digest).await
+        }
         (Method::POST, Endpoint::UploadStart(repo)) => uploads::start(ctx, &req, &repo, body).await,
         (Method::GET, Endpoint::Upload(repo, id)) => uploads::status(ctx, &req, &repo, &id).await,
         (Method::PATCH, Endpoint::Upload(repo, id)) => {
@@ -152,16 +185,36 @@ fn base() -> Response {
     response
 }
 
+/// The metrics label of an API request (`None` for probes, the token endpoint and unknown
+/// paths, which registry:2 does not instrument either).
+fn api_handler(ctx: &Ctx, path: &str) -> Option<&'static str> {
+    let path = path.strip_prefix(ctx.options.prefix.trim_end_matches('/'))?;
+    endpoint::parse(path)
+        .ok()
+        .map(|e| metrics::handler_label(&e))
+}
+
 /// `/healthz` (the process answers) and `/readyz` (storage answers): `200 ok`, or `503` with
 /// the reason logged.
 fn probe(result: Result<(), berth_registry::RegistryError>) -> Response {
-    let (status, text) = match result {
-        Ok(()) => (StatusCode::OK, "ok\n"),
+    match result {
+        Ok(()) => text_response(StatusCode::OK, "ok\n".to_owned()),
         Err(e) => {
             tracing::error!(error = %e, "readiness check failed: storage does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable\n")
+            text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable\n".to_owned(),
+            )
         }
-    };
+    }
+}
+
+/// `/readyz` while a configured health check fails.
+fn unready(reason: &str) -> Response {
+    text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"))
+}
+
+fn text_response(status: StatusCode, text: String) -> Response {
     let mut response = Response::new(Body::from(text));
     *response.status_mut() = status;
     response.headers_mut().insert(

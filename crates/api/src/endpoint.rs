@@ -11,6 +11,9 @@ pub enum Endpoint {
     Base,
     /// `/v2/_catalog`.
     Catalog,
+    /// `/v2/_berth/usage` (Berth extension): storage use per repository, as JSON. `_` cannot
+    /// start a repository name, so no repository can hide this path (Zot uses `/v2/_zot/`).
+    Usage,
     /// `/v2/<name>/tags/list`.
     Tags(RepoName),
     /// `/v2/<name>/manifests/<reference>`.
@@ -29,7 +32,7 @@ impl Endpoint {
     /// The repository the endpoint acts on, for authorization and logs.
     pub fn repository(&self) -> Option<&RepoName> {
         match self {
-            Endpoint::Base | Endpoint::Catalog => None,
+            Endpoint::Base | Endpoint::Catalog | Endpoint::Usage => None,
             Endpoint::Tags(n)
             | Endpoint::Manifest(n, _)
             | Endpoint::Blob(n, _)
@@ -68,8 +71,10 @@ pub fn parse(path: &str) -> Result<Endpoint, PathError> {
         return Ok(Endpoint::Base);
     }
     let rest = rest.strip_prefix('/').ok_or(PathError::NotFound)?;
-    if rest == "_catalog" {
-        return Ok(Endpoint::Catalog);
+    match rest {
+        "_catalog" => return Ok(Endpoint::Catalog),
+        "_berth/usage" => return Ok(Endpoint::Usage),
+        _ => {}
     }
     let segs: Vec<&str> = rest.split('/').collect();
     let n = segs.len();

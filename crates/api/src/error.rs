@@ -43,6 +43,8 @@ pub enum ErrorCode {
     Unsupported,
     /// Too many requests.
     TooManyRequests,
+    /// The service is unavailable (a health check failed).
+    Unavailable,
     /// Requested range not satisfiable / chunk out of order (registry:2).
     RangeInvalid,
     /// Tag invalid (registry:2).
@@ -73,6 +75,7 @@ impl ErrorCode {
             ErrorCode::Denied => "DENIED",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
+            ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::RangeInvalid => "RANGE_INVALID",
             ErrorCode::TagInvalid => "TAG_INVALID",
             ErrorCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
@@ -223,6 +226,10 @@ impl From<RegistryError> for ApiError {
             RegistryError::Body(e) => {
                 tracing::info!(error = %e, "request body cut short");
                 ApiError::bad_request(ErrorCode::BlobUploadInvalid, "request body was cut short")
+            }
+            RegistryError::SpaceLow(reason) => {
+                tracing::warn!(reason, "upload refused: disk above its watermark");
+                ApiError::new(ErrorCode::Denied, S::INSUFFICIENT_STORAGE, reason)
             }
             RegistryError::Storage(StorageError::Full(path)) => {
                 tracing::error!(path, "storage is full");

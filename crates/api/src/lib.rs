@@ -8,8 +8,11 @@ mod catalog;
 mod dispatch;
 pub mod endpoint;
 mod error;
+pub mod health;
 mod manifests;
+pub mod metrics;
 mod mirror;
+mod notify;
 #[cfg(test)]
 mod parser_fuzz;
 mod referrers;
@@ -43,6 +46,8 @@ pub struct ApiOptions {
     pub prefix: String,
     /// Whether the listener speaks TLS, for absolute URLs.
     pub tls: bool,
+    /// `http.debug.prometheus.enabled`: record HTTP metrics.
+    pub metrics: bool,
 }
 
 /// Everything a handler needs: shared by all requests.
@@ -58,6 +63,10 @@ pub struct Ctx {
     pub token_issuer: Option<Arc<berth_auth::issuer::TokenIssuer>>,
     /// The pull-through cache (`proxy`); `None` serves stored content only.
     pub proxy: Option<Arc<berth_proxy::Proxy>>,
+    /// Where events go (`notifications`); `None` when no endpoint is enabled.
+    pub notifier: Option<berth_notify::Notifier>,
+    /// The configured health checks (`health`); with none registered, always healthy.
+    pub health: Arc<health::HealthState>,
 }
 
 /// The client's address, put into request extensions by the server's accept loop.

@@ -7,7 +7,7 @@ use http::{header, HeaderName, HeaderValue, StatusCode};
 
 use crate::dispatch::empty;
 use crate::request::{content_length, header_str, read_limited, url, Req};
-use crate::{mirror, ApiError, Ctx, ErrorCode};
+use crate::{mirror, notify, ApiError, Ctx, ErrorCode};
 
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
@@ -28,6 +28,7 @@ pub async fn get(
             .map_err(mirror::error)?,
         _ => ctx.registry.get_manifest(repo, reference).await?,
     };
+    notify::pulled_manifest(ctx, req, repo, reference, &m);
     let len = m.body.len();
     let mut response = Response::new(if head {
         Body::empty()
@@ -73,8 +74,9 @@ pub async fn put(
     let content_type = header_str(&req.headers, header::CONTENT_TYPE);
     let stored = ctx
         .registry
-        .put_manifest(repo, reference, content_type, body)
+        .put_manifest(repo, reference, content_type, body.clone())
         .await?;
+    notify::pushed_manifest(ctx, req, repo, reference, &stored.digest, &body);
     let location = url(
         ctx,
         &req.headers,
@@ -93,10 +95,13 @@ pub async fn put(
 /// Deletes a tag, or a manifest and the tags pointing at it (202).
 pub async fn delete(
     ctx: &Ctx,
+    req: &Req,
     repo: &RepoName,
     reference: &Reference,
 ) -> Result<Response, ApiError> {
     mirror::check_write(ctx, None, repo)?;
+    let tags = notify::tags_to_delete(ctx, repo, reference).await;
     ctx.registry.delete_manifest(repo, reference).await?;
+    notify::deleted_manifest(ctx, req, repo, reference, &tags);
     empty(StatusCode::ACCEPTED, vec![])
 }

@@ -18,6 +18,10 @@ pub struct Req {
     pub query: Query,
     /// The URI's authority (`host:port`), which HTTP/2 sends instead of a `Host` header.
     pub authority: Option<String>,
+    /// The client's address (for notifications' `request.addr`).
+    pub client: Option<std::net::SocketAddr>,
+    /// The authenticated user (for notifications' `actor.name`), set once authorized.
+    pub user: Option<String>,
 }
 
 /// Decoded query parameters, in order.

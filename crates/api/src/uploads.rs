@@ -3,12 +3,13 @@
 
 use axum::body::Body;
 use axum::response::Response;
+use berth_notify::Action;
 use berth_oci::{Digest, RepoName};
 use http::{header, HeaderName, StatusCode};
 
 use crate::dispatch::empty;
 use crate::request::{body_stream, content_length, header_str, parse_content_range, url, Req};
-use crate::{ApiError, Ctx, ErrorCode};
+use crate::{notify, ApiError, Ctx, ErrorCode};
 
 const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -87,12 +88,10 @@ pub async fn start(
         // Mount arguments that do not parse are ignored, like registry:2: the client gets a
         // session (202) and uploads the blob, which the spec allows for any failed mount.
         if let Some((digest, from)) = mount_args(mount, req.query.get("from")) {
-            if ctx
-                .registry
-                .mount_blob(from.as_ref(), repo, &digest)
-                .await?
-                .is_some()
-            {
+            let mounted = ctx.registry.mount_blob(from.as_ref(), repo, &digest);
+            if let Some(size) = mounted.await? {
+                let from = from.as_ref();
+                notify::blob(ctx, req, Action::Mount, repo, &digest, Some(size), from);
                 return blob_created(ctx, req, repo, &digest);
             }
         } else {
@@ -103,9 +102,11 @@ pub async fn start(
             );
         }
     } else if let Some(digest) = digest_param(req)? {
-        ctx.registry
+        let size = ctx
+            .registry
             .put_blob(repo, &digest, body_stream(body))
             .await?;
+        notify::blob(ctx, req, Action::Push, repo, &digest, Some(size), None);
         return blob_created(ctx, req, repo, &digest);
     }
     let id = ctx.registry.start_upload(repo).await?;
@@ -177,7 +178,8 @@ pub async fn finish(
         )
     })?;
     let range = chunk_range(req)?;
-    ctx.registry
+    let size = ctx
+        .registry
         .finish_upload(
             repo,
             id,
@@ -186,6 +188,7 @@ pub async fn finish(
             Some(body_stream(body)),
         )
         .await?;
+    notify::blob(ctx, req, Action::Push, repo, &digest, Some(size), None);
     blob_created(ctx, req, repo, &digest)
 }
 

@@ -43,6 +43,8 @@ impl TestApp {
                 auth: None,
                 token_issuer: None,
                 proxy: None,
+                notifier: None,
+                health: Default::default(),
             })),
         }
     }
@@ -270,6 +272,8 @@ async fn read_only_mode_refuses_writes_but_serves_reads() {
             auth: None,
             token_issuer: None,
             proxy: None,
+            notifier: None,
+            health: Default::default(),
         })),
     };
     let d = t.push_blob("r", b"kept").await;

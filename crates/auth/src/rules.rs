@@ -12,11 +12,9 @@
 //! admins: [root]                   # may do everything, including the catalog
 //! ```
 //!
-//! Patterns are matched segment by segment (segments are separated by `/`): `*` matches
-//! one whole segment, `*` inside a segment matches any run of characters within it
-//! (`app-*`), `**` matches any number of segments — at least one at the end of a pattern
-//! (`public/**` covers `public/x` and `public/x/y`, not `public` itself), zero or more
-//! elsewhere (`**/base` covers `base` and `a/b/base`) — and anything else matches exactly.
+//! Patterns are [`berth_oci::RepoPattern`]s (shared with the retention policies): `*`
+//! matches one whole segment, `*` inside a segment any run of characters within it (`app-*`),
+//! `**` any number of segments (at least one at the end: `public/**` does not cover `public`).
 //!
 //! A caller gets the union of every matching rule. Rules for `anonymous` apply to everyone,
 //! rules for `authenticated` to every logged-in caller. Nothing is granted by default.
@@ -26,6 +24,7 @@
 //! list is filtered with [`AccessRules::may_list`], so nobody learns the name of a
 //! repository they cannot pull.
 
+use berth_oci::RepoPattern as Pattern;
 use serde::Deserialize;
 
 use crate::{Access, Action, Resource};
@@ -93,7 +92,7 @@ impl Rule {
         }
         let repositories = repositories
             .iter()
-            .map(|p| Pattern::parse(p.as_ref()))
+            .map(|p| Pattern::parse(p.as_ref()).map_err(RuleError))
             .collect::<Result<Vec<_>, _>>()?;
         let actions = actions
             .iter()
@@ -197,75 +196,6 @@ impl AccessRules {
 /// An empty subject is anonymous.
 fn logged_in(subject: Option<&str>) -> Option<&str> {
     subject.filter(|s| !s.is_empty())
-}
-
-/// A repository pattern, split into segments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Pattern(Vec<Segment>);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    /// `**`
-    AnyDepth,
-    /// A segment, possibly with `*` wildcards.
-    One(String),
-}
-
-impl Pattern {
-    fn parse(text: &str) -> Result<Pattern, RuleError> {
-        if text.is_empty() || text.split('/').any(str::is_empty) {
-            return Err(RuleError(format!(
-                "bad repository pattern {text:?}: segments separated by single '/', none empty"
-            )));
-        }
-        Ok(Pattern(
-            text.split('/')
-                .map(|s| match s {
-                    "**" => Segment::AnyDepth,
-                    s => Segment::One(s.to_owned()),
-                })
-                .collect(),
-        ))
-    }
-
-    fn matches(&self, repository: &str) -> bool {
-        let segments: Vec<&str> = repository.split('/').collect();
-        match_segments(&self.0, &segments)
-    }
-}
-
-fn match_segments(pattern: &[Segment], name: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        // At the end, `**` needs at least one segment.
-        Some((Segment::AnyDepth, [])) => !name.is_empty(),
-        Some((Segment::AnyDepth, rest)) => {
-            (0..=name.len()).any(|skip| match_segments(rest, &name[skip..]))
-        }
-        Some((Segment::One(p), rest)) => match name.split_first() {
-            Some((first, tail)) => glob(p, first) && match_segments(rest, tail),
-            None => false,
-        },
-    }
-}
-
-/// `*` matches any run of characters (within one segment); everything else itself.
-fn glob(pattern: &str, text: &str) -> bool {
-    let Some((prefix, rest)) = pattern.split_once('*') else {
-        return pattern == text;
-    };
-    let Some(mut text) = text.strip_prefix(prefix) else {
-        return false;
-    };
-    let mut parts: Vec<&str> = rest.split('*').collect();
-    let last = parts.pop().unwrap_or_default();
-    for part in parts {
-        match text.find(part) {
-            Some(i) => text = &text[i + part.len()..],
-            None => return false,
-        }
-    }
-    text.len() >= last.len() && text.ends_with(last)
 }
 
 #[cfg(test)]

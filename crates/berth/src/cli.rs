@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::{logging, maintenance, server, setup};
+use crate::{logging, maintenance, retention, server, setup};
 
 /// Berth: a self-hosted OCI registry and pull-through cache, drop-in for registry:2.
 #[derive(Parser, Debug)]
@@ -34,6 +34,28 @@ enum Command {
         /// Also remove manifests that no tag reaches.
         #[arg(short = 'm', long)]
         delete_untagged: bool,
+        /// Print only the summary line.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Path to a registry:2-compatible config.yml.
+        config: Option<PathBuf>,
+    },
+    /// Storage use per repository: bytes only that repository uses (what deleting it frees)
+    /// and bytes it shares, plus what no manifest uses. Reads only; safe while serving.
+    Du {
+        /// Print JSON (the format of `GET /v2/_berth/usage`) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Path to a registry:2-compatible config.yml.
+        config: Option<PathBuf>,
+    },
+    /// Apply the retention policies of storage.maintenance.retention once: delete the tags
+    /// they select and, with deleteuntagged, the manifests no remaining tag reaches. Blobs stay
+    /// until the next garbage collection. Run with --dry-run first.
+    Retention {
+        /// Print what would be deleted; change nothing.
+        #[arg(short = 'd', long)]
+        dry_run: bool,
         /// Print only the summary line.
         #[arg(short = 'q', long)]
         quiet: bool,
@@ -105,6 +127,20 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
                 dry_run,
             };
             runtime()?.block_on(maintenance::garbage_collect(loaded, options, quiet))
+        }
+        Command::Du { json, config } => {
+            let loaded = setup::load_config(config.as_deref())?;
+            logging::init(&loaded.config.log)?;
+            runtime()?.block_on(crate::du::run(loaded, json))
+        }
+        Command::Retention {
+            dry_run,
+            quiet,
+            config,
+        } => {
+            let loaded = setup::load_config(config.as_deref())?;
+            logging::init(&loaded.config.log)?;
+            runtime()?.block_on(retention::run_once(loaded, dry_run, quiet))
         }
         Command::Htpasswd {
             file,

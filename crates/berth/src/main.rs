@@ -4,12 +4,18 @@
 //! config file plus `REGISTRY_*` environment into one `Config` and runs.
 
 mod cli;
+mod debug_server;
+mod du;
+mod health;
 mod logging;
 mod maintenance;
 mod memory;
+mod online_gc;
+mod retention;
 mod server;
 mod setup;
 mod tls;
+mod watermark;
 
 use std::process::ExitCode;
 

@@ -1,5 +1,7 @@
 //! Offline maintenance commands that work on the storage directly, like registry:2's
-//! `registry garbage-collect`: run them with the registry stopped or in read-only mode.
+//! `registry garbage-collect`: run them with the registry stopped or in read-only mode. The
+//! offline collector also empties the online collector's trash (referenced entries go back,
+//! the rest is deleted), which is only safe because nothing is being pushed meanwhile.
 
 use anyhow::Context;
 use berth_config::Loaded;
@@ -35,6 +37,18 @@ pub async fn garbage_collect(
         }
         for (digest, size) in &report.blobs_removed {
             println!("{verb} blob {digest} ({size} bytes)");
+        }
+        // The online collector's trash (Berth only; empty on data registry:2 wrote).
+        for (digest, size) in &report.trash_purged {
+            println!("{verb} trashed blob {digest} ({size} bytes)");
+        }
+        for digest in &report.trash_restored {
+            let verb = if options.dry_run {
+                "would restore"
+            } else {
+                "restored"
+            };
+            println!("{verb} referenced blob {digest} from the trash");
         }
     }
     println!(

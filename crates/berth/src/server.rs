@@ -41,9 +41,31 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
         let (age, interval, dry_run) = (purging.age, purging.interval, purging.dryrun);
         tokio::spawn(purge_uploads(registry.clone(), age, interval, dry_run));
     }
+    let gc_wake = crate::online_gc::spawn(&config.storage.maintenance.gc, registry.clone());
+    crate::retention::spawn(&config.storage.maintenance.retention, registry.clone())?;
     tokio::spawn(reload_on_sighup(registry.clone(), config_path)?);
     let auth = setup::auth(config)?;
+    let health = crate::health::start(config, registry.clone());
+    crate::watermark::start(
+        &config.storage.maintenance.diskwatermark,
+        setup::filesystem_root(config),
+        registry.clone(),
+        gc_wake,
+    );
+    if let (Some(debug), Some(addr)) = (&config.http.debug, config.debug_listen_addr()) {
+        let options = crate::debug_server::DebugOptions {
+            addr,
+            metrics_path: debug
+                .prometheus
+                .enabled
+                .then(|| debug.prometheus.path.clone()),
+            root: setup::filesystem_root(config),
+        };
+        crate::debug_server::start(options, health.clone(), registry.clone()).await?;
+    }
     let ctx = Arc::new(Ctx {
+        notifier: setup::notifier(config)?,
+        health,
         auth: auth.controller,
         token_issuer: auth.issuer,
         proxy: berth_proxy::Proxy::from_config(config, registry.clone())

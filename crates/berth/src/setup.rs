@@ -50,24 +50,6 @@ pub fn check_supported(config: &Config) -> anyhow::Result<()> {
 /// instead of finding out later.
 pub fn not_yet_implemented(config: &Config) -> Vec<String> {
     let mut notes = Vec::new();
-    if config
-        .notifications
-        .as_ref()
-        .is_some_and(|n| n.endpoints.iter().any(|e| !e.disabled))
-    {
-        notes.push("notifications are not implemented yet: no events will be sent".to_owned());
-    }
-    let health = &config.health;
-    if health.storagedriver.enabled
-        || !health.file.is_empty()
-        || !health.http.is_empty()
-        || !health.tcp.is_empty()
-    {
-        notes.push(
-            "health checks are not implemented yet: /v2/ always answers while the process runs"
-                .to_owned(),
-        );
-    }
     if config.storage.cache.blobdescriptor.is_some() {
         notes.push(
             "storage.cache is ignored: Berth needs no separate blob descriptor cache".to_owned(),
@@ -161,6 +143,23 @@ pub fn storage_description(config: &Config) -> String {
     }
 }
 
+/// The filesystem driver's root directory (for disk space metrics), if that is the driver.
+pub fn filesystem_root(config: &Config) -> Option<std::path::PathBuf> {
+    match &config.storage.driver {
+        StorageDriverConfig::Filesystem { rootdirectory, .. } => Some(rootdirectory.clone()),
+        _ => None,
+    }
+}
+
+/// Starts the delivery tasks of `notifications`; `None` without an enabled endpoint.
+pub fn notifier(config: &Config) -> anyhow::Result<Option<berth_notify::Notifier>> {
+    let Some(notifications) = &config.notifications else {
+        return Ok(None);
+    };
+    let source = berth_notify::source_record(&config.http.addr);
+    Ok(berth_notify::Notifier::start(notifications, source)?)
+}
+
 /// Builds the storage driver and the registry core.
 pub fn registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let driver: Arc<dyn StorageDriver> = match &config.storage.driver {
@@ -184,11 +183,26 @@ pub fn registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
             bail!("unsupported storage driver")
         }
     };
+    // registry:2 times every storage action for Prometheus; Berth only when metrics are on.
+    let metrics = config
+        .http
+        .debug
+        .as_ref()
+        .is_some_and(|d| d.prometheus.enabled);
+    let driver: Arc<dyn StorageDriver> = if metrics {
+        Arc::new(berth_storage::Instrumented::new(driver))
+    } else {
+        driver
+    };
     let options = RegistryOptions {
         delete_enabled: config.storage.delete_enabled,
         read_only: config.storage.maintenance.readonly_enabled,
     };
-    Ok(Registry::new(driver, options))
+    let registry = Registry::new(driver, options);
+    // Safe for the online collector of any node sharing this storage and configuration: it
+    // requires delay >= 4 x refresh (docs/lifecycle.md).
+    registry.set_touch_refresh(config.storage.maintenance.gc.delay / 4);
+    Ok(registry)
 }
 
 /// HTTP options from the `http` and `log` sections.
@@ -210,5 +224,10 @@ pub fn api_options(config: &Config) -> anyhow::Result<ApiOptions> {
         host: config.http.host.clone().filter(|h| !h.is_empty()),
         prefix: config.http.prefix.clone(),
         tls: config.http.tls.is_some(),
+        metrics: config
+            .http
+            .debug
+            .as_ref()
+            .is_some_and(|d| d.prometheus.enabled),
     })
 }

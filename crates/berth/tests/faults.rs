@@ -104,3 +104,80 @@ fn full_disk_is_a_clear_error_and_pulls_keep_working() {
     );
     assert_eq!(status, 201, "space of the failed push was freed: {body}");
 }
+
+#[test]
+fn disk_watermark_refuses_new_uploads_and_lifts_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_disk) = SmallDisk::mount(&dir.path().join("disk"), "8m") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must run this test as root (it mounts a tmpfs)"
+        );
+        eprintln!("skipping: mounting a tmpfs needs root");
+        return;
+    };
+    let config = write_config(dir.path(), "");
+    let yaml = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            &format!("rootdirectory: {}", dir.path().join("data").display()),
+            &format!("rootdirectory: {}", dir.path().join("disk/data").display()),
+        )
+        .replace(
+            "delete: {enabled: true}",
+            "delete: {enabled: true}\n  maintenance:\n    diskwatermark: {enabled: true, warn: 50, refuse: 70, interval: 50ms}",
+        );
+    std::fs::write(&config, yaml).unwrap();
+    let server = Server::start(&[&config], &[]);
+    let (kept, kept_digest) = blob_file(dir.path(), "kept", 100_000, 3);
+    let push = |path: &Path, digest: &str| {
+        server.request(
+            "POST",
+            &format!("/v2/r/blobs/uploads/?digest={digest}"),
+            &[],
+            Some(path),
+        )
+    };
+    assert_eq!(push(&kept, &kept_digest).0, 201);
+
+    // Something else fills the disk to ~75%: above the refuse mark, still room to write.
+    let filler = dir.path().join("disk/filler");
+    std::fs::write(&filler, vec![7u8; 6 << 20]).unwrap();
+    let (next, next_digest) = blob_file(dir.path(), "next", 100_000, 4);
+    let refused = wait_until(|| {
+        let (status, body) = push(&next, &next_digest);
+        (status == 507).then_some(body)
+    });
+    assert!(refused.contains("DENIED"), "{refused}");
+    assert!(refused.contains("full"), "the message says why: {refused}");
+    let (status, _) = server.request("POST", "/v2/r/blobs/uploads/", &[], None);
+    assert_eq!(status, 507, "a chunked upload cannot start either");
+    let (status, _) = server.get(&format!("/v2/r/blobs/{kept_digest}"));
+    assert_eq!(status, 200, "pulls keep working");
+    assert!(
+        server
+            .logs(std::time::Duration::from_millis(100))
+            .iter()
+            .any(|l| l.contains("refuse mark")),
+        "the refusal is logged"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    let accepted = wait_until(|| (push(&next, &next_digest).0 == 201).then_some(()));
+    let () = accepted;
+}
+
+/// Retries `f` every 50 ms for up to 10 s until it returns `Some`.
+fn wait_until<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met in 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -244,6 +244,22 @@ impl Emitter {
             "readonly",
             single("enabled", s.maintenance.readonly_enabled.into()),
         );
+        let gc = &s.maintenance.gc;
+        let mut online = Mapping::new();
+        put(&mut online, "enabled", gc.enabled.into());
+        put(&mut online, "interval", duration(gc.interval));
+        put(&mut online, "delay", duration(gc.delay));
+        put(&mut online, "dryrun", gc.dryrun.into());
+        put(&mut maintenance, "gc", Value::Mapping(online));
+        let dw = &s.maintenance.diskwatermark;
+        let mut watermark = Mapping::new();
+        put(&mut watermark, "enabled", dw.enabled.into());
+        put(&mut watermark, "warn", u64::from(dw.warn).into());
+        put(&mut watermark, "refuse", u64::from(dw.refuse).into());
+        put(&mut watermark, "interval", duration(dw.interval));
+        put(&mut maintenance, "diskwatermark", Value::Mapping(watermark));
+        let retention = crate::retention::emit(&s.maintenance.retention);
+        put(&mut maintenance, "retention", retention);
         put(&mut m, "maintenance", Value::Mapping(maintenance));
         Value::Mapping(m)
     }

@@ -148,6 +148,17 @@ fn storage(cx: &Cx<'_>, root: Option<&Mapping>) -> Result<StorageConfig, ConfigE
         interval: cx.duration(purging, "interval", p, defaults.interval)?,
         dryrun: cx.bool(purging, "dryrun", p, defaults.dryrun)?,
     };
+    let gc_section = cx.section(maintenance, "gc", "storage.maintenance")?;
+    let gc_defaults = OnlineGcConfig::default();
+    let p = "storage.maintenance.gc";
+    let gc = OnlineGcConfig {
+        enabled: cx.bool(gc_section, "enabled", p, gc_defaults.enabled)?,
+        interval: cx.duration(gc_section, "interval", p, gc_defaults.interval)?,
+        delay: cx.duration(gc_section, "delay", p, gc_defaults.delay)?,
+        dryrun: cx.bool(gc_section, "dryrun", p, gc_defaults.dryrun)?,
+    };
+    let diskwatermark = disk_watermark(cx, maintenance)?;
+    let retention = crate::retention::extract(cx, maintenance)?;
 
     let mut blobdescriptor = cx.opt_string(cache, "blobdescriptor", "storage.cache")?;
     if blobdescriptor.is_none() {
@@ -187,6 +198,9 @@ fn storage(cx: &Cx<'_>, root: Option<&Mapping>) -> Result<StorageConfig, ConfigE
                 "storage.maintenance.readonly",
                 false,
             )?,
+            gc,
+            diskwatermark,
+            retention,
         },
     })
 }
@@ -566,4 +580,33 @@ fn notifications(
         },
         endpoints,
     }))
+}
+
+/// `storage.maintenance.diskwatermark`: percentages from 1 to 100, `warn` at most `refuse`.
+fn disk_watermark(
+    cx: &Cx<'_>,
+    maintenance: Option<&Mapping>,
+) -> Result<DiskWatermarkConfig, ConfigError> {
+    let p = "storage.maintenance.diskwatermark";
+    let section = cx.section(maintenance, "diskwatermark", "storage.maintenance")?;
+    let d = DiskWatermarkConfig::default();
+    let percent = |key: &str, default: u8| -> Result<u8, ConfigError> {
+        let value = cx.opt_uint(section, key, p, 100)?.unwrap_or(u64::from(default));
+        Ok(u8::try_from(value).unwrap_or(100))
+    };
+    let config = DiskWatermarkConfig {
+        enabled: cx.bool(section, "enabled", p, d.enabled)?,
+        warn: percent("warn", d.warn)?,
+        refuse: percent("refuse", d.refuse)?,
+        interval: cx.duration(section, "interval", p, d.interval)?,
+    };
+    if config.warn > config.refuse {
+        let value = serde_yaml::Value::from(u64::from(config.warn));
+        return Err(cx.invalid(
+            &format!("{p}.warn"),
+            &value,
+            &format!("a percentage no higher than refuse ({})", config.refuse),
+        ));
+    }
+    Ok(config)
 }

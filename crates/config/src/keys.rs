@@ -103,9 +103,41 @@ static UPLOADPURGING: Node = closed(&[
     yes("dryrun", &SCALAR),
 ]);
 static READONLY: Node = closed(&[yes("enabled", &SCALAR)]);
+/// Berth extension: online garbage collection (docs/lifecycle.md).
+static GC: Node = closed(&[
+    yes("enabled", &SCALAR),
+    yes("interval", &SCALAR),
+    yes("delay", &SCALAR),
+    yes("dryrun", &SCALAR),
+]);
+/// Berth extension: disk watermarks (docs/lifecycle.md).
+static DISKWATERMARK: Node = closed(&[
+    yes("enabled", &SCALAR),
+    yes("warn", &SCALAR),
+    yes("refuse", &SCALAR),
+    yes("interval", &SCALAR),
+]);
+/// Berth extension: retention policies (docs/lifecycle.md, crate::retention).
+static RETENTION_POLICY: Node = closed(&[
+    yes("repositories", &SCALARS),
+    yes("keeplast", &SCALAR),
+    yes("olderthan", &SCALAR),
+    yes("keeptags", &SCALARS),
+    yes("deletetags", &SCALARS),
+    yes("deleteuntagged", &SCALAR),
+]);
+static RETENTION: Node = closed(&[
+    yes("enabled", &SCALAR),
+    yes("interval", &SCALAR),
+    yes("dryrun", &SCALAR),
+    yes("policies", &Node::Seq(&RETENTION_POLICY)),
+]);
 static MAINTENANCE: Node = closed(&[
+    yes("diskwatermark", &DISKWATERMARK),
     yes("uploadpurging", &UPLOADPURGING),
     yes("readonly", &READONLY),
+    yes("gc", &GC),
+    yes("retention", &RETENTION),
 ]);
 static TAG: Node = closed(&[yes("concurrencylimit", &SCALAR)]);
 /// Storage drivers registry:2 ships; any other key under `storage` is an unknown driver.
@@ -190,7 +222,7 @@ static HTTP: Node = closed(&[
     yes("draintimeout", &SCALAR),
     yes("tls", &TLS),
     yes("headers", &HEADERS),
-    no("debug", &DEBUG),
+    yes("debug", &DEBUG),
     yes("http2", &HTTP2),
     no("h2c", &H2C),
 ]);

@@ -26,6 +26,7 @@ mod extract;
 mod keys;
 mod model;
 mod proxy;
+mod retention;
 mod values;
 
 use std::cell::RefCell;
@@ -43,6 +44,7 @@ pub use env::ENV_PREFIX;
 pub use error::ConfigError;
 pub use extract::SUPPORTED_VERSION;
 pub use model::*;
+pub use retention::{format_age, parse_age};
 
 /// A loaded configuration, with what the operator should be told about it.
 #[derive(Debug, Clone)]
@@ -160,5 +162,16 @@ impl Config {
             Some(port) => format!("0.0.0.0:{port}"),
             None => addr.clone(),
         }
+    }
+
+    /// The address to bind for `http.debug.addr`, with the same `:PORT` expansion as
+    /// [`Config::listen_addr`] (the stock config's `:5001`); `None` without a debug server.
+    pub fn debug_listen_addr(&self) -> Option<String> {
+        let addr = &self.http.debug.as_ref()?.addr;
+        Some(match addr.strip_prefix(':') {
+            Some(port) if self.http.net == "tcp6" => format!("[::]:{port}"),
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => addr.clone(),
+        })
     }
 }

@@ -12,6 +12,7 @@ use serde_yaml::Value;
 
 use crate::duration::{go_duration, go_duration_opt};
 pub use crate::proxy::{ProxyConfig, UpstreamConfig};
+pub use crate::retention::{RetentionConfig, RetentionPolicyConfig};
 
 /// Parsed, validated configuration with defaults applied.
 ///
@@ -182,6 +183,68 @@ pub struct MaintenanceConfig {
     pub uploadpurging: UploadPurgingConfig,
     /// `readonly.enabled`: refuse every write (for backups and garbage collection).
     pub readonly_enabled: bool,
+    /// `gc` (Berth extension): online garbage collection in the background.
+    pub gc: OnlineGcConfig,
+    /// `diskwatermark` (Berth extension): warn, then refuse new uploads, as the disk fills.
+    pub diskwatermark: DiskWatermarkConfig,
+    /// `retention` (Berth extension): tag retention policies, scheduled and `berth retention`.
+    pub retention: RetentionConfig,
+}
+
+/// `storage.maintenance.diskwatermark` (Berth extension): the filesystem holding the root
+/// directory is checked every `interval`; above `warn` percent used a warning is logged, above
+/// `refuse` percent new uploads are refused with `DENIED` (pulls, deletes, manifests of blobs
+/// already uploaded and garbage collection go on).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskWatermarkConfig {
+    /// `enabled`, default false.
+    pub enabled: bool,
+    /// `warn`: percent used above which a warning is logged, default 80.
+    pub warn: u8,
+    /// `refuse`: percent used above which new upload data is refused, default 95.
+    pub refuse: u8,
+    /// `interval` between checks, default 10s.
+    #[serde(with = "go_duration")]
+    pub interval: Duration,
+}
+
+impl Default for DiskWatermarkConfig {
+    fn default() -> Self {
+        DiskWatermarkConfig {
+            enabled: false,
+            warn: 80,
+            refuse: 95,
+            interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `storage.maintenance.gc` (Berth extension): online garbage collection, which runs while the
+/// registry serves pushes (docs/lifecycle.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnlineGcConfig {
+    /// `enabled`, default false.
+    pub enabled: bool,
+    /// `interval` between collections, default 24h.
+    #[serde(with = "go_duration")]
+    pub interval: Duration,
+    /// `delay`: blobs used more recently than this are kept, and trashed blobs are deleted only
+    /// this long after they were trashed; default 1h.
+    #[serde(with = "go_duration")]
+    pub delay: Duration,
+    /// `dryrun`: only log what would be trashed and purged, default false.
+    pub dryrun: bool,
+}
+
+impl Default for OnlineGcConfig {
+    fn default() -> Self {
+        OnlineGcConfig {
+            enabled: false,
+            interval: Duration::from_secs(24 * 3600),
+            delay: Duration::from_secs(3600),
+            dryrun: false,
+        }
+    }
 }
 
 /// `storage.maintenance.uploadpurging`, with registry:2's defaults.

@@ -7,10 +7,12 @@ mod error;
 mod manifest;
 pub mod media_types;
 mod name;
+mod pattern;
 mod reference;
 
 pub use digest::{Algorithm, Digest, Digester};
 pub use error::OciError;
 pub use manifest::{Descriptor, Manifest, ManifestKind, MAX_MANIFEST_SIZE};
 pub use name::RepoName;
+pub use pattern::RepoPattern;
 pub use reference::{Reference, Tag};

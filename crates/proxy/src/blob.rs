@@ -327,7 +327,10 @@ impl Fetcher {
                     Err(_) => break Some(format!("no data for {BODY_IDLE:?}")),
                     Ok(None) => break None,
                     Ok(Some(Err(e))) => break Some(e.to_string()),
-                    Ok(Some(Ok(chunk))) => chunk,
+                    Ok(Some(Ok(chunk))) => {
+                        crate::metrics::pulled(crate::metrics::Kind::Blob, chunk.len() as u64);
+                        chunk
+                    }
                 };
                 let chunk = if skip > 0 {
                     let n = skip.min(chunk.len() as u64);

@@ -92,6 +92,9 @@ impl UpstreamError {
 
     /// The client-facing error when nothing is cached.
     pub fn into_proxy(self, what: What, host: &str) -> ProxyError {
+        if !self.is_not_found() {
+            crate::metrics::upstream_error(host);
+        }
         let host = host.to_owned();
         match self {
             e if e.is_not_found() => ProxyError::NotFound {

@@ -16,6 +16,7 @@ pub mod blob;
 mod error;
 mod flight;
 mod manifest;
+mod metrics;
 pub mod route;
 pub mod upstream;
 
@@ -28,6 +29,8 @@ use std::time::{Duration, Instant};
 use berth_config::{Config, StorageDriverConfig};
 use berth_oci::{Digest, RepoName};
 use berth_registry::{Registry, RegistryError};
+
+use crate::metrics::Kind;
 pub use blob::Download;
 pub use error::{ProxyError, UpstreamError, What};
 pub use route::{Route, Routing, Via};
@@ -199,8 +202,15 @@ impl Proxy {
         digest: &Digest,
         head: bool,
     ) -> Result<BlobSource, ProxyError> {
+        metrics::request(Kind::Blob);
         match self.registry.stat_blob(&route.local, digest).await {
-            Ok(_) => return Ok(BlobSource::Local),
+            Ok(size) => {
+                metrics::hit(Kind::Blob);
+                if !head {
+                    metrics::pushed(Kind::Blob, size);
+                }
+                return Ok(BlobSource::Local);
+            }
             Err(RegistryError::BlobUnknown(_)) => {}
             Err(e) => return Err(e.into()),
         }
@@ -224,14 +234,20 @@ impl Proxy {
                             .map_err(|e| e.into_proxy(What::Blob, route.upstream.host()))
                     })
                     .await?;
+                metrics::miss(Kind::Blob);
                 return Ok(BlobSource::Remote(size));
             }
             (None, false) => self.download(route, digest)?,
         };
-        match download.ready().await? {
-            blob::Ready::Local => Ok(BlobSource::Local),
-            blob::Ready::Streaming(size) => Ok(BlobSource::Fetching(size, download)),
+        let source = match download.ready().await? {
+            blob::Ready::Local => BlobSource::Local,
+            blob::Ready::Streaming(size) => BlobSource::Fetching(size, download),
+        };
+        metrics::miss(Kind::Blob);
+        if let BlobSource::Fetching(Some(size), _) = &source {
+            metrics::pushed(Kind::Blob, *size);
         }
+        Ok(source)
     }
 
     /// The running download of `digest` for `route`, started if there is none.
@@ -289,6 +305,8 @@ impl Proxy {
     /// Logs (and counts) that cached content is served because the upstream failed.
     fn stale(&self, route: &Route, reference: &str, error: &UpstreamError) {
         let n = self.stats.stale_served.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::stale_serve(route.upstream.host());
+        metrics::upstream_error(route.upstream.host());
         tracing::warn!(
             upstream = route.upstream.host(),
             repo = %route.local,

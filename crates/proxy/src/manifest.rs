@@ -11,6 +11,7 @@ use berth_registry::manifests::StoredManifest;
 use berth_registry::RegistryError;
 
 use crate::error::What;
+use crate::metrics::{self, Kind};
 use crate::route::Route;
 use crate::upstream::RemoteManifest;
 use crate::{Proxy, ProxyError, UpstreamError};
@@ -22,10 +23,26 @@ impl Proxy {
         route: &Route,
         reference: &Reference,
     ) -> Result<StoredManifest, ProxyError> {
+        metrics::request(Kind::Manifest);
+        let served = self.manifest_uncounted(route, reference).await;
+        if let Ok(m) = &served {
+            metrics::pushed(Kind::Manifest, m.body.len() as u64);
+        }
+        served
+    }
+
+    async fn manifest_uncounted(
+        &self,
+        route: &Route,
+        reference: &Reference,
+    ) -> Result<StoredManifest, ProxyError> {
         let local = self.local_manifest(route, reference).await?;
         match reference {
             Reference::Digest(digest) => match local {
-                Some(m) => Ok(m),
+                Some(m) => {
+                    metrics::hit(Kind::Manifest);
+                    Ok(m)
+                }
                 None => {
                     self.manifests
                         .run((route.local.clone(), digest.to_string()), || {
@@ -35,7 +52,10 @@ impl Proxy {
                 }
             },
             Reference::Tag(tag) => match local {
-                Some(m) if self.fresh(route, tag.as_str()) => Ok(m),
+                Some(m) if self.fresh(route, tag.as_str()) => {
+                    metrics::hit(Kind::Manifest);
+                    Ok(m)
+                }
                 _ => {
                     self.manifests
                         .run((route.local.clone(), format!(":{tag}")), || {
@@ -90,6 +110,7 @@ impl Proxy {
         match head {
             Ok(Some(digest)) if digest == cached.digest => {
                 self.mark_checked(route, tag.as_str());
+                metrics::hit(Kind::Manifest);
                 Ok(cached)
             }
             Ok(moved) => {
@@ -106,12 +127,14 @@ impl Proxy {
                     }
                     Err(e) => {
                         self.stale(route, tag.as_str(), &e);
+                        metrics::hit(Kind::Manifest);
                         Ok(cached)
                     }
                 }
             }
             Err(e) => {
                 self.stale(route, tag.as_str(), &e);
+                metrics::hit(Kind::Manifest);
                 Ok(cached)
             }
         }
@@ -184,6 +207,8 @@ impl Proxy {
         let parsed = Manifest::parse(&remote.body, remote.content_type.as_deref())
             .map_err(|e| invalid(format!("manifest {digest}: {e}")))?;
         let n = self.stats.manifests_fetched.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::miss(Kind::Manifest);
+        metrics::pulled(Kind::Manifest, remote.body.len() as u64);
         tracing::info!(upstream = route.upstream.host(), repo = %route.local, %reference, %digest, manifests_fetched_total = n, "manifest fetched from upstream");
         let stored = self
             .registry

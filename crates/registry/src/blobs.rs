@@ -2,7 +2,7 @@
 //! `_layers`. A repository can only serve a blob it links, exactly as in registry:2.
 
 use berth_oci::{Digest, RepoName};
-use berth_storage::{paths, ByteStream};
+use berth_storage::{paths, ByteStream, FileInfo};
 
 use crate::{links, Registry, RegistryError};
 
@@ -28,21 +28,38 @@ impl Registry {
             == Some(digest))
     }
 
-    /// Size of the stored blob content, whoever links it.
+    /// Size of the stored blob content under `blobs/`, whoever links it.
     pub(crate) async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+        Ok(self.blob_info(digest).await?.map(|info| info.size))
+    }
+
+    /// Size and modification time of the stored blob content under `blobs/`.
+    pub(crate) async fn blob_info(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<FileInfo>, RegistryError> {
         match self.driver().stat(&paths::blob_data(digest)).await {
-            Ok(info) => Ok(Some(info.size)),
+            Ok(info) => Ok(Some(info)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
     /// The size of a blob that `repo` may serve, or `BlobUnknown`.
+    ///
+    /// This answers the HEAD a client sends before deciding not to upload a blob it pushes, so
+    /// it is a reuse: the blob is touched for the online collector (best effort: a pull must
+    /// not fail on a marker) and restored from its trash if needed.
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<u64, RegistryError> {
         if !self.blob_linked(repo, digest).await? {
             return Err(RegistryError::BlobUnknown(digest.clone()));
         }
-        self.blob_size(digest)
+        if !self.read_only() {
+            if let Err(e) = self.touch_blob(digest).await {
+                tracing::warn!(%digest, error = %e, "could not record blob use for garbage collection");
+            }
+        }
+        self.present_blob(digest)
             .await?
             .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
     }
@@ -55,16 +72,23 @@ impl Registry {
         offset: u64,
         len: Option<u64>,
     ) -> Result<ByteStream, RegistryError> {
-        self.driver()
-            .reader(&paths::blob_data(digest), offset, len)
-            .await
-            .map_err(|e| {
-                if e.is_not_found() {
-                    RegistryError::BlobUnknown(digest.clone())
-                } else {
-                    e.into()
-                }
-            })
+        let path = paths::blob_data(digest);
+        match self.driver().reader(&path, offset, len).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) if !e.is_not_found() => return Err(e.into()),
+            Err(_) => {}
+        }
+        // Trashed by the online collector between the stat and this read: take it back.
+        if self.restore_from_trash(digest).await?.is_none() {
+            return Err(RegistryError::BlobUnknown(digest.clone()));
+        }
+        self.driver().reader(&path, offset, len).await.map_err(|e| {
+            if e.is_not_found() {
+                RegistryError::BlobUnknown(digest.clone())
+            } else {
+                e.into()
+            }
+        })
     }
 
     /// A URL to redirect blob downloads to, when the storage driver offers one.
@@ -107,7 +131,8 @@ impl Registry {
                 return Ok(None);
             }
         }
-        let Some(size) = self.blob_size(digest).await? else {
+        // Touch, then check (restoring from the trash): the online collector's contract.
+        let Some(size) = self.claim_blob(digest).await? else {
             return Ok(None);
         };
         self.link_blob(to, digest).await?;

@@ -57,6 +57,9 @@ pub enum RegistryError {
     /// The registry is in read-only maintenance mode.
     #[error("registry is in read-only mode")]
     ReadOnly,
+    /// New upload data is refused: the disk is above its watermark.
+    #[error("{0}")]
+    SpaceLow(String),
     /// The request body was cut short or unreadable.
     #[error("request body: {0}")]
     Body(std::io::Error),

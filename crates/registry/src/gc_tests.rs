@@ -1,5 +1,6 @@
 //! The garbage-collection correctness matrix: what is kept and what goes, with and without
-//! `delete_untagged`, on one registry holding every kind of content.
+//! `delete_untagged`, on one registry holding every kind of content. Its builders (`blob`,
+//! `image`, `manifest`, ...) are shared with the retention tests.
 
 use std::sync::Arc;
 
@@ -10,8 +11,8 @@ use bytes::Bytes;
 use crate::gc::GcOptions;
 use crate::{Registry, RegistryOptions};
 
-const IMAGE: &str = "application/vnd.oci.image.manifest.v1+json";
-const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const IMAGE: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 struct Fixture {
     reg: Arc<Registry>,
@@ -25,7 +26,7 @@ struct Fixture {
     dead_blobs: Vec<Digest>,
 }
 
-fn repo(name: &str) -> RepoName {
+pub(crate) fn repo(name: &str) -> RepoName {
     name.parse().expect("repo name")
 }
 
@@ -33,7 +34,7 @@ fn tag(name: &str) -> Reference {
     name.parse().expect("tag")
 }
 
-async fn blob(reg: &Registry, name: &str, content: &str) -> Digest {
+pub(crate) async fn blob(reg: &Registry, name: &str, content: &str) -> Digest {
     let bytes = Bytes::from(content.to_owned());
     let digest = Digest::sha256_of(&bytes);
     let stream = Box::pin(futures_util::stream::iter([Ok(bytes)]));
@@ -43,12 +44,12 @@ async fn blob(reg: &Registry, name: &str, content: &str) -> Digest {
     digest
 }
 
-fn descriptor(media_type: &str, digest: &Digest, size: usize) -> String {
+pub(crate) fn descriptor(media_type: &str, digest: &Digest, size: usize) -> String {
     format!(r#"{{"mediaType":"{media_type}","digest":"{digest}","size":{size}}}"#)
 }
 
 /// An image manifest with one config and one layer (`extra` adds top-level fields).
-fn image(config: &Digest, layer: &Digest, extra: &str) -> String {
+pub(crate) fn image(config: &Digest, layer: &Digest, extra: &str) -> String {
     format!(
         r#"{{"schemaVersion":2,"mediaType":"{IMAGE}","config":{},"layers":[{}]{extra}}}"#,
         descriptor("application/vnd.oci.image.config.v1+json", config, 2),
@@ -56,7 +57,7 @@ fn image(config: &Digest, layer: &Digest, extra: &str) -> String {
     )
 }
 
-async fn manifest(reg: &Registry, name: &str, reference: Option<&str>, body: String) -> Digest {
+pub(crate) async fn manifest(reg: &Registry, name: &str, reference: Option<&str>, body: String) -> Digest {
     let bytes = Bytes::from(body);
     let digest = Digest::sha256_of(&bytes);
     let reference = match reference {

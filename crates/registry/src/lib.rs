@@ -15,8 +15,12 @@ mod manifest_cache;
 pub mod manifests;
 pub mod purge;
 pub mod referrers;
+pub mod retention;
+#[cfg(test)]
+mod retention_tests;
 pub mod tags;
 pub mod uploads;
+pub mod usage;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,9 +48,12 @@ pub struct Registry {
     driver: Arc<dyn StorageDriver>,
     delete_enabled: bool,
     read_only: AtomicBool,
+    /// Why new upload data is refused (the disk watermark), if it is.
+    space_refusal: std::sync::RwLock<Option<String>>,
     uploads: uploads::UploadStates,
     manifest_cache: manifest_cache::ManifestCache,
     catalog_cache: catalog::CatalogCache,
+    gc_state: gc::GcState,
 }
 
 impl Registry {
@@ -56,9 +63,11 @@ impl Registry {
             driver,
             delete_enabled: options.delete_enabled,
             read_only: AtomicBool::new(options.read_only),
+            space_refusal: std::sync::RwLock::new(None),
             uploads: uploads::UploadStates::default(),
             manifest_cache: manifest_cache::ManifestCache::new(64 * 1024 * 1024),
             catalog_cache: catalog::CatalogCache::default(),
+            gc_state: gc::GcState::default(),
         })
     }
 
@@ -85,6 +94,30 @@ impl Registry {
     /// Switches read-only mode (for maintenance, without a restart).
     pub fn set_read_only(&self, on: bool) {
         self.read_only.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether read-only mode is on.
+    pub fn read_only(&self) -> bool {
+        self.read_only.load(Ordering::Relaxed)
+    }
+
+    /// Refuses new upload data with `reason` (the disk is above its watermark), or accepts it
+    /// again with `None`. Deletes, manifests and finishing an upload stay allowed: they free
+    /// space or need next to none, and let pushes already under way complete.
+    pub fn set_space_refusal(&self, reason: Option<String>) {
+        *self
+            .space_refusal
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = reason;
+    }
+
+    /// Refuses new upload data while the disk is above its watermark.
+    fn check_space(&self) -> Result<(), RegistryError> {
+        let refusal = self.space_refusal.read().unwrap_or_else(|e| e.into_inner());
+        match refusal.as_ref() {
+            Some(reason) => Err(RegistryError::SpaceLow(reason.clone())),
+            None => Ok(()),
+        }
     }
 
     /// Refuses a write when in read-only mode.

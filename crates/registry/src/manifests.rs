@@ -76,10 +76,21 @@ impl Registry {
         if let Some(hit) = self.manifest_cache.get(digest) {
             return Ok(hit);
         }
-        let body = match self.driver().get_content(&paths::blob_data(digest)).await {
+        let path = paths::blob_data(digest);
+        let body = match self.driver().get_content(&path).await {
             Ok(body) => body,
             Err(e) if e.is_not_found() => {
-                return Err(RegistryError::ManifestUnknown(digest.to_string()))
+                // Trashed by the online collector in a narrow race: take it back.
+                if self.restore_from_trash(digest).await?.is_none() {
+                    return Err(RegistryError::ManifestUnknown(digest.to_string()));
+                }
+                match self.driver().get_content(&path).await {
+                    Ok(body) => body,
+                    Err(e) if e.is_not_found() => {
+                        return Err(RegistryError::ManifestUnknown(digest.to_string()))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             Err(e) => return Err(e.into()),
         };
@@ -161,17 +172,20 @@ impl Registry {
                 });
             }
         }
+        // Every blob this manifest makes referenced is claimed (touched, then checked and
+        // restored from the online collector's trash if needed) before the links are written.
         if pushed {
             self.check_references(repo, &manifest).await?;
         } else {
             for blob in manifest.blob_references() {
-                if self.blob_size(blob).await?.is_some() {
+                if self.claim_blob(blob).await?.is_some() {
                     self.link_blob(repo, blob).await?;
                 }
             }
         }
 
         let d = self.driver();
+        self.touch_blob(&digest).await?;
         if self.blob_size(&digest).await?.is_none() {
             d.put_content(&paths::blob_data(&digest), body.clone())
                 .await?;
@@ -199,14 +213,16 @@ impl Registry {
         manifest: &Manifest,
     ) -> Result<(), RegistryError> {
         for blob in manifest.blob_references() {
-            if !self.blob_linked(repo, blob).await? || self.blob_size(blob).await?.is_none() {
+            if !self.blob_linked(repo, blob).await? || self.claim_blob(blob).await?.is_none() {
                 return Err(RegistryError::ManifestBlobUnknown(blob.clone()));
             }
         }
         for child in &manifest.manifests {
             let link =
                 links::read(self.driver(), &paths::revision_link(repo, &child.digest)).await?;
-            if link.as_ref() != Some(&child.digest) {
+            if link.as_ref() != Some(&child.digest)
+                || self.claim_blob(&child.digest).await?.is_none()
+            {
                 return Err(RegistryError::ManifestChildUnknown(child.digest.clone()));
             }
         }
@@ -229,7 +245,7 @@ impl Registry {
                 {
                     return Err(RegistryError::ManifestUnknown(tag.to_string()));
                 }
-                links::remove(d, &paths::tag_dir(repo, tag)).await?;
+                self.remove_tag(repo, tag).await?;
             }
             Reference::Digest(digest) => {
                 let digest = self
@@ -237,7 +253,7 @@ impl Registry {
                     .await
                     .map_err(|_| RegistryError::ManifestUnknown(digest.to_string()))?;
                 for tag in self.tags_pointing_at(repo, &digest).await? {
-                    links::remove(d, &paths::tag_dir(repo, &tag)).await?;
+                    self.remove_tag(repo, &tag).await?;
                 }
                 if let Ok(cached) = self.load_manifest(&digest).await {
                     if let Some(subject) = Manifest::parse(&cached.body, Some(&cached.media_type))

@@ -69,8 +69,8 @@ impl Registry {
         Ok(paginate(self.all_tags(repo).await?, n, last))
     }
 
-    /// Tags whose current link points at `digest`.
-    pub(crate) async fn tags_pointing_at(
+    /// Tags whose current link points at `digest` (the tags a delete by digest removes).
+    pub async fn tags_pointing_at(
         &self,
         repo: &RepoName,
         digest: &Digest,
@@ -94,6 +94,21 @@ impl Registry {
             }
         }
         Ok(found)
+    }
+
+    /// Removes a tag: its whole `_manifests/tags/<tag>` directory, as registry:2's tag delete
+    /// does (used by the API's DELETE and by retention). The manifest revision stays.
+    ///
+    /// The index links go first and the current link last, so a crash in between leaves
+    /// either a tag that still resolves or an empty leftover directory (which retention
+    /// removes), never a tag pointing at something half deleted.
+    pub(crate) async fn remove_tag(&self, repo: &RepoName, tag: &Tag) -> Result<(), RegistryError> {
+        let d = self.driver();
+        links::remove(d, &paths::tag_index_dir(repo, tag)).await?;
+        let current = paths::tag_current_link(repo, tag);
+        links::remove(d, current.trim_end_matches("/link")).await?;
+        links::remove(d, &paths::tag_dir(repo, tag)).await?;
+        Ok(())
     }
 }
 

@@ -59,6 +59,7 @@ impl Registry {
     /// fsynced: losing a session in a power cut only makes the client start a new one.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<String, RegistryError> {
         self.check_writable()?;
+        self.check_space()?;
         let (uuid, writer) = self.new_upload(repo).await?;
         writer.close().await?;
         let session = self.uploads.session(&uuid);
@@ -89,6 +90,7 @@ impl Registry {
         body: BodyStream,
     ) -> Result<u64, RegistryError> {
         self.check_writable()?;
+        self.check_space()?;
         let session = self.uploads.session(uuid);
         let mut state = session.lock().await;
         let (writer, digester) = self.open_session(repo, uuid, start, &mut state).await?;
@@ -139,6 +141,7 @@ impl Registry {
         body: BodyStream,
     ) -> Result<u64, RegistryError> {
         self.check_writable()?;
+        self.check_space()?;
         let (uuid, writer) = self.new_upload(repo).await?;
         let result = async {
             let (writer, digester, _) =
@@ -248,6 +251,10 @@ impl Registry {
                 actual,
             });
         }
+        // Touch first, then check: if the online collector trashes an existing copy after this
+        // check, it sees the touch and puts the copy back. A copy that is only in the trash is
+        // simply replaced by ours.
+        self.touch_blob(digest).await?;
         if self.blob_size(digest).await?.is_none() {
             self.driver()
                 .move_file(&data, &paths::blob_data(digest))

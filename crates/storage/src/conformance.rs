@@ -23,6 +23,7 @@ pub async fn run_all(d: &dyn StorageDriver) {
     cancelled_writer_leaves_nothing(d).await;
     list_children(d).await;
     move_and_delete(d).await;
+    remove_empty_dir_keeps_content(d).await;
     rejects_path_tricks(d).await;
     large_streamed_content(d).await;
 }
@@ -136,6 +137,30 @@ async fn move_and_delete(d: &dyn StorageDriver) {
         d.move_file("/m/none", "/m/x").await,
         Err(StorageError::NotFound(_))
     ));
+}
+
+async fn remove_empty_dir_keeps_content(d: &dyn StorageDriver) {
+    d.put_content("/e/full/file", Bytes::from_static(b"x"))
+        .await
+        .expect("put");
+    assert!(!d.remove_empty_dir("/e/full").await.expect("non-empty"));
+    assert!(!d.remove_empty_dir("/e").await.expect("non-empty parent"));
+    assert_eq!(d.get_content("/e/full/file").await.expect("kept"), "x");
+    assert!(!d.remove_empty_dir("/e/full/file").await.expect("a file"));
+    assert_eq!(d.get_content("/e/full/file").await.expect("kept"), "x");
+    assert!(!d.remove_empty_dir("/nope/dir").await.expect("missing"));
+    d.delete("/e/full/file").await.expect("delete");
+    // Wherever directories are real, the now empty one goes; a move into it still works.
+    d.remove_empty_dir("/e/full").await.expect("empty");
+    assert!(d
+        .list("/e/full")
+        .await
+        .map_or(true, |names| names.is_empty()));
+    d.put_content("/e/src", Bytes::from_static(b"y"))
+        .await
+        .expect("put");
+    d.move_file("/e/src", "/e/full/file").await.expect("move");
+    assert_eq!(d.get_content("/e/full/file").await.expect("moved"), "y");
 }
 
 async fn rejects_path_tricks(d: &dyn StorageDriver) {

@@ -68,6 +68,14 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// Deletes a file or a whole directory tree. Deleting a missing path is `NotFound`.
     async fn delete(&self, path: &str) -> Result<(), StorageError>;
 
+    /// Removes `path` if it is an empty directory; returns whether it did. A directory with
+    /// content (even content that arrived a moment ago) is never touched, so this is safe to
+    /// race with a `move_file` into it. Backends whose directories are implicit (object stores,
+    /// in-memory) have nothing to remove and keep this default.
+    async fn remove_empty_dir(&self, _path: &str) -> Result<bool, StorageError> {
+        Ok(false)
+    }
+
     /// A URL a client may fetch the content from directly (a 307 redirect), if the backend offers
     /// one. The filesystem and in-memory drivers do not.
     async fn redirect_url(&self, _path: &str) -> Result<Option<String>, StorageError> {

@@ -120,12 +120,25 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Renames `src` to `dst`, creating `dst`'s parent, then syncs the parent when `sync`.
+///
+/// Garbage collection removes empty directories (`remove_empty_dir`), possibly between our
+/// `create_dir_all` and `rename`: the rename then fails with `NotFound` although `src` is still
+/// there, and is retried with the parent created again.
 fn rename_into_place(src: &Path, dst: &Path, sync: bool) -> io::Result<()> {
     let parent = dst
         .parent()
         .ok_or_else(|| io::Error::other("destination has no parent"))?;
-    fs::create_dir_all(parent)?;
-    fs::rename(src, dst)?;
+    let mut attempts = 0;
+    loop {
+        fs::create_dir_all(parent)?;
+        match fs::rename(src, dst) {
+            Ok(()) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 5 && src.exists() => {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
     if sync {
         sync_dir(parent)?;
     }
@@ -244,6 +257,25 @@ impl StorageDriver for FilesystemDriver {
         let (from, to) = (self.full(src)?, self.full(dst)?);
         let sync = self.sync;
         blocking(src, move || rename_into_place(&from, &to, sync)).await
+    }
+
+    async fn remove_empty_dir(&self, path: &str) -> Result<bool, StorageError> {
+        let full = self.full(path)?;
+        blocking(path, move || match fs::remove_dir(&full) {
+            Ok(()) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::DirectoryNotEmpty
+                        | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        })
+        .await
     }
 
     async fn delete(&self, path: &str) -> Result<(), StorageError> {

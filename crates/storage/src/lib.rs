@@ -10,10 +10,12 @@ pub mod conformance;
 mod driver;
 mod error;
 mod filesystem;
+mod instrumented;
 mod memory;
 pub mod paths;
 
 pub use driver::{ByteStream, FileInfo, FileWriter, StorageDriver};
 pub use error::StorageError;
 pub use filesystem::FilesystemDriver;
+pub use instrumented::Instrumented;
 pub use memory::InMemoryDriver;

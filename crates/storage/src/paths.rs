@@ -22,6 +22,19 @@
 //!                                                       Berth uses data's mtime instead)
 //! ```
 //!
+//! Berth-only state for online garbage collection lives beside them, under `_berth/`, which
+//! registry:2 never reads: its garbage collector, catalog and upload purger walk only `blobs/`
+//! and `repositories/` (and its blob walk fails on any path under `blobs/` that is not a
+//! digest, which is why the trash cannot live there).
+//!
+//! ```text
+//! <root>/docker/registry/v2/_berth/
+//! ├── touched/<alg>/<hex>                               unix time (ms) the blob was last
+//! │                                                     pushed, mounted or referenced
+//! └── trash/<alg>/<hex>/<trashed-at, unix ms>           blob content moved out of blobs/ by
+//!                                                       online GC, until purged or restored
+//! ```
+//!
 //! A `link` file holds a digest string such as `sha256:ab12...`. Callers pass validated names,
 //! tags and digests (from `berth-oci`), so no component can be `..` or empty.
 
@@ -100,6 +113,11 @@ pub fn tag_current_link(name: &RepoName, tag: &Tag) -> String {
     format!("{}/current/link", tag_dir(name, tag))
 }
 
+/// The tag's history: `index/<alg>/<hex>/link` for each digest it pointed at.
+pub fn tag_index_dir(name: &RepoName, tag: &Tag) -> String {
+    format!("{}/index", tag_dir(name, tag))
+}
+
 /// The tag's history entry for one digest.
 pub fn tag_index_link(name: &RepoName, tag: &Tag, d: &Digest) -> String {
     format!(
@@ -151,6 +169,37 @@ pub fn upload_started_at(name: &RepoName, uuid: &str) -> String {
     format!("{}/startedat", upload_dir(name, uuid))
 }
 
+/// Root of Berth's own state (online garbage collection), outside registry:2's walks.
+pub fn berth_root() -> String {
+    format!("{ROOT}/_berth")
+}
+
+/// Touch marker of a blob: when it was last made referenced or reused.
+pub fn touch_marker(d: &Digest) -> String {
+    format!(
+        "{}/touched/{}/{}",
+        berth_root(),
+        d.algorithm().as_str(),
+        d.hex()
+    )
+}
+
+/// Root of the garbage-collection trash: `<alg>/<hex>/<trashed-at>`.
+pub fn trash_root() -> String {
+    format!("{}/trash", berth_root())
+}
+
+/// Directory of one blob's trash entries.
+pub fn trash_dir(d: &Digest) -> String {
+    format!("{}/{}/{}", trash_root(), d.algorithm().as_str(), d.hex())
+}
+
+/// One trash entry: the blob's content, named by when it was trashed (unix ms), so that moving
+/// it in records the time in the same atomic step.
+pub fn trash_entry(d: &Digest, trashed_at_ms: u64) -> String {
+    format!("{}/{trashed_at_ms}", trash_dir(d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +233,14 @@ mod tests {
         assert_eq!(
             tag_index_link(&name, &tag, &d),
             format!("/docker/registry/v2/repositories/a/b/c/_manifests/tags/latest/index/sha256/{hex}/link")
+        );
+        assert_eq!(
+            touch_marker(&d),
+            format!("/docker/registry/v2/_berth/touched/sha256/{hex}")
+        );
+        assert_eq!(
+            trash_entry(&d, 17),
+            format!("/docker/registry/v2/_berth/trash/sha256/{hex}/17")
         );
         assert_eq!(
             upload_data(&name, "u1"),

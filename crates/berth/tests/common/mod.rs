@@ -30,6 +30,8 @@ pub fn text(bytes: &[u8]) -> String {
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// The debug server's URL (`http.debug.addr`), when one was started.
+    pub debug_url: Option<String>,
     stderr: mpsc::Receiver<String>,
 }
 
@@ -47,10 +49,18 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
         let (url_tx, url_rx) = mpsc::channel();
+        let (debug_tx, debug_rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = url_tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+                    let url = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    // The debug server announces itself first, on its own line.
+                    let tx = if line.contains("debug server") {
+                        &debug_tx
+                    } else {
+                        &url_tx
+                    };
+                    let _ = tx.send(url);
                 }
             }
         });
@@ -71,6 +81,7 @@ impl Server {
         Server {
             child,
             url,
+            debug_url: debug_rx.try_recv().ok(),
             stderr: err_rx,
         }
     }

@@ -306,3 +306,51 @@ fn overrides_into_unsupported_sections_warn_as_unsupported() {
         vec!["config key \"redis\" is not supported by Berth yet and is ignored".to_owned()]
     );
 }
+
+#[test]
+fn online_gc_section_from_file_and_env() {
+    let defaults = ok(FILE, &[]).config.storage.maintenance.gc;
+    assert_eq!(defaults, OnlineGcConfig::default());
+    assert!(!defaults.enabled);
+    assert_eq!(defaults.delay, std::time::Duration::from_secs(3600));
+
+    let with_gc = |gc: &str| {
+        FILE.replace(
+            "  delete:\n",
+            &format!("  maintenance:\n    gc: {gc}\n  delete:\n"),
+        )
+    };
+    let from_file = ok(
+        &with_gc("{enabled: true, interval: 30m, delay: 2h, dryrun: true}"),
+        &[],
+    );
+    assert!(from_file.warnings.is_empty(), "{:?}", from_file.warnings);
+    let gc = from_file.config.storage.maintenance.gc;
+    assert!(gc.enabled && gc.dryrun);
+    assert_eq!(gc.interval, std::time::Duration::from_secs(1800));
+    assert_eq!(gc.delay, std::time::Duration::from_secs(7200));
+
+    let loaded = ok(
+        FILE,
+        &[
+            ("REGISTRY_STORAGE_MAINTENANCE_GC_ENABLED", "true"),
+            ("REGISTRY_STORAGE_MAINTENANCE_GC_INTERVAL", "10m"),
+            ("REGISTRY_STORAGE_MAINTENANCE_GC_DELAY", "90s"),
+            ("REGISTRY_STORAGE_MAINTENANCE_GC_DRYRUN", "false"),
+        ],
+    );
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let gc = loaded.config.storage.maintenance.gc;
+    assert!(gc.enabled && !gc.dryrun);
+    assert_eq!(gc.interval, std::time::Duration::from_secs(600));
+    assert_eq!(gc.delay, std::time::Duration::from_secs(90));
+    assert!(
+        loaded.config.storage.maintenance.uploadpurging.enabled,
+        "sibling defaults untouched"
+    );
+    let message = err(&with_gc("{delay: soon}"), &[]);
+    assert!(
+        message.contains("storage.maintenance.gc.delay"),
+        "{message}"
+    );
+}

@@ -142,11 +142,7 @@ fn registry2_dev_config_loads_and_reports_debug_server() {
     assert_eq!(debug.addr, ":5001");
     assert!(debug.prometheus.enabled);
     assert_eq!(debug.prometheus.path, "/metrics");
-    assert_eq!(loaded.warnings.len(), 1, "{:#?}", loaded.warnings);
-    assert_warning(
-        &loaded,
-        &["config key \"http.debug\" is not supported by Berth yet and is ignored"],
-    );
+    assert!(loaded.warnings.is_empty(), "{:#?}", loaded.warnings);
 }
 
 #[test]
@@ -381,8 +377,10 @@ fn embedded_default_uses_the_data_dir_and_enables_deletes() {
         c.log.fields.get("service"),
         Some(&serde_yaml::Value::from("registry"))
     );
-    // No health section until Berth implements health checks (so nothing is silently ignored).
-    assert!(!c.health.storagedriver.enabled);
+    // registry:2's stock health section: storage checked every 10 s, threshold 3.
+    assert!(c.health.storagedriver.enabled);
+    assert_eq!(c.health.storagedriver.interval, Duration::from_secs(10));
+    assert_eq!(c.health.storagedriver.threshold, 3);
 
     let xdg = berth_config::load(None, &env(&[("XDG_DATA_HOME", "/xdg")])).expect("loads");
     if std::env::var_os("BERTH_DATA_DIR").is_none() {
@@ -422,6 +420,22 @@ fn listen_addr_expands_only_the_all_interfaces_form() {
     assert_eq!(addr("[::1]:5000", "tcp"), "[::1]:5000");
     assert_eq!(addr("localhost:5000", "tcp"), "localhost:5000");
     assert_eq!(addr("/run/berth.sock", "unix"), "/run/berth.sock");
+}
+
+#[test]
+fn debug_addr_expands_like_the_main_address() {
+    let addr = |yaml: &str| ok(&format!("{MINIMAL}{yaml}"), &[]).config.debug_listen_addr();
+    // The stock config's `:5001` failed to bind before this was shared (found by
+    // scripts/validate-deploy.sh in the container image).
+    assert_eq!(
+        addr("http:\n  debug: {addr: ':5001'}\n").as_deref(),
+        Some("0.0.0.0:5001")
+    );
+    assert_eq!(
+        addr("http:\n  debug: {addr: '127.0.0.1:5001'}\n").as_deref(),
+        Some("127.0.0.1:5001")
+    );
+    assert_eq!(addr(""), None);
 }
 
 #[test]

@@ -1,0 +1,173 @@
+//! `storage.maintenance.retention` (Berth extension): the `berth retention` command and the
+//! scheduled runs. Both call [`Registry::apply_retention`] (one code path, dry run or not);
+//! retention deletes tags and untagged manifests only, the blobs stay until a garbage
+//! collection (`berth garbage-collect`, or the online collector) removes them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use berth_config::{Loaded, RetentionConfig};
+use berth_oci::RepoPattern;
+use berth_registry::retention::{Deletion, RetentionPolicy, RetentionReport};
+use berth_registry::{Registry, RegistryError};
+use regex::Regex;
+
+use crate::setup;
+
+/// The shortest interval honoured, so that `interval: 1ms` cannot spin.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Compiles the configured policies (already checked when the configuration was loaded).
+pub fn policies(config: &RetentionConfig) -> anyhow::Result<Vec<RetentionPolicy>> {
+    let regexes = |list: &[String]| -> anyhow::Result<Vec<Regex>> {
+        list.iter()
+            .map(|r| Regex::new(r).with_context(|| format!("retention regex {r:?}")))
+            .collect()
+    };
+    config
+        .policies
+        .iter()
+        .map(|p| {
+            Ok(RetentionPolicy {
+                repositories: p
+                    .repositories
+                    .iter()
+                    .map(|r| RepoPattern::parse(r).map_err(anyhow::Error::msg))
+                    .collect::<anyhow::Result<_>>()?,
+                keep_last: p.keep_last.map(|n| n as usize),
+                older_than: p.older_than,
+                keep_tags: regexes(&p.keep_tags)?,
+                delete_tags: regexes(&p.delete_tags)?,
+                delete_untagged: p.delete_untagged,
+            })
+        })
+        .collect()
+}
+
+/// `berth retention`: applies the policies once, printing what is (or would be) deleted.
+pub async fn run_once(loaded: Loaded, dry_run: bool, quiet: bool) -> anyhow::Result<()> {
+    let retention = &loaded.config.storage.maintenance.retention;
+    if retention.policies.is_empty() {
+        println!("no retention policies configured (storage.maintenance.retention.policies); nothing to do");
+        return Ok(());
+    }
+    let policies = policies(retention)?;
+    let registry = setup::registry(&loaded.config)?;
+    // Like `berth garbage-collect`: usable on the data of a registry switched to read-only.
+    registry.set_read_only(false);
+    // Each line is printed as soon as its deletion is done, so an interrupted run shows
+    // exactly what it deleted.
+    let mut print = |deletion: &Deletion| {
+        if !quiet {
+            println!("{}", line(deletion, dry_run));
+        }
+    };
+    let report = registry
+        .apply_retention_with(&policies, dry_run, SystemTime::now(), &mut print)
+        .await
+        .context("retention stopped; what is listed above was deleted")?;
+    if !quiet {
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+    }
+    println!("{}", summary(&report, dry_run));
+    Ok(())
+}
+
+/// One line per deleted tag or manifest: the same text in a dry run and a real run except
+/// for the verb, so the two outputs can be compared.
+pub fn line(d: &Deletion, dry_run: bool) -> String {
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    let time = humantime::format_rfc3339_seconds(d.pushed);
+    match &d.tag {
+        Some(tag) => format!(
+            "{}: {verb} tag {tag} -> {} (pushed {time}): {}",
+            d.repository, d.digest, d.reason
+        ),
+        None => format!(
+            "{}: {verb} untagged manifest {} (written {time}): {}",
+            d.repository, d.digest, d.reason
+        ),
+    }
+}
+
+/// The closing line.
+pub fn summary(report: &RetentionReport, dry_run: bool) -> String {
+    format!(
+        "{} repositories checked, {} tags kept, {} tags and {} untagged manifests {}; their blobs stay until the next garbage collection",
+        report.repositories,
+        report.tags_kept,
+        report.tags_deleted(),
+        report.manifests_deleted(),
+        if dry_run { "would be deleted" } else { "deleted" },
+    )
+}
+
+/// Starts the scheduled runs when `storage.maintenance.retention.enabled` is set.
+pub fn spawn(config: &RetentionConfig, registry: Arc<Registry>) -> anyhow::Result<()> {
+    if !config.enabled {
+        return Ok(());
+    }
+    let policies = policies(config)?;
+    if policies.is_empty() {
+        tracing::warn!("storage.maintenance.retention is enabled but has no policies");
+        return Ok(());
+    }
+    tokio::spawn(schedule(registry, policies, config.interval, config.dryrun));
+    Ok(())
+}
+
+/// The first run waits a random part of the interval (at most an hour), so that nodes
+/// restarted together do not all run at once; then one run every `interval`.
+async fn schedule(
+    registry: Arc<Registry>,
+    policies: Vec<RetentionPolicy>,
+    interval: Duration,
+    dry_run: bool,
+) {
+    let interval = interval.max(MIN_INTERVAL);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let spread = interval.min(Duration::from_secs(3600));
+    tokio::time::sleep(spread.mul_f64(f64::from(nanos) / 1e9)).await;
+    loop {
+        run_logged(&registry, &policies, dry_run).await;
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// One scheduled run, logged; never in read-only mode.
+async fn run_logged(registry: &Registry, policies: &[RetentionPolicy], dry_run: bool) {
+    if registry.read_only() {
+        tracing::info!("retention skipped: read-only mode is on");
+        return;
+    }
+    let started = Instant::now();
+    match registry.apply_retention(policies, dry_run).await {
+        Ok(report) => {
+            for deletion in &report.deleted {
+                tracing::info!(dry_run, "retention: {}", line(deletion, dry_run));
+            }
+            for note in &report.notes {
+                tracing::info!("retention: {note}");
+            }
+            tracing::info!(
+                repositories = report.repositories,
+                tags_kept = report.tags_kept,
+                tags_deleted = report.tags_deleted(),
+                manifests_deleted = report.manifests_deleted(),
+                dry_run,
+                millis = started.elapsed().as_millis() as u64,
+                "retention done"
+            );
+        }
+        Err(RegistryError::ReadOnly) => {
+            tracing::info!("retention stopped: read-only mode was switched on")
+        }
+        Err(e) => tracing::error!(error = %e, "retention failed"),
+    }
+}

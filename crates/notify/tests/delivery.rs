@@ -1,0 +1,211 @@
+//! The delivery task against a local receiver: retries until the endpoint accepts, counts
+//! under registry:2's metric names, and times out an endpoint that never answers.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use berth_config::{EndpointConfig, EventsConfig, IgnoreConfig, NotificationsConfig};
+use berth_notify::{Action, ActorRecord, Notifier, RequestRecord, SourceRecord, Target};
+
+#[derive(Clone, Default)]
+struct Hook {
+    bodies: Arc<Mutex<Vec<String>>>,
+    attempts: Arc<AtomicUsize>,
+    fail_first: usize,
+}
+
+async fn receive(State(hook): State<Hook>, body: String) -> StatusCode {
+    if hook.attempts.fetch_add(1, Ordering::SeqCst) < hook.fail_first {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    hook.bodies.lock().unwrap().push(body);
+    StatusCode::ACCEPTED
+}
+
+async fn receiver(fail_first: usize) -> (String, Hook) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let hook = Hook {
+        fail_first,
+        ..Hook::default()
+    };
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state(hook.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hook)
+}
+
+fn config(name: &str, url: &str, timeout: Duration) -> NotificationsConfig {
+    NotificationsConfig {
+        events: EventsConfig::default(),
+        endpoints: vec![EndpointConfig {
+            name: name.to_owned(),
+            disabled: false,
+            url: url.to_owned(),
+            headers: BTreeMap::new(),
+            timeout,
+            threshold: 2,
+            backoff: Duration::from_millis(300),
+            ignoredmediatypes: Vec::new(),
+            ignore: IgnoreConfig::default(),
+        }],
+    }
+}
+
+fn emit(n: &Notifier, digest: &str) {
+    let target = Target::blob("repo", digest, 3, String::new());
+    let request = RequestRecord::new(String::new(), String::new(), "PUT", String::new());
+    n.emit(Action::Push, target, &request, &ActorRecord::default());
+}
+
+/// The value of a sample of `family` whose labels include all of `labels`.
+fn metric(family: &str, labels: &[(&str, &str)]) -> f64 {
+    for f in prometheus::gather() {
+        if f.name() != family {
+            continue;
+        }
+        for m in f.get_metric() {
+            let matches = labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            });
+            if matches {
+                return match f.get_field_type() {
+                    prometheus::proto::MetricType::COUNTER => m.get_counter().get_value(),
+                    _ => m.get_gauge().get_value(),
+                };
+            }
+        }
+    }
+    0.0
+}
+
+async fn wait(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn retries_until_accepted_and_counts_like_registry2() {
+    let (url, hook) = receiver(4).await;
+    let n = Notifier::start(
+        &config("retry", &url, Duration::from_secs(2)),
+        SourceRecord::default(),
+    )
+    .unwrap()
+    .unwrap();
+    let started = Instant::now();
+    emit(&n, "sha256:01");
+    emit(&n, "sha256:02");
+    wait("both events", || hook.bodies.lock().unwrap().len() == 2).await;
+    // Two attempts at once, then one per 300 ms backoff: the 5th attempt comes after ≥ 0.9 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(hook.attempts.load(Ordering::SeqCst), 6);
+    let bodies = hook.bodies.lock().unwrap().clone();
+    assert!(bodies[0].contains("sha256:01") && bodies[1].contains("sha256:02"));
+    assert!(bodies[0].starts_with("{\n   \"events\": [\n      {\n         \"id\""));
+
+    let events = "registry_notifications_events_total";
+    assert_eq!(
+        metric(events, &[("type", "Events"), ("endpoint", "retry")]),
+        2.0
+    );
+    assert_eq!(
+        metric(events, &[("type", "Successes"), ("endpoint", "retry")]),
+        2.0
+    );
+    assert_eq!(
+        metric(events, &[("type", "Failures"), ("endpoint", "retry")]),
+        4.0
+    );
+    let status = "registry_notifications_status_total";
+    assert_eq!(
+        metric(
+            status,
+            &[("code", "503 Service Unavailable"), ("endpoint", "retry")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(status, &[("code", "202 Accepted"), ("endpoint", "retry")]),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            "registry_notifications_pending_total",
+            &[("endpoint", "retry")]
+        ),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_that_never_answers_times_out_and_counts_errors() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let n = Notifier::start(
+        &config("silent", &url, Duration::from_millis(200)),
+        SourceRecord::default(),
+    )
+    .unwrap()
+    .unwrap();
+    let started = Instant::now();
+    emit(&n, "sha256:03");
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "emit never waits"
+    );
+    let errors = || {
+        metric(
+            "registry_notifications_events_total",
+            &[("type", "Errors"), ("endpoint", "silent")],
+        )
+    };
+    wait("two timed-out attempts", || errors() >= 2.0).await;
+    assert_eq!(
+        metric(
+            "registry_notifications_pending_total",
+            &[("endpoint", "silent")]
+        ),
+        1.0
+    );
+    drop(n);
+    silent.abort();
+}
+
+#[test]
+fn disabled_endpoints_and_bad_urls() {
+    let mut c = config("off", "http://127.0.0.1:9/", Duration::from_secs(1));
+    c.endpoints[0].disabled = true;
+    assert!(Notifier::start(&c, SourceRecord::default())
+        .unwrap()
+        .is_none());
+    let c = config("bad", "ftp://example/", Duration::from_secs(1));
+    let e = Notifier::start(&c, SourceRecord::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("notifications.endpoints[0] (bad)"),
+        "{e}"
+    );
+}

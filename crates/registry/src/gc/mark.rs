@@ -1,0 +1,179 @@
+//! The mark phase shared by the offline and the online collector, and the storage walks both
+//! sweeps use.
+
+use std::collections::{HashMap, HashSet};
+
+use berth_oci::{Digest, Manifest, RepoName};
+use berth_storage::{paths, FileInfo};
+
+use crate::{links, Registry, RegistryError};
+
+/// What the mark phase found.
+#[derive(Debug, Default)]
+pub(crate) struct Marking {
+    /// Every blob a kept manifest uses, and the kept manifests' own blobs.
+    pub marked: HashSet<Digest>,
+    /// Manifests kept, per repository, for the report.
+    pub manifests_marked: Vec<(String, Digest)>,
+    /// Manifest revisions that no tag reaches (only with `delete_untagged`).
+    pub dead: Vec<(RepoName, Digest, Manifest)>,
+}
+
+impl Registry {
+    /// Marks from every repository: all revisions, or with `delete_untagged` only what the
+    /// tags reach. Changes nothing. A stored manifest that does not parse is an error: its
+    /// references are unknown, so nothing it might use can be proven unused.
+    pub(crate) async fn mark(&self, delete_untagged: bool) -> Result<Marking, RegistryError> {
+        let mut marking = Marking::default();
+        for name in self.walk_repositories().await? {
+            let Ok(repo) = name.parse::<RepoName>() else {
+                continue;
+            };
+            let (manifests, unparsed) = self.repository_manifests(&repo).await?;
+            if !unparsed.is_empty() {
+                return Err(RegistryError::WouldLoseData(format!(
+                    "{name}: manifest {} cannot be parsed; garbage collection would not know which blobs it uses",
+                    unparsed[0]
+                )));
+            }
+            let live = if delete_untagged {
+                self.live_manifests(&repo, &manifests).await?
+            } else {
+                manifests.keys().cloned().collect()
+            };
+            for (digest, manifest) in manifests {
+                if !live.contains(&digest) {
+                    marking.dead.push((repo.clone(), digest, manifest));
+                    continue;
+                }
+                marking
+                    .manifests_marked
+                    .push((name.clone(), digest.clone()));
+                marking
+                    .marked
+                    .extend(manifest.blob_references().into_iter().cloned());
+                marking.marked.insert(digest);
+            }
+        }
+        Ok(marking)
+    }
+
+    /// Every manifest revision of a repository, parsed. Revisions whose content is missing or
+    /// unreadable are skipped (they cannot be served anyway).
+    pub(crate) async fn repository_manifests(
+        &self,
+        repo: &RepoName,
+    ) -> Result<(HashMap<Digest, Manifest>, Vec<Digest>), RegistryError> {
+        let mut manifests = HashMap::new();
+        let mut unparsed = Vec::new();
+        for digest in self.list_digests(&paths::revisions_dir(repo)).await? {
+            let cached = match self.load_manifest(&digest).await {
+                Ok(c) => c,
+                Err(RegistryError::ManifestUnknown(_) | RegistryError::DigestMismatch { .. }) => {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
+            match Manifest::parse(&cached.body, Some(&cached.media_type)) {
+                Ok(m) => {
+                    manifests.insert(digest, m);
+                }
+                Err(_) => unparsed.push(digest),
+            }
+        }
+        Ok((manifests, unparsed))
+    }
+
+    /// Manifests reachable from the tags: tagged ones, children of live indexes, and referrers
+    /// of live manifests, to a fixed point.
+    async fn live_manifests(
+        &self,
+        repo: &RepoName,
+        manifests: &HashMap<Digest, Manifest>,
+    ) -> Result<HashSet<Digest>, RegistryError> {
+        let mut queue = Vec::new();
+        let tags = match self.all_tags(repo).await {
+            Ok(tags) => tags,
+            Err(RegistryError::NameUnknown(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        for tag in tags {
+            let Ok(tag) = tag.parse() else { continue };
+            if let Some(d) =
+                links::read(self.driver(), &paths::tag_current_link(repo, &tag)).await?
+            {
+                queue.push(d);
+            }
+        }
+        Ok(reachable(queue, manifests))
+    }
+
+    /// Digests under a `<alg>/<hex>/` directory (revisions, layers).
+    pub(crate) async fn list_digests(&self, dir: &str) -> Result<Vec<Digest>, RegistryError> {
+        let mut found = Vec::new();
+        for algorithm in self.list_or_empty(dir).await? {
+            for hex in self.list_or_empty(&format!("{dir}/{algorithm}")).await? {
+                if let Ok(d) = format!("{algorithm}:{hex}").parse() {
+                    found.push(d);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Every stored blob with its size and modification time: `blobs/<alg>/<2 hex>/<hex>/data`.
+    pub(crate) async fn all_blobs(&self) -> Result<Vec<(Digest, FileInfo)>, RegistryError> {
+        let root = paths::blobs_root();
+        let mut found = Vec::new();
+        for algorithm in self.list_or_empty(&root).await? {
+            for prefix in self.list_or_empty(&format!("{root}/{algorithm}")).await? {
+                for hex in self
+                    .list_or_empty(&format!("{root}/{algorithm}/{prefix}"))
+                    .await?
+                {
+                    let Ok(digest) = format!("{algorithm}:{hex}").parse::<Digest>() else {
+                        continue;
+                    };
+                    if let Some(info) = self.blob_info(&digest).await? {
+                        found.push((digest, info));
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The names in a directory, or none when it does not exist.
+    pub(crate) async fn list_or_empty(&self, dir: &str) -> Result<Vec<String>, RegistryError> {
+        match self.driver().list(dir).await {
+            Ok(names) => Ok(names),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The manifests reachable from `roots` (shared by GC's mark and retention): the roots,
+/// children of reachable indexes, and referrers (manifests with a `subject`) of reachable
+/// manifests, to a fixed point. Digests not in `manifests` are ignored.
+pub(crate) fn reachable(
+    mut queue: Vec<Digest>,
+    manifests: &HashMap<Digest, Manifest>,
+) -> HashSet<Digest> {
+    let mut live = HashSet::new();
+    loop {
+        while let Some(d) = queue.pop() {
+            let Some(m) = manifests.get(&d) else { continue };
+            if live.insert(d) {
+                queue.extend(m.manifests.iter().map(|c| c.digest.clone()));
+            }
+        }
+        let referrers = manifests.iter().filter(|(d, m)| {
+            !live.contains(*d) && m.subject.as_ref().is_some_and(|s| live.contains(&s.digest))
+        });
+        queue.extend(referrers.map(|(d, _)| d.clone()));
+        if queue.is_empty() {
+            return live;
+        }
+    }
+}

@@ -1,0 +1,466 @@
+#!/usr/bin/env python3
+"""Offline checks of the deployment artifacts in deploy/, driven by scripts/validate-deploy.sh.
+
+Subcommands (each exits non-zero with a message naming the file on the first kind of failure):
+  yaml FILE...                 every document of every file parses (PyYAML safe_load_all)
+  kustomization DIR            kustomization.yaml lists every manifest in DIR and nothing missing
+  configmap-config FILE OUT    writes the config.yml key of the ConfigMap in FILE to OUT
+  nomad FILE OUT               parses the job with python-hcl2 (HCL2 syntax only, not Nomad's own
+                               schema), checks its structure, writes its config template to OUT
+  grafana FILE                 dashboard JSON: panels well formed; every metric and label that
+                               every query uses is one Berth exports (METRICS below)
+  grafana-crosscheck FILE METRICS_TEXT
+                               informational: dashboard metrics absent from a real /metrics scrape
+  helm-lint CHART              `helm lint` through Helm's Go library (PyPI helm-sdkpy) on the chart
+                               with several sets of values, plus one set that must fail
+"""
+
+import argparse
+import asyncio
+import copy
+import json
+import os
+import pathlib
+import re
+import shutil
+import sys
+import tempfile
+
+import yaml
+
+# Every metric Berth exports on http.debug (registry:2's names plus berth_*), with its labels.
+# `kind` says which suffixes exist: histogram -> _bucket/_sum/_count, summary -> _sum/_count.
+METRICS = {
+    "registry_http_requests_total": ("counter", {"handler", "code", "method"}),
+    "registry_http_request_duration_seconds": ("histogram", {"handler", "method"}),
+    "registry_http_in_flight_requests": ("gauge", {"handler"}),
+    "registry_http_request_size_bytes": ("summary", {"handler"}),
+    "registry_http_response_size_bytes": ("summary", {"handler"}),
+    "registry_storage_action_seconds": ("histogram", {"driver", "action"}),
+    "registry_proxy_requests_total": ("counter", {"type"}),
+    "registry_proxy_hits_total": ("counter", {"type"}),
+    "registry_proxy_misses_total": ("counter", {"type"}),
+    "registry_proxy_pulled_bytes_total": ("counter", {"type"}),
+    "registry_proxy_pushed_bytes_total": ("counter", {"type"}),
+    "registry_notifications_events_total": ("counter", {"type", "endpoint"}),
+    "registry_notifications_pending_total": ("gauge", {"endpoint"}),
+    "registry_notifications_status_total": ("counter", {"code", "endpoint"}),
+    "berth_storage_bytes": ("gauge", set()),
+    "berth_repositories": ("gauge", set()),
+    "berth_uploads_in_progress": ("gauge", set()),
+    "berth_gc_runs_total": ("counter", set()),
+    "berth_gc_bytes_freed_total": ("counter", set()),
+    "berth_proxy_upstream_errors_total": ("counter", {"upstream"}),
+    "berth_proxy_stale_serves_total": ("counter", {"upstream"}),
+    "berth_auth_failures_total": ("counter", {"reason"}),
+    "berth_disk_free_bytes": ("gauge", set()),
+}
+# Labels Prometheus adds to every scraped series.
+TARGET_LABELS = {"job", "instance"}
+PROMQL_FUNCTIONS = {
+    "abs", "absent", "avg", "avg_over_time", "ceil", "clamp_max", "clamp_min", "count",
+    "count_over_time", "delta", "deriv", "floor", "histogram_quantile", "idelta", "increase",
+    "irate", "label_replace", "label_values", "max", "max_over_time", "min", "min_over_time",
+    "predict_linear", "quantile", "rate", "round", "scalar", "sort", "sort_desc", "stddev", "sum",
+    "sum_over_time", "topk", "bottomk", "vector", "time", "query_result",
+}
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
+                   "unless", "offset", "bool"}
+
+
+def fail(message):
+    print(f"FAIL {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def load_yaml_docs(path):
+    with open(path, encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def cmd_yaml(args):
+    for path in args.files:
+        try:
+            docs = load_yaml_docs(path)
+        except yaml.YAMLError as e:
+            fail(f"{path}: not valid YAML: {e}")
+        if not docs:
+            fail(f"{path}: no YAML document")
+        print(f"ok   {path}: {len(docs)} document(s) parse")
+
+
+def cmd_kustomization(args):
+    root = pathlib.Path(args.dir)
+    kust = load_yaml_docs(root / "kustomization.yaml")[0]
+    listed = kust.get("resources") or []
+    for name in listed:
+        if not (root / name).is_file():
+            fail(f"{root}/kustomization.yaml lists {name}, which does not exist")
+    present = sorted(p.name for p in root.glob("*.yaml") if p.name != "kustomization.yaml")
+    missing = [p for p in present if p not in listed]
+    if missing:
+        fail(f"{root}/kustomization.yaml does not list {', '.join(missing)}")
+    namespaces = set()
+    for name in listed:
+        for doc in load_yaml_docs(root / name):
+            if doc.get("kind") != "Namespace":
+                namespaces.add((doc.get("metadata") or {}).get("namespace"))
+    if len(namespaces) != 1 or None in namespaces:
+        fail(f"{root}: every namespaced object should name the same namespace, found {namespaces}")
+    print(f"ok   {root}/kustomization.yaml lists all {len(listed)} manifests, namespace {namespaces.pop()}")
+
+
+def cmd_configmap_config(args):
+    docs = load_yaml_docs(args.file)
+    config = docs[0].get("data", {}).get("config.yml")
+    if not config:
+        fail(f"{args.file}: no data.config.yml")
+    pathlib.Path(args.out).write_text(config, encoding="utf-8")
+    print(f"ok   {args.file}: config.yml extracted")
+
+
+def unquote(value):
+    """python-hcl2 keeps the quotes of string literals."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def labelled_blocks(blocks):
+    """[{'"name"': {...}}] -> [(name, body)] for labelled HCL blocks."""
+    out = []
+    for block in blocks or []:
+        for label, body in block.items():
+            out.append((unquote(label), body))
+    return out
+
+
+def cmd_nomad(args):
+    import hcl2  # python-hcl2
+
+    with open(args.file, encoding="utf-8") as f:
+        try:
+            spec = hcl2.load(f)
+        except Exception as e:  # the parser raises lark errors of several types
+            fail(f"{args.file}: HCL2 does not parse: {e}")
+    variables = {name: unquote(body.get("default")) for name, body in labelled_blocks(spec.get("variable"))}
+    jobs = labelled_blocks(spec.get("job"))
+    if len(jobs) != 1:
+        fail(f"{args.file}: expected one job block, found {len(jobs)}")
+    job_name, job = jobs[0]
+    if unquote(job.get("type")) != "service" or not job.get("datacenters"):
+        fail(f"{args.file}: job {job_name} needs type = \"service\" and datacenters")
+    groups = labelled_blocks(job.get("group"))
+    if len(groups) != 1:
+        fail(f"{args.file}: expected one group, found {len(groups)}")
+    group_name, group = groups[0]
+    if group.get("count") != 1:
+        fail(f"{args.file}: group {group_name}: count must be 1 (one writer per filesystem volume)")
+    ports = {name: body for net in group.get("network", []) for name, body in labelled_blocks(net.get("port"))}
+    if ports.get("http", {}).get("to") != 5000:
+        fail(f"{args.file}: network port \"http\" must map to 5000")
+    services = group.get("service") or []
+    main = [s for s in services if unquote(s.get("port")) == "http"]
+    if not main:
+        fail(f"{args.file}: no service on port \"http\"")
+    service = main[0]
+    if unquote(service.get("provider")) != "consul":
+        fail(f"{args.file}: the http service should register in Consul")
+    tags = [unquote(t) for t in service.get("tags", [])]
+    for needed in ("traefik.enable=true", "traefik.http.routers.berth.rule=", "traefik.http.routers.berth.tls=true"):
+        if not any(t.startswith(needed) for t in tags):
+            fail(f"{args.file}: service tags lack {needed}")
+    checks = {unquote(c.get("path")): c for c in service.get("check", [])}
+    for path in ("/v2/", "/readyz"):
+        check = checks.get(path)
+        if not check or unquote(check.get("type")) != "http":
+            fail(f"{args.file}: no http check on {path}")
+        for key in ("interval", "timeout"):
+            if not check.get(key):
+                fail(f"{args.file}: check {path} has no {key}")
+    tasks = labelled_blocks(group.get("task"))
+    if len(tasks) != 1:
+        fail(f"{args.file}: expected one task, found {len(tasks)}")
+    task_name, task = tasks[0]
+    if unquote(task.get("driver")) != "docker":
+        fail(f"{args.file}: task {task_name} should use the docker driver")
+    config = task.get("config", [{}])[0]
+    if set(unquote(p) for p in config.get("ports", [])) != set(ports):
+        fail(f"{args.file}: task config ports {config.get('ports')} differ from the group's {sorted(ports)}")
+    vols = {name for name, _ in labelled_blocks(group.get("volume"))}
+    mounts = task.get("volume_mount", [])
+    if not mounts or unquote(mounts[0].get("volume")) not in vols or unquote(mounts[0].get("destination")) != "/var/lib/registry":
+        fail(f"{args.file}: the task must mount the group's volume at /var/lib/registry")
+    template = task.get("template", [{}])[0]
+    args_list = [unquote(a) for a in config.get("args", [])]
+    dest = unquote(template.get("destination", ""))
+    if args_list != ["serve", "/" + dest]:
+        fail(f"{args.file}: args {args_list} should be serve /{dest} (the template)")
+    if unquote(template.get("change_signal")) != "SIGHUP":
+        fail(f"{args.file}: template change_signal should be SIGHUP (Berth reloads on it)")
+    data = unquote(template.get("data", ""))
+    # The heredoc as python-hcl2 returns it: <<-YAML\n...\nYAML, indentation kept.
+    match = re.match(r'^<<-?(\w+)\n(.*)\n\s*\1\s*$', data, re.S)
+    if not match:
+        fail(f"{args.file}: template data is not a heredoc")
+    body = match.group(2)
+    indent = min(len(line) - len(line.lstrip()) for line in body.splitlines() if line.strip())
+    body = "\n".join(line[indent:] for line in body.splitlines()) + "\n"
+    body = re.sub(r"\$\{var\.(\w+)\}", lambda m: str(variables[m.group(1)]), body)
+    pathlib.Path(args.out).write_text(body, encoding="utf-8")
+    print(f"ok   {args.file}: HCL2 parses; job {job_name}, group {group_name} (count 1), task {task_name} "
+          f"(docker), Consul service with Traefik tags, http checks on /v2/ and /readyz, "
+          f"volume at /var/lib/registry, config template extracted")
+
+
+def strip_nested(text, open_ch, close_ch):
+    """Removes every open_ch...close_ch span (no nesting inside them in PromQL selectors)."""
+    return re.sub(re.escape(open_ch) + r"[^" + re.escape(close_ch) + r"]*" + re.escape(close_ch), " ", text)
+
+
+def base_metric(name):
+    """registry_x_bucket -> (registry_x, 'bucket') when registry_x is a histogram/summary."""
+    if name in METRICS:
+        return name, None
+    for suffix, kinds in (("_bucket", {"histogram"}), ("_sum", {"histogram", "summary"}),
+                          ("_count", {"histogram", "summary"})):
+        if name.endswith(suffix):
+            base = name[: -len(suffix)]
+            if base in METRICS and METRICS[base][0] in kinds:
+                return base, suffix[1:]
+    return None, None
+
+
+def check_promql(expr, where, series_only=False):
+    """Returns the problems found in one PromQL expression (series_only: a bare series selector,
+    as in label_values(), where counters need no rate())."""
+    problems = []
+    metrics_used = {}
+    # Selectors with matchers: name{label op "value", ...}
+    for name, matchers in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}", expr):
+        labels = set(re.findall(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)", matchers))
+        base, suffix = base_metric(name)
+        if base is None:
+            problems.append(f"{where}: unknown metric {name}")
+            continue
+        allowed = METRICS[base][1] | TARGET_LABELS | ({"le"} if suffix == "bucket" else set())
+        if labels - allowed:
+            problems.append(f"{where}: {name} has no label(s) {sorted(labels - allowed)}")
+        metrics_used[name] = (base, suffix)
+    # Everything else: drop strings, selectors, ranges; collect by/without labels.
+    rest = re.sub(r'"(?:[^"\\]|\\.)*"', " ", expr)
+    rest = strip_nested(rest, "{", "}")
+    rest = strip_nested(rest, "[", "]")
+    grouping = set()
+    for labels in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", rest):
+        grouping |= {l.strip() for l in labels.split(",") if l.strip()}
+    rest = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", rest)
+    for token, paren in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\(?)", rest):
+        if paren:
+            if token not in PROMQL_FUNCTIONS:
+                problems.append(f"{where}: unknown function {token}")
+        elif token in PROMQL_KEYWORDS or re.fullmatch(r"[0-9eE_]+", token):
+            continue
+        else:
+            base, suffix = base_metric(token)
+            if base is None:
+                problems.append(f"{where}: unknown metric {token}")
+            else:
+                metrics_used[token] = (base, suffix)
+    if not metrics_used:
+        problems.append(f"{where}: queries no metric")
+    available = set(TARGET_LABELS)
+    for name, (base, suffix) in metrics_used.items():
+        available |= METRICS[base][1] | ({"le"} if suffix == "bucket" else set())
+    if grouping - available:
+        problems.append(f"{where}: groups by {sorted(grouping - available)}, which none of {sorted(metrics_used)} has")
+    if "histogram_quantile" in expr:
+        if not any(s == "bucket" for _, s in metrics_used.values()) or "le" not in grouping:
+            problems.append(f"{where}: histogram_quantile needs a _bucket metric aggregated by le")
+    for name, (base, suffix) in metrics_used.items():
+        if not series_only and METRICS[base][0] == "counter" and not re.search(r"\b(rate|irate|increase)\s*\(\s*" + re.escape(name), expr):
+            problems.append(f"{where}: counter {name} used without rate()/increase()")
+    return problems, grouping, set(metrics_used)
+
+
+def walk_panels(panels):
+    for panel in panels:
+        yield panel
+        yield from walk_panels(panel.get("panels", []))
+
+
+def cmd_grafana(args):
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            dash = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        fail(f"{args.file}: not valid JSON: {e}")
+    problems = []
+    for key in ("title", "uid", "panels", "schemaVersion", "templating"):
+        if key not in dash:
+            problems.append(f"{args.file}: no top-level {key}")
+    variables = {v["name"]: v for v in dash.get("templating", {}).get("list", [])}
+    if variables.get("datasource", {}).get("query") != "prometheus":
+        problems.append(f"{args.file}: no Prometheus datasource variable")
+    for name in ("job", "instance"):
+        var = variables.get(name)
+        if not var:
+            problems.append(f"{args.file}: no ${name} variable")
+            continue
+        query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+        m = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", query)
+        if not m or m.group(2) != name:
+            problems.append(f"{args.file}: variable {name}: expected label_values(..., {name})")
+        else:
+            problems += check_promql(m.group(1), f"variable {name}", series_only=True)[0]
+    ids = set()
+    used = set()
+    queries = 0
+    for panel in walk_panels(dash.get("panels", [])):
+        where = f"panel {panel.get('id')} \"{panel.get('title')}\""
+        if panel.get("id") in ids:
+            problems.append(f"{where}: duplicate id")
+        ids.add(panel.get("id"))
+        grid = panel.get("gridPos", {})
+        if not all(isinstance(grid.get(k), int) for k in ("h", "w", "x", "y")) or grid["x"] + grid["w"] > 24:
+            problems.append(f"{where}: bad gridPos {grid}")
+        if panel.get("type") == "row":
+            continue
+        if panel.get("datasource", {}).get("uid") != "${datasource}":
+            problems.append(f"{where}: datasource is not ${{datasource}}")
+        targets = panel.get("targets") or []
+        if not targets:
+            problems.append(f"{where}: no queries")
+        for target in targets:
+            expr = target.get("expr", "")
+            tw = f"{where} query {target.get('refId')}"
+            if 'job=~"$job"' not in expr or 'instance=~"$instance"' not in expr:
+                problems.append(f"{tw}: not filtered by $job and $instance")
+            found, grouping, metrics = check_promql(expr, tw)
+            problems += found
+            used |= metrics
+            queries += 1
+            legend_labels = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", target.get("legendFormat", "")))
+            if legend_labels - grouping:
+                problems.append(f"{tw}: legend uses {sorted(legend_labels - grouping)}, not kept by the aggregation")
+    if problems:
+        for p in problems:
+            print(f"FAIL {args.file}: {p}", file=sys.stderr)
+        sys.exit(1)
+    bases = {base_metric(m)[0] for m in used}
+    print(f"ok   {args.file}: {len(ids)} panels, {queries} queries; every metric and label is one Berth "
+          f"exports ({len(bases)} of {len(METRICS)} metrics used)")
+    unused = sorted(set(METRICS) - bases)
+    if unused:
+        print(f"info metrics not on the dashboard: {', '.join(unused)}")
+
+
+def cmd_grafana_crosscheck(args):
+    with open(args.file, encoding="utf-8") as f:
+        dash = json.load(f)
+    text = pathlib.Path(args.metrics).read_text(encoding="utf-8", errors="replace")
+    exposed = set(re.findall(r"^(?:# (?:HELP|TYPE) )?([a-zA-Z_:][a-zA-Z0-9_:]*)", text, re.M))
+    wanted = set()
+    for panel in walk_panels(dash["panels"]):
+        for target in panel.get("targets", []):
+            wanted |= {base_metric(m)[0] for m in check_promql(target["expr"], "")[2]}
+    absent = sorted(m for m in wanted if not any(e == m or e.startswith(m + "_") for e in exposed))
+    print(f"info a live /metrics scrape shows {len(wanted) - len(absent)} of the {len(wanted)} metrics the dashboard uses"
+          + (f"; not (yet) exposed: {', '.join(absent)}" if absent else ""))
+
+
+def deep_merge(base, extra):
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# Value sets the chart is linted with: (name, values merged over values.yaml, extra files, must
+# pass). Helm's lint mode turns the chart's own `fail` calls into log lines, so the failing sets
+# are a values.schema.json violation and a template syntax error: they prove the run reports
+# failures at all.
+HELM_VARIANTS = [
+    ("defaults", {}, {}, True),
+    ("ingress+TLS, inline htpasswd, many upstreams, ServiceMonitor, existing claim", {
+        "ingress": {"enabled": True, "host": "registry.example.org", "tls": {"enabled": True, "secretName": "reg-tls"}},
+        "auth": {"htpasswd": {"enabled": True,
+                              "htpasswd": "ci:$2y$05$4ZnYSH6cOGS1xk0pKUnqXu3UXrhDJtHsqeDlbkkBzqrJ7hJW0Eiqa\n"}},
+        "proxy": {"upstreams": [{"host": "docker.io", "url": "https://registry-1.docker.io"},
+                                {"host": "ghcr.io", "url": "https://ghcr.io"}],
+                  "default": "docker.io", "private": ["team"]},
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+        "persistence": {"existingClaim": "registry-data"},
+        "extraEnv": [{"name": "REGISTRY_PROXY_UPSTREAMS_0_PASSWORD",
+                      "valueFrom": {"secretKeyRef": {"name": "hub", "key": "token"}}}],
+    }, {}, True),
+    ("no persistence, no metrics, remoteurl, ingress without TLS, htpasswd from a Secret", {
+        "persistence": {"enabled": False},
+        "metrics": {"enabled": False},
+        "proxy": {"remoteurl": "https://registry-1.docker.io"},
+        "ingress": {"enabled": True, "tls": {"enabled": False}},
+        "auth": {"htpasswd": {"enabled": True, "existingSecret": "my-users"}},
+        "config": {"storage": {"maintenance": {"readonly": {"enabled": True}}}},
+    }, {}, True),
+    ("a port that is not a number, against values.schema.json (must fail)", {"service": {"port": "http"}}, {}, False),
+    ("a template with a syntax error (must fail)", {},
+     {"templates/broken.yaml": "kind: ConfigMap\nname: {{ .Values.service.port\n"}, False),
+]
+SEVERITY = {1: "INFO", 2: "WARNING", 3: "ERROR"}
+
+
+def cmd_helm_lint(args):
+    import helm_sdkpy  # PyPI helm-sdkpy: Helm v4's Go library behind cffi
+    from helm_sdkpy.chart import Lint
+
+    chart = pathlib.Path(args.chart)
+    base_values = load_yaml_docs(chart / "values.yaml")[0]
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="berth-helm-") as tmp:
+        # Helm's client reads and writes its caches under these.
+        for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+            os.environ[var] = os.path.join(tmp, var.lower())
+        config = helm_sdkpy.Configuration(namespace="default")
+        for i, (name, values, files, must_pass) in enumerate(HELM_VARIANTS):
+            copy_dir = pathlib.Path(tmp) / f"v{i}" / chart.name
+            shutil.copytree(chart, copy_dir)
+            for rel, content in files.items():
+                (copy_dir / rel).write_text(content, encoding="utf-8")
+            (copy_dir / "values.yaml").write_text(yaml.safe_dump(deep_merge(base_values, values)), encoding="utf-8")
+            result = asyncio.run(Lint(config).run(str(copy_dir)))
+            messages = result.get("Messages") or []
+            # The library returns Go errors as {}: severity and path are what survives.
+            bad = [m for m in messages if m.get("Severity", 0) >= 2] + [{"Severity": 3, "Path": "(errors)"}
+                                                                          for _ in (result.get("Errors") or [])]
+            summary = ", ".join(f"{SEVERITY.get(m.get('Severity'), m.get('Severity'))} in {m.get('Path')}" for m in bad)
+            if must_pass and bad:
+                print(f"FAIL helm lint ({name}): {summary}", file=sys.stderr)
+                failed = True
+            elif not must_pass and not bad:
+                print(f"FAIL helm lint ({name}): passed, but these values must be rejected", file=sys.stderr)
+                failed = True
+            else:
+                print(f"ok   helm lint ({name}): " + (f"rejected as expected: {summary}" if bad else "no warnings or errors"))
+    if failed:
+        sys.exit(1)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("yaml"); p.add_argument("files", nargs="+"); p.set_defaults(func=cmd_yaml)
+    p = sub.add_parser("kustomization"); p.add_argument("dir"); p.set_defaults(func=cmd_kustomization)
+    p = sub.add_parser("configmap-config"); p.add_argument("file"); p.add_argument("out"); p.set_defaults(func=cmd_configmap_config)
+    p = sub.add_parser("nomad"); p.add_argument("file"); p.add_argument("out"); p.set_defaults(func=cmd_nomad)
+    p = sub.add_parser("grafana"); p.add_argument("file"); p.set_defaults(func=cmd_grafana)
+    p = sub.add_parser("grafana-crosscheck"); p.add_argument("file"); p.add_argument("metrics"); p.set_defaults(func=cmd_grafana_crosscheck)
+    p = sub.add_parser("helm-lint"); p.add_argument("chart"); p.set_defaults(func=cmd_helm_lint)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
