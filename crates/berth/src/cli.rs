@@ -49,6 +49,34 @@ enum Command {
         /// Path to a registry:2-compatible config.yml.
         config: Option<PathBuf>,
     },
+    /// Write an image (NAME: every tag; NAME:TAG; NAME@DIGEST) with all its platforms and
+    /// referrers as an OCI image layout in DIR (new, empty, or a layout to add to). Reads
+    /// only; safe while serving. Without -c the embedded default config is used, as by serve.
+    Export {
+        /// Path to a registry:2-compatible config.yml.
+        #[arg(short = 'c', long)]
+        config: Option<PathBuf>,
+        /// What to export: NAME, NAME:TAG or NAME@DIGEST.
+        image: String,
+        /// The layout directory.
+        dir: PathBuf,
+    },
+    /// Store the OCI image layout DIR (every index.json entry, or those named --ref) in
+    /// repository NAME with blobs and referrers, tagged by their ref names, or TAG with
+    /// NAME:TAG. Every blob is verified; a bad layout is refused with nothing tagged. Safe
+    /// while serving. Without -c the embedded default config is used, as by serve.
+    Import {
+        /// Path to a registry:2-compatible config.yml.
+        #[arg(short = 'c', long)]
+        config: Option<PathBuf>,
+        /// Import only the entries whose org.opencontainers.image.ref.name is REF.
+        #[arg(long = "ref", value_name = "REF")]
+        ref_name: Option<String>,
+        /// The layout directory.
+        dir: PathBuf,
+        /// The repository: NAME, or NAME:TAG to tag the one imported image TAG.
+        name: String,
+    },
     /// Apply the retention policies of storage.maintenance.retention once: delete the tags
     /// they select and, with deleteuntagged, the manifests no remaining tag reaches. Blobs stay
     /// until the next garbage collection. Run with --dry-run first.
@@ -132,6 +160,21 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             let loaded = setup::load_config(config.as_deref())?;
             logging::init(&loaded.config.log)?;
             runtime()?.block_on(crate::du::run(loaded, json))
+        }
+        Command::Export { config, image, dir } => {
+            let loaded = setup::load_config(config.as_deref())?;
+            logging::init(&loaded.config.log)?;
+            runtime()?.block_on(crate::layout::export(loaded, &image, &dir))
+        }
+        Command::Import {
+            config,
+            ref_name,
+            dir,
+            name,
+        } => {
+            let loaded = setup::load_config(config.as_deref())?;
+            logging::init(&loaded.config.log)?;
+            runtime()?.block_on(crate::layout::import(loaded, &dir, &name, ref_name))
         }
         Command::Retention {
             dry_run,

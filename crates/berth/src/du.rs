@@ -54,7 +54,7 @@ fn table(report: &UsageReport) -> String {
 }
 
 /// Bytes in binary units, like `du -h`.
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

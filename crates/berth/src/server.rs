@@ -63,13 +63,15 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
         };
         crate::debug_server::start(options, health.clone(), registry.clone()).await?;
     }
+    let proxy =
+        berth_proxy::Proxy::from_config(config, registry.clone()).map_err(anyhow::Error::msg)?;
+    crate::proxy_cache::spawn(config, proxy.as_ref());
     let ctx = Arc::new(Ctx {
         notifier: setup::notifier(config)?,
         health,
         auth: auth.controller,
         token_issuer: auth.issuer,
-        proxy: berth_proxy::Proxy::from_config(config, registry.clone())
-            .map_err(anyhow::Error::msg)?,
+        proxy,
         registry,
         options: setup::api_options(config)?,
     });

@@ -123,7 +123,7 @@ async fn kill_9_during_online_gc_loses_nothing_referenced() {
                 &shared,
             )
             .await;
-            if i == 0 && round % 2 == 0 {
+            if i == 0 && round.is_multiple_of(2) {
                 let r = api
                     .delete(&format!("/v2/{repo}/manifests/{}", image.manifest))
                     .await;

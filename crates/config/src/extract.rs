@@ -591,7 +591,9 @@ fn disk_watermark(
     let section = cx.section(maintenance, "diskwatermark", "storage.maintenance")?;
     let d = DiskWatermarkConfig::default();
     let percent = |key: &str, default: u8| -> Result<u8, ConfigError> {
-        let value = cx.opt_uint(section, key, p, 100)?.unwrap_or(u64::from(default));
+        let value = cx
+            .opt_uint(section, key, p, 100)?
+            .unwrap_or(u64::from(default));
         Ok(u8::try_from(value).unwrap_or(100))
     };
     let config = DiskWatermarkConfig {

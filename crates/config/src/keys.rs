@@ -285,6 +285,13 @@ static UPSTREAM: Node = closed(&[
     yes("ttl", &SCALAR),
     yes("proxy", &SCALAR),
     yes("timeout", &SCALAR),
+    yes("cache", &UPSTREAM_CACHE),
+]);
+static UPSTREAM_CACHE: Node = closed(&[yes("maxsize", &SCALAR), yes("maxage", &SCALAR)]);
+static PROXY_CACHE: Node = closed(&[
+    yes("maxsize", &SCALAR),
+    yes("maxage", &SCALAR),
+    yes("interval", &SCALAR),
 ]);
 static UPSTREAMS: Node = Node::Seq(&UPSTREAM);
 static PROXY: Node = closed(&[
@@ -296,6 +303,7 @@ static PROXY: Node = closed(&[
     yes("upstreams", &UPSTREAMS),
     yes("default", &SCALAR),
     yes("private", &SCALARS),
+    yes("cache", &PROXY_CACHE),
     no("exec", &ANY),
     no("remotenamespace", &SCALAR),
 ]);

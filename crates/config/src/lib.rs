@@ -26,6 +26,7 @@ mod extract;
 mod keys;
 mod model;
 mod proxy;
+mod proxy_cache;
 mod retention;
 mod values;
 
@@ -44,6 +45,7 @@ pub use env::ENV_PREFIX;
 pub use error::ConfigError;
 pub use extract::SUPPORTED_VERSION;
 pub use model::*;
+pub use proxy_cache::{format_size, parse_size, ProxyCacheConfig, UpstreamCacheConfig};
 pub use retention::{format_age, parse_age};
 
 /// A loaded configuration, with what the operator should be told about it.

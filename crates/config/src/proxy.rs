@@ -24,6 +24,7 @@ use serde_yaml::{Mapping, Value};
 
 use crate::duration::{format_go_duration, go_duration_opt};
 use crate::error::ConfigError;
+use crate::proxy_cache::{ProxyCacheConfig, UpstreamCacheConfig};
 use crate::values::Cx;
 
 /// `proxy`: the pull-through cache, present when `proxy.remoteurl` or `proxy.upstreams` is set.
@@ -36,7 +37,8 @@ pub struct ProxyConfig {
     pub username: Option<String>,
     /// `password` for `remoteurl` (masked in output).
     pub password: Option<String>,
-    /// `ttl` of cached content as written; see [`ProxyConfig::cache_ttl`].
+    /// `ttl` as written: in registry:2 mode, how long cached content stays without being
+    /// pulled; see [`ProxyConfig::cache_ttl`].
     #[serde(with = "go_duration_opt")]
     pub ttl: Option<Duration>,
     /// `upstreams` (Berth extension): many upstreams in one instance, each standing for a
@@ -51,6 +53,9 @@ pub struct ProxyConfig {
     /// private repositories even when a `default` upstream is set.
     #[serde(default)]
     pub private: Vec<String>,
+    /// `cache` (Berth extension): size limit, expiry and pass interval of cached content.
+    #[serde(default)]
+    pub cache: ProxyCacheConfig,
 }
 
 /// One entry of `proxy.upstreams`.
@@ -76,6 +81,9 @@ pub struct UpstreamConfig {
     /// [`UpstreamConfig::DEFAULT_TIMEOUT`] when unset.
     #[serde(with = "go_duration_opt")]
     pub timeout: Option<Duration>,
+    /// `cache` (Berth extension): this upstream's own size limit and expiry.
+    #[serde(default)]
+    pub cache: UpstreamCacheConfig,
 }
 
 impl UpstreamConfig {
@@ -104,6 +112,17 @@ impl ProxyConfig {
             Some(d) if d.is_zero() => None,
             Some(d) => Some(d),
         }
+    }
+
+    /// How long an image of `upstream` (an index into `upstreams`; ignored in registry:2
+    /// mode) may go unpulled before it is evicted: `proxy.ttl` in registry:2 mode, else the
+    /// upstream's `cache.maxage` or `proxy.cache.maxage`. `None`: never.
+    pub fn expiry(&self, upstream: usize) -> Option<Duration> {
+        if self.remoteurl.is_some() {
+            return self.cache_ttl();
+        }
+        let own = self.upstreams.get(upstream).and_then(|u| u.cache.maxage);
+        own.or(self.cache.maxage)
     }
 }
 
@@ -182,6 +201,13 @@ pub(crate) fn extract(
         .into_iter()
         .map(|p| p.trim_matches('/').to_owned())
         .collect();
+    let cache = crate::proxy_cache::extract(cx, proxy)?;
+    if remoteurl.is_some() && cache.maxage.is_some() {
+        return Err(ConfigError::Proxy {
+            origin: cx.origin("proxy.cache.maxage"),
+            message: "cache.maxage is for proxy.upstreams; with proxy.remoteurl, proxy.ttl says how long unpulled content stays (as in registry:2)".to_owned(),
+        });
+    }
     Ok(Some(ProxyConfig {
         remoteurl,
         username: cx.opt_string(proxy, "username", "proxy")?,
@@ -190,6 +216,7 @@ pub(crate) fn extract(
         upstreams,
         default,
         private,
+        cache,
     }))
 }
 
@@ -249,6 +276,7 @@ fn upstream(cx: &Cx<'_>, path: &str, item: &Mapping) -> Result<UpstreamConfig, C
         ttl: cx.opt_duration(item, "ttl", path)?,
         proxy,
         timeout,
+        cache: crate::proxy_cache::extract_upstream(cx, item, path)?,
     })
 }
 
@@ -291,6 +319,9 @@ pub(crate) fn emit(proxy: &ProxyConfig, secret: impl Fn(&str) -> Value) -> Value
             if let Some(t) = u.timeout {
                 put(&mut i, "timeout", dur(t));
             }
+            if let Some(c) = crate::proxy_cache::emit_upstream(&u.cache) {
+                put(&mut i, "cache", c);
+            }
             Value::Mapping(i)
         });
         put(&mut m, "upstreams", Value::Sequence(items.collect()));
@@ -301,6 +332,9 @@ pub(crate) fn emit(proxy: &ProxyConfig, secret: impl Fn(&str) -> Value) -> Value
     if !proxy.private.is_empty() {
         let items = proxy.private.iter().map(|p| Value::String(p.clone()));
         put(&mut m, "private", Value::Sequence(items.collect()));
+    }
+    if let Some(c) = crate::proxy_cache::emit(&proxy.cache) {
+        put(&mut m, "cache", c);
     }
     Value::Mapping(m)
 }

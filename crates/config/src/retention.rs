@@ -117,7 +117,7 @@ pub fn parse_age(text: &str) -> Result<Duration, String> {
 /// Formats whole days as `30d`, anything else in Go syntax, so that [`parse_age`] reads it
 /// back to the same value.
 pub fn format_age(d: Duration) -> String {
-    if d.subsec_nanos() == 0 && d.as_secs() > 0 && d.as_secs() % DAY == 0 {
+    if d.subsec_nanos() == 0 && d.as_secs() > 0 && d.as_secs().checked_rem(DAY) == Some(0) {
         format!("{}d", d.as_secs() / DAY)
     } else {
         format_go_duration(d)

@@ -10,10 +10,17 @@
 //! [`route`] decides which upstream a repository name belongs to: registry:2's single
 //! `proxy.remoteurl`, or Berth's many upstreams selected by containerd's `?ns=`, a host path
 //! prefix, or a default upstream for plain names.
+//!
+//! [`cache`] bounds what is kept: images not pulled within the expiry, and beyond a size limit
+//! the least recently pulled ones, are evicted by a periodic pass.
 
 mod auth;
 pub mod blob;
+pub mod cache;
 mod error;
+pub mod evict;
+#[cfg(test)]
+mod evict_tests;
 mod flight;
 mod manifest;
 mod metrics;
@@ -32,6 +39,7 @@ use berth_registry::{Registry, RegistryError};
 
 use crate::metrics::Kind;
 pub use blob::Download;
+pub use cache::{CachePolicy, PassReport};
 pub use error::{ProxyError, UpstreamError, What};
 pub use route::{Route, Routing, Via};
 pub use upstream::{Upstream, UpstreamSettings};
@@ -84,6 +92,8 @@ pub struct Proxy {
     blob_heads: flight::Flights<DownloadKey, Result<Option<u64>, ProxyError>>,
     tag_lists: flight::Flights<RepoName, Result<Vec<String>, ProxyError>>,
     checked: Mutex<HashMap<(RepoName, String), Instant>>,
+    cache: Option<CachePolicy>,
+    pulls: Mutex<HashMap<DownloadKey, Instant>>,
     /// Counters.
     pub stats: Stats,
 }
@@ -91,6 +101,16 @@ pub struct Proxy {
 impl Proxy {
     /// A cache over `registry` with `routing`; downloads spool to unnamed files in `spool`.
     pub fn new(registry: Arc<Registry>, routing: Routing, spool: PathBuf) -> Arc<Proxy> {
+        Self::with_cache(registry, routing, spool, None)
+    }
+
+    /// [`Proxy::new`] that also enforces a cache size limit and expiry ([`cache`]).
+    pub fn with_cache(
+        registry: Arc<Registry>,
+        routing: Routing,
+        spool: PathBuf,
+        cache: Option<CachePolicy>,
+    ) -> Arc<Proxy> {
         Arc::new(Proxy {
             registry,
             routing,
@@ -100,6 +120,8 @@ impl Proxy {
             blob_heads: flight::Flights::default(),
             tag_lists: flight::Flights::default(),
             checked: Mutex::new(HashMap::new()),
+            cache,
+            pulls: Mutex::new(HashMap::new()),
             stats: Stats::default(),
         })
     }
@@ -160,7 +182,15 @@ impl Proxy {
             StorageDriverConfig::Filesystem { rootdirectory, .. } => rootdirectory.clone(),
             _ => std::env::temp_dir(),
         };
-        Ok(Some(Proxy::new(registry, routing, spool)))
+        let cache = CachePolicy::from_config(p);
+        if let Some(c) = &cache {
+            tracing::info!(
+                maxsize = c.limits.maxsize.map_or_else(|| "-".to_owned(), berth_config::format_size),
+                interval_s = c.interval.as_secs_f64(),
+                "pull-through cache limits: images not pulled within their expiry, and beyond maxsize the least recently pulled, are evicted"
+            );
+        }
+        Ok(Some(Proxy::with_cache(registry, routing, spool, cache)))
     }
 
     /// The upstream route of `repo` (with containerd's `ns` query parameter), or `None` for a

@@ -27,6 +27,7 @@ impl Proxy {
         let served = self.manifest_uncounted(route, reference).await;
         if let Ok(m) = &served {
             metrics::pushed(Kind::Manifest, m.body.len() as u64);
+            self.note_pull(route, &m.digest);
         }
         served
     }

@@ -2,11 +2,14 @@
 //! `_hits_total`, `_misses_total`, `_pulled_bytes_total` and `_pushed_bytes_total`, each by
 //! `type` = `blob` or `manifest`), plus Berth's `berth_proxy_upstream_errors_total{upstream}`
 //! and `berth_proxy_stale_serves_total{upstream}` (cached content served because the
-//! upstream failed). They live in the `prometheus` crate's default registry.
+//! upstream failed). The cache's size: `berth_proxy_cache_bytes{upstream}` and
+//! `berth_proxy_cache_images{upstream}` (set by each expiry/eviction pass) and
+//! `berth_proxy_evictions_total{upstream}` (images evicted). They live in the `prometheus`
+//! crate's default registry.
 
 use std::sync::LazyLock;
 
-use prometheus::{register_int_counter_vec, IntCounterVec};
+use prometheus::{register_int_counter_vec, register_int_gauge_vec, IntCounterVec, IntGaugeVec};
 
 /// What a proxied request asked for.
 #[derive(Debug, Clone, Copy)]
@@ -34,12 +37,18 @@ struct ProxyMetrics {
     pushed_bytes: IntCounterVec,
     upstream_errors: IntCounterVec,
     stale_serves: IntCounterVec,
+    cache_bytes: IntGaugeVec,
+    cache_images: IntGaugeVec,
+    evictions: IntCounterVec,
 }
 
 #[allow(clippy::expect_used)] // Registration only fails on a duplicate name: a programming error.
 static METRICS: LazyLock<ProxyMetrics> = LazyLock::new(|| {
     let counter = |name: &str, help: &str, label: &str| {
         register_int_counter_vec!(name, help, &[label]).expect("register proxy counter")
+    };
+    let gauge = |name: &str, help: &str| {
+        register_int_gauge_vec!(name, help, &["upstream"]).expect("register proxy gauge")
     };
     ProxyMetrics {
         requests: counter(
@@ -75,6 +84,19 @@ static METRICS: LazyLock<ProxyMetrics> = LazyLock::new(|| {
         stale_serves: counter(
             "berth_proxy_stale_serves_total",
             "Cached content served because the upstream failed (stale-if-error).",
+            "upstream",
+        ),
+        cache_bytes: gauge(
+            "berth_proxy_cache_bytes",
+            "Bytes the cached images of an upstream use (each blob once), after the latest cache pass.",
+        ),
+        cache_images: gauge(
+            "berth_proxy_cache_images",
+            "Cached images of an upstream, after the latest cache pass.",
+        ),
+        evictions: counter(
+            "berth_proxy_evictions_total",
+            "Cached images evicted (expired, or least recently pulled beyond the size limit).",
             "upstream",
         ),
     }
@@ -119,4 +141,22 @@ pub fn upstream_error(upstream: &str) {
 /// Cached content was served because the upstream failed.
 pub fn stale_serve(upstream: &str) {
     METRICS.stale_serves.with_label_values(&[upstream]).inc();
+}
+
+/// A cached image was evicted.
+pub fn evicted(upstream: &str) {
+    METRICS.evictions.with_label_values(&[upstream]).inc();
+}
+
+/// What an upstream's cached images use after a pass.
+pub fn cache_usage(upstream: &str, bytes: u64, images: u64) {
+    let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    METRICS
+        .cache_bytes
+        .with_label_values(&[upstream])
+        .set(gauge(bytes));
+    METRICS
+        .cache_images
+        .with_label_values(&[upstream])
+        .set(gauge(images));
 }

@@ -57,7 +57,12 @@ pub(crate) fn image(config: &Digest, layer: &Digest, extra: &str) -> String {
     )
 }
 
-pub(crate) async fn manifest(reg: &Registry, name: &str, reference: Option<&str>, body: String) -> Digest {
+pub(crate) async fn manifest(
+    reg: &Registry,
+    name: &str,
+    reference: Option<&str>,
+    body: String,
+) -> Digest {
     let bytes = Bytes::from(body);
     let digest = Digest::sha256_of(&bytes);
     let reference = match reference {

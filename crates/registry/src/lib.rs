@@ -3,13 +3,19 @@
 //! the stores call one [`StorageDriver`]. All state lives in storage in registry:2's layout, so
 //! several Berth processes can share it and registry:2 can read it; the only in-process state
 //! is caches and upload hash states that can always be rebuilt from storage.
+//!
+//! [`layout`] writes and reads OCI image layouts (`berth export`, `berth import`).
 
 pub mod blobs;
+pub mod cache;
+#[cfg(test)]
+mod cache_tests;
 pub mod catalog;
 mod error;
 pub mod gc;
 #[cfg(test)]
 mod gc_tests;
+pub mod layout;
 mod links;
 mod manifest_cache;
 pub mod manifests;

@@ -307,7 +307,7 @@ impl Registry {
                     now.duration_since(state.pushed)
                         .is_ok_and(|elapsed| elapsed > age)
                 });
-                (ages && beyond && old).then(|| Reason::Expired {
+                (ages && beyond && old).then_some(Reason::Expired {
                     keep_last: policy.keep_last,
                     older_than: policy.older_than,
                 })
@@ -367,7 +367,7 @@ impl Registry {
             .filter(|(digest, _)| !live.contains(digest))
             .filter_map(|(digest, m)| written.get(&digest).map(|t| (digest.clone(), *t, m)))
             .collect();
-        dead.sort_by(|a, b| a.0.to_string().cmp(&b.0.to_string()));
+        dead.sort_by_key(|d| d.0.to_string());
         Ok(dead)
     }
 

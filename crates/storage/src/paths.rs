@@ -31,8 +31,11 @@
 //! <root>/docker/registry/v2/_berth/
 //! ├── touched/<alg>/<hex>                               unix time (ms) the blob was last
 //! │                                                     pushed, mounted or referenced
-//! └── trash/<alg>/<hex>/<trashed-at, unix ms>           blob content moved out of blobs/ by
-//!                                                       online GC, until purged or restored
+//! ├── trash/<alg>/<hex>/<trashed-at, unix ms>           blob content moved out of blobs/ by
+//! │                                                     online GC, until purged or restored
+//! └── pulled/<name, any depth>/_revisions/<alg>/<hex>   unix time (ms) a manifest of a cached
+//!                                                       repository was last pulled through
+//!                                                       the pull-through cache (eviction)
 //! ```
 //!
 //! A `link` file holds a digest string such as `sha256:ab12...`. Callers pass validated names,
@@ -200,6 +203,23 @@ pub fn trash_entry(d: &Digest, trashed_at_ms: u64) -> String {
     format!("{}/{trashed_at_ms}", trash_dir(d))
 }
 
+/// Root of the pull-through cache's last-pull records.
+pub fn pulled_root() -> String {
+    format!("{}/pulled", berth_root())
+}
+
+/// When a manifest of a cached repository was last pulled (unix ms). `_revisions` cannot be a
+/// repository name component (those start with a letter or digit), so the records of
+/// `a` and `a/b` never collide.
+pub fn pull_record(name: &RepoName, d: &Digest) -> String {
+    format!(
+        "{}/{name}/_revisions/{}/{}",
+        pulled_root(),
+        d.algorithm().as_str(),
+        d.hex()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +261,10 @@ mod tests {
         assert_eq!(
             trash_entry(&d, 17),
             format!("/docker/registry/v2/_berth/trash/sha256/{hex}/17")
+        );
+        assert_eq!(
+            pull_record(&name, &d),
+            format!("/docker/registry/v2/_berth/pulled/a/b/c/_revisions/sha256/{hex}")
         );
         assert_eq!(
             upload_data(&name, "u1"),

@@ -1,6 +1,6 @@
 //! Shared fixture for the binary's integration tests: run `berth`, start `berth serve` on an
 //! ephemeral port, talk to it with curl, stop it by PID.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)] // test fixtures: a failed step should panic where it happened
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

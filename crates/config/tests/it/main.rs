@@ -5,6 +5,7 @@
 mod env_overrides;
 mod masking;
 mod proxy;
+mod proxy_cache;
 mod stock;
 mod warnings_errors;
 

@@ -424,7 +424,11 @@ fn listen_addr_expands_only_the_all_interfaces_form() {
 
 #[test]
 fn debug_addr_expands_like_the_main_address() {
-    let addr = |yaml: &str| ok(&format!("{MINIMAL}{yaml}"), &[]).config.debug_listen_addr();
+    let addr = |yaml: &str| {
+        ok(&format!("{MINIMAL}{yaml}"), &[])
+            .config
+            .debug_listen_addr()
+    };
     // The stock config's `:5001` failed to bind before this was shared (found by
     // scripts/validate-deploy.sh in the container image).
     assert_eq!(

@@ -5,8 +5,15 @@ use std::collections::{HashMap, HashSet};
 
 use berth_oci::{Digest, Manifest, RepoName};
 use berth_storage::{paths, FileInfo};
+use futures_util::{StreamExt, TryStreamExt};
 
 use crate::{links, Registry, RegistryError};
+
+/// Repositories marked at the same time. Each also loads its manifests concurrently, so the
+/// walk is bound by storage latency (a syscall or an S3 round trip), never by one at a time.
+const REPO_CONCURRENCY: usize = 8;
+/// Manifests of one repository, or directories of `blobs/`, read at the same time.
+const READ_CONCURRENCY: usize = 32;
 
 /// What the mark phase found.
 #[derive(Debug, Default)]
@@ -25,24 +32,34 @@ impl Registry {
     /// references are unknown, so nothing it might use can be proven unused.
     pub(crate) async fn mark(&self, delete_untagged: bool) -> Result<Marking, RegistryError> {
         let mut marking = Marking::default();
-        for name in self.walk_repositories().await? {
-            let Ok(repo) = name.parse::<RepoName>() else {
+        // Repositories are read concurrently but consumed in walk order, one at a time, so at
+        // most REPO_CONCURRENCY repositories' parsed manifests are in memory: what grows with
+        // the registry is only the set of marked digests.
+        let mut repositories = futures_util::stream::iter(self.walk_repositories().await?)
+            .map(|name| async move {
+                let Ok(repo) = name.parse::<RepoName>() else {
+                    return Ok(None);
+                };
+                let (manifests, unparsed) = self.repository_manifests(&repo).await?;
+                if let Some(first) = unparsed.first() {
+                    return Err(RegistryError::WouldLoseData(format!(
+                        "{name}: manifest {first} cannot be parsed; garbage collection would not know which blobs it uses"
+                    )));
+                }
+                let live = if delete_untagged {
+                    Some(self.live_manifests(&repo, &manifests).await?)
+                } else {
+                    None
+                };
+                Ok(Some((name, repo, manifests, live)))
+            })
+            .buffered(REPO_CONCURRENCY);
+        while let Some(next) = repositories.next().await {
+            let Some((name, repo, manifests, live)) = next? else {
                 continue;
             };
-            let (manifests, unparsed) = self.repository_manifests(&repo).await?;
-            if !unparsed.is_empty() {
-                return Err(RegistryError::WouldLoseData(format!(
-                    "{name}: manifest {} cannot be parsed; garbage collection would not know which blobs it uses",
-                    unparsed[0]
-                )));
-            }
-            let live = if delete_untagged {
-                self.live_manifests(&repo, &manifests).await?
-            } else {
-                manifests.keys().cloned().collect()
-            };
             for (digest, manifest) in manifests {
-                if !live.contains(&digest) {
+                if live.as_ref().is_some_and(|live| !live.contains(&digest)) {
                     marking.dead.push((repo.clone(), digest, manifest));
                     continue;
                 }
@@ -66,8 +83,15 @@ impl Registry {
     ) -> Result<(HashMap<Digest, Manifest>, Vec<Digest>), RegistryError> {
         let mut manifests = HashMap::new();
         let mut unparsed = Vec::new();
-        for digest in self.list_digests(&paths::revisions_dir(repo)).await? {
-            let cached = match self.load_manifest(&digest).await {
+        let revisions = self.list_digests(&paths::revisions_dir(repo)).await?;
+        let mut loads = futures_util::stream::iter(revisions)
+            .map(|digest| async move {
+                let loaded = self.load_manifest(&digest).await;
+                (digest, loaded)
+            })
+            .buffer_unordered(READ_CONCURRENCY);
+        while let Some((digest, loaded)) = loads.next().await {
+            let cached = match loaded {
                 Ok(c) => c,
                 Err(RegistryError::ManifestUnknown(_) | RegistryError::DigestMismatch { .. }) => {
                     continue
@@ -121,26 +145,46 @@ impl Registry {
         Ok(found)
     }
 
-    /// Every stored blob with its size and modification time: `blobs/<alg>/<2 hex>/<hex>/data`.
-    pub(crate) async fn all_blobs(&self) -> Result<Vec<(Digest, FileInfo)>, RegistryError> {
+    /// Every stored blob: `blobs/<alg>/<2 hex>/<hex>/data`, listed (no `stat`: collectors stat
+    /// only the blobs they might remove). The 256 prefix directories are listed concurrently.
+    pub(crate) async fn all_blob_digests(&self) -> Result<Vec<Digest>, RegistryError> {
         let root = paths::blobs_root();
-        let mut found = Vec::new();
+        let mut prefixes = Vec::new();
         for algorithm in self.list_or_empty(&root).await? {
             for prefix in self.list_or_empty(&format!("{root}/{algorithm}")).await? {
-                for hex in self
-                    .list_or_empty(&format!("{root}/{algorithm}/{prefix}"))
-                    .await?
-                {
-                    let Ok(digest) = format!("{algorithm}:{hex}").parse::<Digest>() else {
-                        continue;
-                    };
-                    if let Some(info) = self.blob_info(&digest).await? {
-                        found.push((digest, info));
-                    }
-                }
+                prefixes.push((algorithm.clone(), prefix));
             }
         }
-        Ok(found)
+        let listed: Vec<Vec<Digest>> = futures_util::stream::iter(prefixes)
+            .map(|(algorithm, prefix)| {
+                let dir = format!("{root}/{algorithm}/{prefix}");
+                async move {
+                    let names = self.list_or_empty(&dir).await?;
+                    Ok::<_, RegistryError>(
+                        names
+                            .into_iter()
+                            .filter_map(|hex| format!("{algorithm}:{hex}").parse().ok())
+                            .collect(),
+                    )
+                }
+            })
+            .buffer_unordered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(listed.into_iter().flatten().collect())
+    }
+
+    /// Every stored blob with its size and modification time (a `stat` each, concurrently).
+    pub(crate) async fn all_blobs(&self) -> Result<Vec<(Digest, FileInfo)>, RegistryError> {
+        let infos: Vec<Option<(Digest, FileInfo)>> =
+            futures_util::stream::iter(self.all_blob_digests().await?)
+                .map(|digest| async move {
+                    Ok::<_, RegistryError>(self.blob_info(&digest).await?.map(|i| (digest, i)))
+                })
+                .buffer_unordered(READ_CONCURRENCY)
+                .try_collect()
+                .await?;
+        Ok(infos.into_iter().flatten().collect())
     }
 
     /// The names in a directory, or none when it does not exist.

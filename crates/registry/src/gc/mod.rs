@@ -81,9 +81,13 @@ use std::sync::atomic::AtomicU64;
 
 use berth_oci::{Digest, RepoName};
 use berth_storage::paths;
+use futures_util::{StreamExt, TryStreamExt};
 pub use online::{OnlineGc, OnlineGcOptions, OnlineGcReport};
 
 use crate::{links, Registry, RegistryError};
+
+/// Blobs stat-ed and removed at the same time by the offline sweep.
+const SWEEP_CONCURRENCY: usize = 32;
 
 /// What to collect.
 #[derive(Debug, Clone, Copy, Default)]
@@ -147,17 +151,29 @@ impl Registry {
                 self.remove_revision(repo, digest, manifest).await?;
             }
         }
-        for (digest, info) in self.all_blobs().await? {
-            if marking.marked.contains(&digest) {
-                report.blobs_kept += 1;
-                continue;
-            }
-            if !options.dry_run {
-                links::remove(self.driver(), &paths::blob_dir(&digest)).await?;
-                links::remove(self.driver(), &paths::touch_marker(&digest)).await?;
-            }
-            report.blobs_removed.push((digest, info.size));
-        }
+        let (kept, unmarked): (Vec<Digest>, Vec<Digest>) = self
+            .all_blob_digests()
+            .await?
+            .into_iter()
+            .partition(|digest| marking.marked.contains(digest));
+        report.blobs_kept = kept.len();
+        // Only the blobs that go are looked at (their size, for the report), concurrently.
+        let removed: Vec<Option<(Digest, u64)>> = futures_util::stream::iter(unmarked)
+            .map(|digest| async move {
+                let Some(size) = self.blob_size(&digest).await? else {
+                    return Ok(None);
+                };
+                if !options.dry_run {
+                    links::remove(self.driver(), &paths::blob_dir(&digest)).await?;
+                    links::remove(self.driver(), &paths::touch_marker(&digest)).await?;
+                }
+                Ok::<_, RegistryError>(Some((digest, size)))
+            })
+            .buffer_unordered(SWEEP_CONCURRENCY)
+            .try_collect()
+            .await?;
+        report.blobs_removed = removed.into_iter().flatten().collect();
+        report.blobs_removed.sort();
         for (digest, entries) in self.all_trash().await? {
             let marked = marking.marked.contains(&digest);
             for at in entries {

@@ -181,11 +181,15 @@ impl OnlineGc<'_> {
     /// Moves every unmarked blob not used since the threshold to the trash, re-checking each
     /// one's touch marker after the move.
     pub async fn sweep(&mut self) -> Result<(), RegistryError> {
-        for (digest, info) in self.reg.all_blobs().await? {
+        for digest in self.reg.all_blob_digests().await? {
             if self.marked.contains(&digest) {
                 continue;
             }
             self.check_writable()?;
+            // Only unmarked blobs are stat-ed; one gone since the listing needs nothing.
+            let Some(info) = self.reg.blob_info(&digest).await? else {
+                continue;
+            };
             if !self.unused(&digest, info.modified).await? {
                 self.report.kept_recent += 1;
                 continue;
