@@ -7,7 +7,11 @@
 #   manifest: manifest GETs by tag through each warm mirror, C in flight for S seconds.
 # A cache is cold only once, so each figure is a single measurement: run it on a quiet machine
 # and more than once before trusting a difference of a few percent.
-# Usage: scripts/bench-proxy.sh [--blobs N] [--size 10M]   Env: ROUNDS (3), SECONDS_RATE (10)
+# The upstream sits behind scripts/throttle.py, a relay that limits what it sends to UPSTREAM_MIBS
+# MiB/s in all (default 100): Docker Hub or ghcr.io are behind a WAN link, not on loopback at
+# memory speed, and the cold-pull overhead is measured against that (UPSTREAM_MIBS=0: no relay).
+# Usage: scripts/bench-proxy.sh [--blobs N] [--size 10M]
+# Env: ROUNDS (3), SECONDS_RATE (10), UPSTREAM_MIBS (100)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -35,19 +39,46 @@ work=$(mktemp -d /tmp/berth-bench-proxy.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do stop_pid "$p"; done; rm -rf "$work"; }
 trap cleanup EXIT
-quiet() { sed -i 's/level: info/level: error/' "$1"; }
+# Quiet logs for every server (registry:2 logs each request at info): so each gets a fixed free
+# port, since the "listening on" line is an info line.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+quiet() { # quiet CONFIG: error-level logs and a free port; prints the address
+  local addr="127.0.0.1:$(free_port)"
+  sed -i -e 's/level: info/level: error/' -e "s/addr: 127.0.0.1:0/addr: $addr/" "$1"
+  echo "$addr"
+}
+serve() { # serve NAME ADDR COMMAND...: starts it, waits until ADDR answers /v2/
+  local name=$1 addr=$2; shift 2
+  "$@" >"$work/$name.log" 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 1 200); do
+    curl -s -o /dev/null "http://$addr/v2/" && return 0
+    sleep 0.1
+  done
+  echo "bench-proxy: $name did not start" >&2; cat "$work/$name.log" >&2; exit 1
+}
 
-write_config "$work/up.yml" "$work/up"; quiet "$work/up.yml"
-start_registry2 "$work/up.yml" "$work/up.log"; pids+=("$R2_PID"); up=$R2_ADDR
+write_config "$work/up.yml" "$work/up"; up=$(quiet "$work/up.yml")
+serve upstream "$up" docker-registry serve "$work/up.yml"
 echo "bench-proxy: upstream docker-registry on $up; pushing $blobs x $size" >&2
 "$regbench" push --url "http://$up" --repo bench/proxy --blobs "$blobs" --size "$size" --concurrency 4 >/dev/null
 
+write_config "$work/registry2.yml" "$work/registry2"; r2=$(quiet "$work/registry2.yml")
+write_config "$work/berth.yml" "$work/berth"; berth=$(quiet "$work/berth.yml")
+mibs_limit=${UPSTREAM_MIBS:-100}
+if [ "$mibs_limit" != 0 ]; then
+  relay="127.0.0.1:$(free_port)"
+  python3 "$REPO_ROOT/scripts/throttle.py" "${relay#*:}" "$up" "$mibs_limit" >"$work/throttle.log" 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 1 100); do curl -s -o /dev/null "http://$relay/v2/" && break; sleep 0.1; done
+  echo "bench-proxy: upstream reached through a $mibs_limit MiB/s relay on $relay" >&2
+  up=$relay
+fi
 for who in registry2 berth; do
-  write_config "$work/$who.yml" "$work/$who"; quiet "$work/$who.yml"
   printf 'proxy:\n  remoteurl: http://%s\n' "$up" >>"$work/$who.yml"
 done
-start_registry2 "$work/registry2.yml" "$work/registry2.log"; pids+=("$R2_PID"); r2=$R2_ADDR
-start_berth "$work/berth.yml" "$work/berth.log"; pids+=("$BERTH_PID"); berth=$BERTH_ADDR
+serve registry2 "$r2" docker-registry serve "$work/registry2.yml"
+serve berth "$berth" "$BERTH_BIN" serve "$work/berth.yml"
 
 run() { # run NAME ARGS...: one regbench JSON line into $work/NAME.json
   local name=$1; shift
@@ -72,6 +103,8 @@ mibs() { field "$1" mib_per_s; }
 d=$(mibs direct) cr=$(mibs cold-registry2) cb=$(mibs cold-berth) wr=$(mibs warm-registry2) wb=$(mibs warm-berth)
 rr=$(field rate-registry2 req_per_s) rb=$(field rate-berth req_per_s)
 pr=$(field rate-registry2 p99_ms) pb=$(field rate-berth p99_ms)
+echo
+echo "upstream limited to: ${mibs_limit} MiB/s (0 = unlimited)"
 echo
 echo "| measurement | direct from upstream | through registry:2 proxy | through Berth | Berth / registry:2 |"
 echo "| --- | ---: | ---: | ---: | ---: |"
