@@ -31,16 +31,8 @@ skopeo copy --quiet "oci:$work/images/small:1" "docker-archive:$work/small.tar:b
 write_config "$work/config.yml" "$work/data"
 start_berth "$work/config.yml" "$work/berth.log"
 
-echo '{}' >"$work/daemon.json"
-HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 NO_PROXY=127.0.0.1,localhost \
-  dockerd --iptables=false --bridge=none --storage-driver=vfs \
-  --data-root "$work/docker" --exec-root "$work/exec" -H "unix://$work/docker.sock" \
-  --pidfile "$work/docker.pid" --config-file "$work/daemon.json" \
-  --registry-mirror "http://$BERTH_ADDR" >"$work/dockerd.log" 2>&1 &
-DOCKERD_PID=$!
-export DOCKER_HOST=unix://$work/docker.sock DOCKER_CONFIG=$work/client
-for _ in $(seq 1 100); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
-docker info >/dev/null 2>&1 || { echo "dockerd did not start:"; tail -20 "$work/dockerd.log"; exit 1; }
+start_dockerd "$work" --registry-mirror "http://$BERTH_ADDR" \
+  || { echo "dockerd did not start:"; tail -20 "$work/dockerd.log"; exit 1; }
 
 docker load -q -i "$work/small.tar" >/dev/null
 image_id=$(docker image inspect -f '{{.Id}}' berth-test/small:1)

@@ -37,6 +37,23 @@ start_registry2() {
   R2_ADDR=$(wait_listening "$log" "$R2_PID")
 }
 
+# start_dockerd WORK [DOCKERD ARGS...]: Debian's dockerd with everything under WORK (data root,
+# exec root, socket, pidfile, an empty --config-file) and a dead loopback proxy, so that its
+# fallback to docker.io fails at once instead of leaving the machine. Sets DOCKERD_PID and
+# exports DOCKER_HOST/DOCKER_CONFIG; returns 1 (log in WORK/dockerd.log) if it does not answer.
+start_dockerd() {
+  local work=$1; shift
+  echo '{}' >"$work/daemon.json"
+  HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 NO_PROXY=127.0.0.1,localhost \
+    dockerd --iptables=false --bridge=none --storage-driver=vfs \
+    --data-root "$work/docker" --exec-root "$work/exec" -H "unix://$work/docker.sock" \
+    --pidfile "$work/docker.pid" --config-file "$work/daemon.json" "$@" >"$work/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  export DOCKER_HOST=unix://$work/docker.sock DOCKER_CONFIG=$work/client
+  for _ in $(seq 1 100); do docker info >/dev/null 2>&1 && return 0; sleep 0.2; done
+  return 1
+}
+
 # stop_pid PID: SIGTERM, wait up to 15 s, then SIGKILL.
 stop_pid() {
   local pid=${1:-0}

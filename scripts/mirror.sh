@@ -184,16 +184,7 @@ if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
 elif [ "$(id -u)" -ne 0 ]; then
   skip_or_fail "dockerd needs root"
 else
-  echo '{}' >"$work/daemon.json"
-  HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 NO_PROXY=127.0.0.1,localhost \
-    dockerd --iptables=false --bridge=none --storage-driver=vfs \
-    --data-root "$work/docker" --exec-root "$work/exec" -H "unix://$work/docker.sock" \
-    --pidfile "$work/docker.pid" --config-file "$work/daemon.json" \
-    --registry-mirror "http://$B" >"$work/dockerd.log" 2>&1 &
-  DOCKERD_PID=$!
-  export DOCKER_HOST=unix://$work/docker.sock DOCKER_CONFIG=$work/client
-  for _ in $(seq 1 100); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
-  if docker info >/dev/null 2>&1; then
+  if start_dockerd "$work" --registry-mirror "http://$B"; then
     have_docker=1
     if docker pull alpine:1 >"$work/docker-pull.log" 2>&1 && grep -q "Digest: $small" "$work/docker-pull.log"; then
       pass "docker pull alpine:1 through registry-mirrors = Berth's default upstream ($small)"

@@ -239,15 +239,7 @@ if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; 
 elif [ ! -x "$static" ]; then
   fail "no $static to put in the image (scripts/build-static.sh failed above?)"
 else
-  echo '{}' >"$work/daemon.json"
-  HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 NO_PROXY=127.0.0.1,localhost \
-    dockerd --iptables=false --bridge=none --storage-driver=vfs \
-    --data-root "$work/docker" --exec-root "$work/exec" -H "unix://$work/docker.sock" \
-    --pidfile "$work/docker.pid" --config-file "$work/daemon.json" >"$work/dockerd.log" 2>&1 &
-  DOCKERD_PID=$!
-  export DOCKER_HOST=unix://$work/docker.sock DOCKER_CONFIG=$work/client
-  for _ in $(seq 1 100); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
-  if ! docker info >/dev/null 2>&1; then
+  if ! start_dockerd "$work"; then
     fail "dockerd did not start"; tail -10 "$work/dockerd.log" | sed 's/^/     /'
   else
     image=berth:validate

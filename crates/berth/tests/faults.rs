@@ -32,6 +32,38 @@ impl Drop for SmallDisk {
     }
 }
 
+/// Mounts `size` of tmpfs under `dir` and starts a registry whose data lives on it, with
+/// `maintenance` YAML (a `storage.maintenance` body) if given. `None` when the test cannot run
+/// here (not root), which CI does not accept.
+fn registry_on_small_disk(
+    dir: &Path,
+    size: &str,
+    maintenance: Option<&str>,
+) -> Option<(SmallDisk, Server)> {
+    let Some(disk) = SmallDisk::mount(&dir.join("disk"), size) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must run this test as root (it mounts a tmpfs)"
+        );
+        eprintln!("skipping: mounting a tmpfs needs root");
+        return None;
+    };
+    // The data goes on the small disk; blob sources the tests write live outside it.
+    let config = write_config(dir, "");
+    let mut yaml = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("rootdirectory: {}", dir.join("data").display()),
+        &format!("rootdirectory: {}", dir.join("disk/data").display()),
+    );
+    if let Some(maintenance) = maintenance {
+        yaml = yaml.replace(
+            "delete: {enabled: true}",
+            &format!("delete: {{enabled: true}}\n  maintenance:\n    {maintenance}"),
+        );
+    }
+    std::fs::write(&config, yaml).unwrap();
+    Some((disk, Server::start(&[&config], &[])))
+}
+
 fn blob_file(dir: &Path, name: &str, size: usize, seed: u8) -> (PathBuf, String) {
     let data: Vec<u8> = (0..size)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -47,22 +79,9 @@ fn blob_file(dir: &Path, name: &str, size: usize, seed: u8) -> (PathBuf, String)
 #[test]
 fn full_disk_is_a_clear_error_and_pulls_keep_working() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(_disk) = SmallDisk::mount(&dir.path().join("disk"), "4m") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must run this test as root (it mounts a tmpfs)"
-        );
-        eprintln!("skipping: mounting a tmpfs needs root");
+    let Some((_disk, server)) = registry_on_small_disk(dir.path(), "4m", None) else {
         return;
     };
-    // The config points the data into the small disk; blob sources live outside it.
-    let config = write_config(dir.path(), "");
-    let yaml = std::fs::read_to_string(&config).unwrap().replace(
-        &format!("rootdirectory: {}", dir.path().join("data").display()),
-        &format!("rootdirectory: {}", dir.path().join("disk/data").display()),
-    );
-    std::fs::write(&config, yaml).unwrap();
-    let server = Server::start(&[&config], &[]);
 
     let (small, small_digest) = blob_file(dir.path(), "small", 100_000, 1);
     let (status, _) = server.request(
@@ -108,27 +127,10 @@ fn full_disk_is_a_clear_error_and_pulls_keep_working() {
 #[test]
 fn disk_watermark_refuses_new_uploads_and_lifts_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(_disk) = SmallDisk::mount(&dir.path().join("disk"), "8m") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must run this test as root (it mounts a tmpfs)"
-        );
-        eprintln!("skipping: mounting a tmpfs needs root");
+    let watermark = "diskwatermark: {enabled: true, warn: 50, refuse: 70, interval: 50ms}";
+    let Some((_disk, server)) = registry_on_small_disk(dir.path(), "8m", Some(watermark)) else {
         return;
     };
-    let config = write_config(dir.path(), "");
-    let yaml = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(
-            &format!("rootdirectory: {}", dir.path().join("data").display()),
-            &format!("rootdirectory: {}", dir.path().join("disk/data").display()),
-        )
-        .replace(
-            "delete: {enabled: true}",
-            "delete: {enabled: true}\n  maintenance:\n    diskwatermark: {enabled: true, warn: 50, refuse: 70, interval: 50ms}",
-        );
-    std::fs::write(&config, yaml).unwrap();
-    let server = Server::start(&[&config], &[]);
     let (kept, kept_digest) = blob_file(dir.path(), "kept", 100_000, 3);
     let push = |path: &Path, digest: &str| {
         server.request(

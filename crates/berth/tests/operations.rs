@@ -194,8 +194,9 @@ async fn metrics_count_a_scripted_push_pull_delete_session() {
     assert!(after.value("berth_disk_size_bytes", &[]) >= after.value("berth_disk_free_bytes", &[]));
 }
 
-/// Polls `/debug/health` until it answers `status`, or fails after `limit`.
-async fn wait_health(reg: &Reg, status: u16, limit: Duration) -> String {
+/// Polls `/debug/health` until `done(status, body)` holds, or fails after `limit`; returns the
+/// body.
+async fn poll_health(reg: &Reg, limit: Duration, done: impl Fn(u16, &str) -> bool) -> String {
     let url = format!(
         "{}/debug/health",
         reg.server.debug_url.as_ref().expect("debug server")
@@ -203,17 +204,22 @@ async fn wait_health(reg: &Reg, status: u16, limit: Duration) -> String {
     let deadline = Instant::now() + limit;
     loop {
         let r = reqwest::get(&url).await.expect("debug health");
-        let got = r.status().as_u16();
+        let status = r.status().as_u16();
         let body = r.text().await.expect("body");
-        if got == status {
+        if done(status, &body) {
             return body;
         }
         assert!(
             Instant::now() < deadline,
-            "/debug/health stayed {got} ({body}), wanted {status}"
+            "/debug/health never became as wanted: {status} {body}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Polls `/debug/health` until it answers `status`.
+async fn wait_health(reg: &Reg, status: u16, limit: Duration) -> String {
+    poll_health(reg, limit, |got, _| got == status).await
 }
 
 #[tokio::test]
@@ -300,27 +306,7 @@ async fn file_and_tcp_checks_follow_registry2() {
 
 /// Polls `/debug/health` until its body satisfies `done`.
 async fn wait_for(reg: &Reg, done: impl Fn(&str) -> bool) -> String {
-    let url = format!(
-        "{}/debug/health",
-        reg.server.debug_url.as_ref().expect("debug server")
-    );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let body = reqwest::get(&url)
-            .await
-            .expect("debug health")
-            .text()
-            .await
-            .expect("body");
-        if done(&body) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "health never became as wanted: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_health(reg, Duration::from_secs(5), |_, body| done(body)).await
 }
 
 #[tokio::test]

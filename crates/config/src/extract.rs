@@ -154,7 +154,19 @@ fn storage(cx: &Cx<'_>, root: Option<&Mapping>) -> Result<StorageConfig, ConfigE
     let gc = OnlineGcConfig {
         enabled: cx.bool(gc_section, "enabled", p, gc_defaults.enabled)?,
         interval: cx.duration(gc_section, "interval", p, gc_defaults.interval)?,
-        delay: cx.duration(gc_section, "delay", p, gc_defaults.delay)?,
+        delay: match cx.opt_duration(gc_section, "delay", p)? {
+            // Zero elsewhere means "the default" (registry:2); here it would silently mean an
+            // hour, or if honoured let a collection delete what a push is about to reference.
+            Some(d) if d.is_zero() => {
+                return Err(cx.invalid(
+                    &format!("{p}.delay"),
+                    &serde_yaml::Value::from("0s"),
+                    "a duration longer than any request takes (default 1h)",
+                ))
+            }
+            Some(d) => d,
+            None => gc_defaults.delay,
+        },
         dryrun: cx.bool(gc_section, "dryrun", p, gc_defaults.dryrun)?,
     };
     let diskwatermark = disk_watermark(cx, maintenance)?;

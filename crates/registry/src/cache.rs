@@ -88,17 +88,7 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<u64>, RegistryError> {
-        match self
-            .driver()
-            .get_content(&paths::pull_record(repo, digest))
-            .await
-        {
-            Ok(bytes) => Ok(std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        Ok(links::read_time(self.driver(), &paths::pull_record(repo, digest)).await?)
     }
 
     /// The images of `repos` (see the module documentation). Reads only, except that pull

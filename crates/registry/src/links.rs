@@ -34,6 +34,18 @@ pub async fn write(
         .await
 }
 
+/// Reads a Berth time record (a touch marker, a pull record): unix milliseconds as text.
+/// A missing or unreadable record is `None`.
+pub async fn read_time(driver: &dyn StorageDriver, path: &str) -> Result<Option<u64>, StorageError> {
+    match driver.get_content(path).await {
+        Ok(bytes) => Ok(std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Deletes a path, treating "already gone" as success.
 pub async fn remove(driver: &dyn StorageDriver, path: &str) -> Result<(), StorageError> {
     match driver.delete(path).await {

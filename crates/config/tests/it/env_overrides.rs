@@ -353,4 +353,10 @@ fn online_gc_section_from_file_and_env() {
         message.contains("storage.maintenance.gc.delay"),
         "{message}"
     );
+    // A zero delay is refused, not silently turned into the 1h default.
+    let message = err(&with_gc("{enabled: true, delay: 0s}"), &[]);
+    assert!(
+        message.contains("storage.maintenance.gc.delay") && message.contains("longer than"),
+        "{message}"
+    );
 }

@@ -9,7 +9,7 @@ use berth_oci::Digest;
 use berth_storage::paths;
 use bytes::Bytes;
 
-use crate::{Registry, RegistryError};
+use crate::{links, Registry, RegistryError};
 
 /// Unix time in milliseconds (0 before 1970).
 pub(crate) fn unix_ms(t: SystemTime) -> u64 {
@@ -63,17 +63,7 @@ impl Registry {
 
     /// When `digest` was last touched (unix ms); `None` without a readable marker.
     pub(crate) async fn last_touch(&self, digest: &Digest) -> Result<Option<u64>, RegistryError> {
-        match self
-            .driver()
-            .get_content(&paths::touch_marker(digest))
-            .await
-        {
-            Ok(bytes) => Ok(std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        Ok(links::read_time(self.driver(), &paths::touch_marker(digest)).await?)
     }
 
     /// A writer's claim on an existing blob (mount, manifest reference): touch it, then make
