@@ -36,7 +36,10 @@ pub async fn write(
 
 /// Reads a Berth time record (a touch marker, a pull record): unix milliseconds as text.
 /// A missing or unreadable record is `None`.
-pub async fn read_time(driver: &dyn StorageDriver, path: &str) -> Result<Option<u64>, StorageError> {
+pub async fn read_time(
+    driver: &dyn StorageDriver,
+    path: &str,
+) -> Result<Option<u64>, StorageError> {
     match driver.get_content(path).await {
         Ok(bytes) => Ok(std::str::from_utf8(&bytes)
             .ok()
