@@ -4,12 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_oci::{Digest, Digester, Reference, RepoName};
+use berth_oci::{Digest, Digester, Reference};
 use berth_storage::{FilesystemDriver, InMemoryDriver, StorageDriver};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 
 use super::{GcOptions, OnlineGcOptions};
+// The offline matrix's builders: a pushed blob, an image manifest, a repository name.
+use crate::gc_tests::{blob as push, image, repo};
 use crate::{Registry, RegistryError, RegistryOptions};
 
 const NOW: OnlineGcOptions = OnlineGcOptions {
@@ -37,20 +39,6 @@ fn open(driver: &Arc<dyn StorageDriver>) -> Arc<Registry> {
     Registry::new(driver.clone(), options)
 }
 
-fn repo(name: &str) -> RepoName {
-    name.parse().expect("repo name")
-}
-
-async fn push(reg: &Registry, name: &str, content: &str) -> Digest {
-    let bytes = Bytes::from(content.to_owned());
-    let digest = Digest::sha256_of(&bytes);
-    let stream = Box::pin(futures_util::stream::iter([Ok(bytes)]));
-    reg.put_blob(&repo(name), &digest, stream)
-        .await
-        .expect("put blob");
-    digest
-}
-
 /// An image manifest using `config` and `layer`, tagged `tag`.
 async fn put_image(
     reg: &Registry,
@@ -59,9 +47,7 @@ async fn put_image(
     config: &Digest,
     layer: &Digest,
 ) -> Result<Digest, RegistryError> {
-    let body = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":1}}]}}"#
-    );
+    let body = image(config, layer, "");
     let reference: Reference = tag.parse().expect("tag");
     let put = reg
         .put_manifest(&repo(name), &reference, None, Bytes::from(body))
