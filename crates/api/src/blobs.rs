@@ -35,7 +35,8 @@ async fn serve(
     head: bool,
 ) -> Result<Response, ApiError> {
     let Some(route) = mirror::route(ctx, req, repo) else {
-        return get_stored(ctx, req, repo, digest, head).await;
+        let size = ctx.registry.stat_blob(repo, digest).await?;
+        return get_stored(ctx, req, digest, size, head).await;
     };
     let proxy = ctx
         .proxy
@@ -46,7 +47,11 @@ async fn serve(
         .await
         .map_err(mirror::error)?
     {
-        BlobSource::Local => get_stored(ctx, req, &route.local, digest, head).await,
+        BlobSource::Local(Some(size)) => get_stored(ctx, req, digest, size, head).await,
+        BlobSource::Local(None) => {
+            let size = ctx.registry.stat_blob(&route.local, digest).await?;
+            get_stored(ctx, req, digest, size, head).await
+        }
         BlobSource::Remote(size) => respond(req, digest, size, true, |_, _| Ok(Body::empty())),
         BlobSource::Fetching(size, download) => respond(req, digest, size, head, |offset, len| {
             Ok(Body::from_stream(download.stream(offset, len)))
@@ -54,15 +59,15 @@ async fn serve(
     }
 }
 
-/// Serves a blob from storage.
+/// Serves a blob from storage; `size` comes from [`berth_registry::Registry::stat_blob`], which
+/// also checked that the repository may serve it.
 async fn get_stored(
     ctx: &Ctx,
     req: &Req,
-    repo: &RepoName,
     digest: &Digest,
+    size: u64,
     head: bool,
 ) -> Result<Response, ApiError> {
-    let size = ctx.registry.stat_blob(repo, digest).await?;
     if !head {
         if let Some(url) = ctx.registry.blob_redirect_url(digest).await? {
             return empty(

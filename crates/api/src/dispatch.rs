@@ -25,15 +25,17 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
     let user_agent = request.headers().get(header::USER_AGENT).cloned();
 
     let client_addr = request.extensions().get::<ClientAddr>().copied();
-    let measured = if ctx.options.metrics {
-        api_handler(&ctx, &path).map(|handler| {
+    // Parsed once: the metrics label and the dispatcher both need it.
+    let endpoint = api_endpoint(&ctx, &path);
+    let measured = match (&endpoint, ctx.options.metrics) {
+        (Ok(endpoint), true) => {
             let size = request::content_length(request.headers()).unwrap_or(0);
-            metrics::InFlight::start(handler, &method, size)
-        })
-    } else {
-        None
+            let handler = metrics::handler_label(endpoint);
+            Some(metrics::InFlight::start(handler, &method, size))
+        }
+        _ => None,
     };
-    let mut response = match route(&ctx, request, client_addr).await {
+    let mut response = match route(&ctx, request, client_addr, endpoint).await {
         Ok(response) => response,
         Err(error) => {
             if error.status.is_server_error() {
@@ -81,10 +83,13 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
     response
 }
 
+/// Answers the probes and the token endpoint, then the API `endpoint` (parsed from the path
+/// by [`api_endpoint`]).
 async fn route(
     ctx: &Ctx,
     request: Request,
     client: Option<ClientAddr>,
+    endpoint: Result<Endpoint, PathError>,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     // Probes for Kubernetes, Nomad and Docker HEALTHCHECK: no auth, outside http.prefix.
@@ -97,15 +102,7 @@ async fn route(
             });
         }
         (Method::GET | Method::POST, "/auth/token") => {
-            let req = Req {
-                method: parts.method,
-                headers: parts.headers,
-                query: Query::parse(parts.uri.query()),
-                authority: parts.uri.authority().map(|a| a.to_string()),
-                client: client.map(|c| c.0),
-                user: None,
-            };
-            return token::issue(ctx, &req, body, client).await;
+            return token::issue(ctx, &request_of(parts, client), body, client).await;
         }
         _ => {}
     }
@@ -117,22 +114,8 @@ async fn route(
             "health check failed: please see /debug/health",
         ));
     }
-    let prefix = ctx.options.prefix.trim_end_matches('/');
-    // With `http.prefix`, the API lives only under the prefix, as in registry:2.
-    let path = parts
-        .uri
-        .path()
-        .strip_prefix(prefix)
-        .ok_or(PathError::NotFound)?;
-    let endpoint = endpoint::parse(path)?;
-    let mut req = Req {
-        method: parts.method,
-        headers: parts.headers,
-        query: Query::parse(parts.uri.query()),
-        authority: parts.uri.authority().map(|a| a.to_string()),
-        client: client.map(|c| c.0),
-        user: None,
-    };
+    let endpoint = endpoint?;
+    let mut req = request_of(parts, client);
     let grant = access::authorize(ctx, &req, client, &endpoint).await?;
     req.user = grant.subject.clone();
     let head = req.method == Method::HEAD;
@@ -185,13 +168,24 @@ fn base() -> Response {
     response
 }
 
-/// The metrics label of an API request (`None` for probes, the token endpoint and unknown
-/// paths, which registry:2 does not instrument either).
-fn api_handler(ctx: &Ctx, path: &str) -> Option<&'static str> {
-    let path = path.strip_prefix(ctx.options.prefix.trim_end_matches('/'))?;
-    endpoint::parse(path)
-        .ok()
-        .map(|e| metrics::handler_label(&e))
+/// The API endpoint of a request path. With `http.prefix`, the API lives only under the
+/// prefix, as in registry:2. Probes and the token endpoint are not endpoints (and are not
+/// instrumented, as registry:2 does not instrument them either).
+fn api_endpoint(ctx: &Ctx, path: &str) -> Result<Endpoint, PathError> {
+    let prefix = ctx.options.prefix.trim_end_matches('/');
+    endpoint::parse(path.strip_prefix(prefix).ok_or(PathError::NotFound)?)
+}
+
+/// What the handlers see of a request (the body is passed on separately).
+fn request_of(parts: http::request::Parts, client: Option<ClientAddr>) -> Req {
+    Req {
+        query: Query::parse(parts.uri.query()),
+        authority: parts.uri.authority().map(|a| a.to_string()),
+        method: parts.method,
+        headers: parts.headers,
+        client: client.map(|c| c.0),
+        user: None,
+    }
 }
 
 /// `/healthz` (the process answers) and `/readyz` (storage answers): `200 ok`, or `503` with

@@ -76,7 +76,7 @@ pub async fn put(
         .registry
         .put_manifest(repo, reference, content_type, body.clone())
         .await?;
-    notify::pushed_manifest(ctx, req, repo, reference, &stored.digest, &body);
+    notify::pushed_manifest(ctx, req, repo, reference, &stored, &body);
     let location = url(
         ctx,
         &req.headers,

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use berth_notify::{references, Action, ActorRecord, Notifier, RequestRecord, Target};
-use berth_oci::{Digest, Manifest, Reference, RepoName, Tag};
+use berth_oci::{Digest, Reference, RepoName, Tag};
 use http::{header, HeaderName};
 
 use crate::request::{content_length, header_str, url, Req};
@@ -39,29 +39,24 @@ pub fn pulled_manifest(
     }
 }
 
-/// A manifest was stored by a PUT with `content_type`.
+/// A manifest was stored by a PUT (`stored` says how the registry stored it).
 pub fn pushed_manifest(
     ctx: &Ctx,
     req: &Req,
     repo: &RepoName,
     reference: &Reference,
-    digest: &Digest,
+    stored: &berth_registry::manifests::PutManifest,
     body: &[u8],
 ) {
     if let Some(notifier) = &ctx.notifier {
-        let content_type = header_str(&req.headers, header::CONTENT_TYPE);
-        // The PUT has already parsed it; the media type is the one it will be served with.
-        let media_type = Manifest::parse(body, content_type)
-            .map(|m| m.media_type)
-            .unwrap_or_else(|_| Manifest::detect_media_type(body));
         let target = manifest_target(
             ctx,
             notifier,
             req,
             repo,
             reference,
-            digest,
-            &media_type,
+            &stored.digest,
+            &stored.media_type,
             body,
         );
         emit(notifier, req, Action::Push, target);

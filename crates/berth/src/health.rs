@@ -145,7 +145,10 @@ fn http_client(timeout: Option<Duration>) -> reqwest::Client {
     if let Some(timeout) = timeout {
         builder = builder.timeout(timeout);
     }
-    builder.build().unwrap_or_default()
+    builder.build().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "health.http: cannot build the HTTP client; checking without a timeout");
+        reqwest::Client::default()
+    })
 }
 
 /// registry:2's storage type name, used in the check's name.

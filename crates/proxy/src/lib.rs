@@ -66,8 +66,9 @@ pub enum Refusal {
 
 /// Where a blob GET or HEAD is served from.
 pub enum BlobSource {
-    /// From local storage, under the route's local name.
-    Local,
+    /// From local storage, under the route's local name, with its size when this lookup
+    /// already stat-ed it (so the server need not ask storage again).
+    Local(Option<u64>),
     /// A HEAD answered from the upstream without downloading: the size, when it said.
     Remote(Option<u64>),
     /// Arriving from the upstream now: its size (when known) and the shared download.
@@ -239,7 +240,7 @@ impl Proxy {
                 if !head {
                     metrics::pushed(Kind::Blob, size);
                 }
-                return Ok(BlobSource::Local);
+                return Ok(BlobSource::Local(Some(size)));
             }
             Err(RegistryError::BlobUnknown(_)) => {}
             Err(e) => return Err(e.into()),
@@ -270,7 +271,7 @@ impl Proxy {
             (None, false) => self.download(route, digest)?,
         };
         let source = match download.ready().await? {
-            blob::Ready::Local => BlobSource::Local,
+            blob::Ready::Local => BlobSource::Local(None),
             blob::Ready::Streaming(size) => BlobSource::Fetching(size, download),
         };
         metrics::miss(Kind::Blob);

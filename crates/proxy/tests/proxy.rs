@@ -65,7 +65,7 @@ async fn pull_blob(proxy: &Proxy, repo: &str, digest: &str) -> Result<Vec<u8>, S
         .await
         .map_err(|e| e.to_string())?
     {
-        BlobSource::Local => {
+        BlobSource::Local(_) => {
             let stream = proxy
                 .registry()
                 .read_blob(&digest, 0, None)

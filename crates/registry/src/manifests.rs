@@ -26,6 +26,8 @@ pub struct PutManifest {
     pub digest: Digest,
     /// Its `subject`, for the `OCI-Subject` response header.
     pub subject: Option<Digest>,
+    /// The media type it is served with (from its body, else the request's `Content-Type`).
+    pub media_type: String,
 }
 
 impl Registry {
@@ -200,10 +202,19 @@ impl Registry {
             links::write(d, &paths::tag_index_link(repo, tag, &digest), &digest).await?;
             links::write(d, &paths::tag_current_link(repo, tag), &digest).await?;
         }
-        let media_type = manifest.media_type.clone();
-        self.manifest_cache
-            .put(digest.clone(), CachedManifest { body, media_type });
-        Ok(PutManifest { digest, subject })
+        let media_type = manifest.media_type;
+        self.manifest_cache.put(
+            digest.clone(),
+            CachedManifest {
+                body,
+                media_type: media_type.clone(),
+            },
+        );
+        Ok(PutManifest {
+            digest,
+            subject,
+            media_type,
+        })
     }
 
     /// Blobs must be linked in the repository; child manifests of an index must be revisions.
