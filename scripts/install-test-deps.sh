@@ -3,8 +3,31 @@
 # umoci, the Docker daemon) and the reference registry (docker-registry 2.8.2) for the compatibility checks,
 # and the validators of the deployment files (musl-gcc for the static binary, yamllint,
 # docker-compose, systemd-analyze, and PyPI's YAML/HCL/Kubernetes-schema/Helm checkers).
+# Also the Rust pieces a fresh rustup toolchain lacks: the x86_64-unknown-linux-musl target (the
+# static binary) and the clippy and rustfmt components (the lint and format suites).
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
+
+# Rust first: the apt step below exits early when its packages are all present.
+if command -v rustup >/dev/null 2>&1; then
+  installed_targets=$(rustup target list --installed)
+  if ! grep -qx x86_64-unknown-linux-musl <<<"$installed_targets"; then
+    echo "install-test-deps: adding the Rust target x86_64-unknown-linux-musl"
+    rustup target add x86_64-unknown-linux-musl
+  fi
+  installed_components=$(rustup component list --installed)
+  for component in clippy rustfmt; do
+    # Installed components are listed with their host triple (clippy-x86_64-unknown-linux-gnu).
+    if ! grep -q "^$component" <<<"$installed_components"; then
+      echo "install-test-deps: adding the Rust component $component"
+      rustup component add "$component"
+    fi
+  done
+else
+  # A toolchain not managed by rustup (a distribution's rustc) cannot be extended here; the
+  # suites that need the target or the components report what is missing.
+  echo "install-test-deps: rustup not found; not checking the musl target, clippy and rustfmt" >&2
+fi
 
 # PyPI tools for scripts/validate-deploy.sh (helm-sdkpy declares Python 3.12 but its lint runs
 # on the machine's 3.11).

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README): installs what the tests need, then runs them all:
 #   1. cargo test for the whole workspace (unit, conformance, in-process and integration tests
-#      that start the real binary on port 0), then the network-parser property tests with a
-#      larger time budget, printing how many cases ran;
+#      that start the real binary on port 0; --no-fail-fast, so one failing test binary does
+#      not hide the others), then the network-parser property tests with a larger time budget,
+#      printing how many cases ran; clippy (warnings are errors) and rustfmt --check;
 #   2. real clients against the release binary: the shared compat kit (skopeo + containerd);
 #   3. the in-place round trip with Debian's docker-registry 2.8.2;
 #   4. garbage collection compared with docker-registry's own on the same data;
@@ -27,11 +28,14 @@ run_suite() { # run_suite NAME COMMAND...
   fi
 }
 
-run_suite "cargo test" cargo test --workspace --locked -- --test-threads=4
+run_suite "cargo test" cargo test --workspace --locked --no-fail-fast -- --test-threads=4
 # Network parsers get a fixed time budget each; the output lists the cases that ran.
 run_suite "parser property tests (bounded time, case counts)" \
   env BERTH_FUZZ_SECONDS="${BERTH_FUZZ_SECONDS:-5}" \
   cargo test -p berth-api --locked --lib parser_fuzz -- --nocapture
+run_suite "clippy (warnings are errors)" \
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+run_suite "rustfmt" cargo fmt --all --check
 run_suite "release build" cargo build --release --locked -p berth
 # Builds its own static (musl) binary, so it runs whatever the release build did.
 run_suite "deployment artifacts (static musl binary, image, compose, k8s, helm, nomad, systemd, grafana)" \
