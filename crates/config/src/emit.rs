@@ -76,6 +76,11 @@ impl Config {
         if let Some(n) = &self.notifications {
             put(&mut root, "notifications", e.notifications(n));
         }
+        put(
+            &mut root,
+            crate::limits::SECTION,
+            crate::limits::emit(&self.limits),
+        );
         Value::Mapping(root)
     }
 }

@@ -44,6 +44,7 @@ pub(crate) fn config(cx: &Cx<'_>, root: &Mapping) -> Result<Config, ConfigError>
         auth: auth(cx, root)?,
         proxy: crate::proxy::extract(cx, root)?,
         notifications: notifications(cx, root)?,
+        limits: crate::limits::extract(cx, root)?,
     })
 }
 

@@ -45,7 +45,7 @@ pub(crate) struct Field {
     pub node: &'static Node,
 }
 
-const fn yes(name: &'static str, node: &'static Node) -> Field {
+pub(crate) const fn yes(name: &'static str, node: &'static Node) -> Field {
     Field {
         name,
         support: Support::Yes,
@@ -61,14 +61,14 @@ const fn no(name: &'static str, node: &'static Node) -> Field {
     }
 }
 
-const fn closed(fields: &'static [Field]) -> Node {
+pub(crate) const fn closed(fields: &'static [Field]) -> Node {
     Node::Struct {
         fields,
         open: false,
     }
 }
 
-static SCALAR: Node = Node::Scalar;
+pub(crate) static SCALAR: Node = Node::Scalar;
 static ANY: Node = Node::Any;
 static SCALARS: Node = Node::Seq(&SCALAR);
 static HEADERS: Node = Node::Map(&ANY);
@@ -326,6 +326,8 @@ pub(crate) static ROOT: Node = closed(&[
     no("compatibility", &ANY),
     no("validation", &ANY),
     no("policy", &ANY),
+    // Berth extension: login failure limits and the manifest reference cap (crate::limits).
+    yes(crate::limits::SECTION, &crate::limits::KEYS),
 ]);
 
 /// Finds a field by name, ignoring ASCII case (registry:2 upper-cases names for env matching).

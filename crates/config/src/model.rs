@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 use crate::duration::{go_duration, go_duration_opt};
+use crate::limits::LimitsConfig;
 pub use crate::proxy::{ProxyConfig, UpstreamConfig};
 pub use crate::retention::{RetentionConfig, RetentionPolicyConfig};
 
@@ -37,6 +38,9 @@ pub struct Config {
     pub proxy: Option<ProxyConfig>,
     /// `notifications`: webhook endpoints, present when the section is.
     pub notifications: Option<NotificationsConfig>,
+    /// `limits` (Berth extension): failed-login limits per client address and per account,
+    /// and the cap on references per manifest; the defaults when the section is absent.
+    pub limits: LimitsConfig,
 }
 
 /// Logging verbosity (`log.level`).

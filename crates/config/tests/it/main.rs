@@ -3,6 +3,7 @@
 //! real process environment is never modified.
 
 mod env_overrides;
+mod limits;
 mod masking;
 mod proxy;
 mod proxy_cache;

@@ -168,6 +168,11 @@ fn minimal_config_gets_registry2_defaults() {
         "registry:2: no threshold = one failure"
     );
     assert_eq!(c.storage.cache, CacheConfig::default());
+    assert_eq!(
+        c.limits,
+        LimitsConfig::default(),
+        "Berth's limits apply without a limits section"
+    );
 
     let fs = ok("version: 0.1\nstorage:\n  filesystem:\n", &[]).config;
     assert_eq!(
