@@ -6,13 +6,13 @@ use berth_auth::{Access, Action, AuthRequest, Denied, Grant};
 use http::{header, HeaderValue, Method, StatusCode};
 
 use crate::request::Req;
-use crate::uploads::mount_args;
+use crate::uploads::{mount_request, Mount};
 use crate::{ApiError, ClientAddr, Ctx, Endpoint, ErrorCode};
 
 /// The access `method` on `endpoint` needs, as registry:2 derives it: reads need `pull`,
 /// writes `pull,push`, deletes `delete`, the catalog `registry:catalog:*`, and a mount
 /// also `pull` on the source repository. `GET /v2/` needs only a valid login.
-pub fn needed(method: &Method, endpoint: &Endpoint, req: &Req) -> Vec<Access> {
+pub fn needed(ctx: &Ctx, method: &Method, endpoint: &Endpoint, req: &Req) -> Vec<Access> {
     let Some(repo) = endpoint.repository() else {
         return match endpoint {
             // Usage lists repositories like the catalog does, so it needs what the catalog needs.
@@ -26,8 +26,11 @@ pub fn needed(method: &Method, endpoint: &Endpoint, req: &Req) -> Vec<Access> {
         _ => &[Action::Pull, Action::Push],
     };
     let mut needed = vec![Access::repository(repo.as_str(), actions)];
-    if let (Endpoint::UploadStart(_), Some(mount)) = (endpoint, req.query.get("mount")) {
-        if let Some((_, Some(from))) = mount_args(mount, req.query.get("from")) {
+    if let Endpoint::UploadStart(_) = endpoint {
+        if let Some(Mount {
+            from: Some(from), ..
+        }) = mount_request(ctx, req)
+        {
             if from != *repo {
                 needed.push(Access::repository(from.as_str(), &[Action::Pull]));
             }
@@ -47,7 +50,7 @@ pub async fn authorize(
     let Some(controller) = &ctx.auth else {
         return Ok(Grant::default());
     };
-    let needed = needed(&req.method, endpoint, req);
+    let needed = needed(ctx, &req.method, endpoint, req);
     // HTTP/1.1 sends `Host`; HTTP/2 sends `:authority`, which arrives in the URI.
     let host = req
         .headers

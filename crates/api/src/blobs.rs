@@ -34,7 +34,7 @@ async fn serve(
     digest: &Digest,
     head: bool,
 ) -> Result<Response, ApiError> {
-    let Some(route) = mirror::route(ctx, req, repo) else {
+    let Some(route) = req.route.clone() else {
         let size = ctx.registry.stat_blob(repo, digest).await?;
         return get_stored(ctx, req, digest, size, head).await;
     };
@@ -166,7 +166,7 @@ pub async fn delete(
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<Response, ApiError> {
-    mirror::check_write(ctx, None, repo)?;
+    mirror::check_write(ctx, req, repo)?;
     ctx.registry.delete_blob(repo, digest).await?;
     notify::deleted_blob(ctx, req, repo, digest);
     empty(

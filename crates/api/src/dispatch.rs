@@ -12,7 +12,7 @@ use http::{header, HeaderValue, Method, StatusCode};
 use crate::endpoint::{self, Endpoint, PathError};
 use crate::request::{self, Query, Req};
 use crate::{
-    access, blobs, catalog, manifests, metrics, referrers, tags, token, uploads, ApiError,
+    access, blobs, catalog, manifests, metrics, mirror, referrers, tags, token, uploads, ApiError,
     ClientAddr, Ctx, ErrorCode,
 };
 
@@ -97,7 +97,12 @@ async fn route(
         (Method::GET | Method::HEAD, "/healthz") => return Ok(probe(Ok(()))),
         (Method::GET | Method::HEAD, "/readyz") => {
             return Ok(match ctx.health.failures().into_iter().next() {
-                Some((check, error)) => unready(&format!("health check {check} failing: {error}")),
+                Some((check, error)) => {
+                    // Anyone can reach the probe: the check's target (a file path, an internal
+                    // address) goes to the log only.
+                    tracing::warn!(check, error, "not ready: a health check is failing");
+                    text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned())
+                }
                 None => probe(ctx.registry.check_storage().await),
             });
         }
@@ -108,14 +113,16 @@ async fn route(
     }
     // As registry:2's health.Handler: while a health check fails, the API answers 503.
     if ctx.health.is_failing() {
+        // Which check fails (a path, an internal address) is logged, not sent.
         return Err(ApiError::new(
             ErrorCode::Unavailable,
             StatusCode::SERVICE_UNAVAILABLE,
-            "health check failed: please see /debug/health",
+            "health check failed: the registry is unavailable until it passes",
         ));
     }
-    let endpoint = endpoint?;
     let mut req = request_of(parts, client);
+    // One name from here on: the repository actually read or written.
+    let endpoint = mirror::resolve(ctx, &mut req, endpoint?)?;
     let grant = access::authorize(ctx, &req, client, &endpoint).await?;
     req.user = grant.subject.clone();
     let head = req.method == Method::HEAD;
@@ -147,7 +154,9 @@ async fn route(
         (Method::PUT, Endpoint::Upload(repo, id)) => {
             uploads::finish(ctx, &req, &repo, &id, body).await
         }
-        (Method::DELETE, Endpoint::Upload(repo, id)) => uploads::cancel(ctx, &repo, &id).await,
+        (Method::DELETE, Endpoint::Upload(repo, id)) => {
+            uploads::cancel(ctx, &req, &repo, &id).await
+        }
         (Method::GET, Endpoint::Referrers(repo, digest)) => {
             referrers::list(ctx, &req, &repo, &digest).await
         }
@@ -185,6 +194,8 @@ fn request_of(parts: http::request::Parts, client: Option<ClientAddr>) -> Req {
         headers: parts.headers,
         client: client.map(|c| c.0),
         user: None,
+        route: None,
+        requested: None,
     }
 }
 
@@ -201,11 +212,6 @@ fn probe(result: Result<(), berth_registry::RegistryError>) -> Response {
             )
         }
     }
-}
-
-/// `/readyz` while a configured health check fails.
-fn unready(reason: &str) -> Response {
-    text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"))
 }
 
 fn text_response(status: StatusCode, text: String) -> Response {

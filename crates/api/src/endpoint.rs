@@ -41,6 +41,19 @@ impl Endpoint {
             | Endpoint::Referrers(n, _) => Some(n),
         }
     }
+
+    /// The same endpoint acting on `name` instead (the name a request resolves to).
+    pub fn with_repository(self, name: RepoName) -> Endpoint {
+        match self {
+            Endpoint::Base | Endpoint::Catalog | Endpoint::Usage => self,
+            Endpoint::Tags(_) => Endpoint::Tags(name),
+            Endpoint::Manifest(_, r) => Endpoint::Manifest(name, r),
+            Endpoint::Blob(_, d) => Endpoint::Blob(name, d),
+            Endpoint::UploadStart(_) => Endpoint::UploadStart(name),
+            Endpoint::Upload(_, id) => Endpoint::Upload(name, id),
+            Endpoint::Referrers(_, d) => Endpoint::Referrers(name, d),
+        }
+    }
 }
 
 /// Why a path is not an endpoint.

@@ -14,6 +14,8 @@ pub mod metrics;
 mod mirror;
 mod notify;
 #[cfg(test)]
+mod pagination_fuzz;
+#[cfg(test)]
 mod parser_fuzz;
 mod referrers;
 mod request;

@@ -21,7 +21,7 @@ pub async fn get(
     reference: &Reference,
     head: bool,
 ) -> Result<Response, ApiError> {
-    let m = match (mirror::route(ctx, req, repo), &ctx.proxy) {
+    let m = match (req.route.clone(), &ctx.proxy) {
         (Some(route), Some(proxy)) => proxy
             .manifest(&route, reference)
             .await
@@ -62,7 +62,7 @@ pub async fn put(
     reference: &Reference,
     body: Body,
 ) -> Result<Response, ApiError> {
-    mirror::check_write(ctx, Some(req), repo)?;
+    mirror::check_write(ctx, req, repo)?;
     if content_length(&req.headers).is_some_and(|len| len > MAX_MANIFEST_SIZE as u64) {
         return Err(ApiError::new(
             ErrorCode::ManifestInvalid,
@@ -99,7 +99,7 @@ pub async fn delete(
     repo: &RepoName,
     reference: &Reference,
 ) -> Result<Response, ApiError> {
-    mirror::check_write(ctx, None, repo)?;
+    mirror::check_write(ctx, req, repo)?;
     let tags = notify::tags_to_delete(ctx, repo, reference).await;
     ctx.registry.delete_manifest(repo, reference).await?;
     notify::deleted_manifest(ctx, req, repo, reference, &tags);

@@ -3,25 +3,61 @@
 //! upstream namespaces, and the OCI errors for pulls that failed upstream.
 
 use berth_oci::RepoName;
-use berth_proxy::{ProxyError, Refusal, Route, What};
+use berth_proxy::{ProxyError, Refusal, What};
 use http::{header, HeaderValue, StatusCode};
 
 use crate::request::Req;
-use crate::{ApiError, Ctx, ErrorCode};
+use crate::{ApiError, Ctx, Endpoint, ErrorCode};
 
-/// The upstream route of a pull, or `None` for a repository served from storage only.
-pub fn route(ctx: &Ctx, req: &Req, repo: &RepoName) -> Option<Route> {
-    ctx.proxy.as_ref()?.route(repo, req.query.get("ns"))
+/// Resolves the repository of `endpoint` once, before authorization: the returned endpoint
+/// names the repository that is actually read or written (`docker.io/library/alpine` for
+/// `alpine` with a default upstream, `evil.io/b/secret` for `b/secret?ns=evil.io`), and
+/// `req.route` holds its upstream route, if any. Authorization, storage, the upstream fetch,
+/// notifications, metrics and logs all see this one name, so no routing input (`?ns=`, a host
+/// prefix, the default upstream) can make them disagree.
+pub fn resolve(ctx: &Ctx, req: &mut Req, endpoint: Endpoint) -> Result<Endpoint, ApiError> {
+    let Some(proxy) = &ctx.proxy else {
+        return Ok(endpoint);
+    };
+    let Some(requested) = endpoint.repository().cloned() else {
+        return Ok(endpoint);
+    };
+    let ns = req.query.get("ns");
+    if let Some(ns) = proxy.unknown_namespace(ns) {
+        tracing::info!(ns, repo = %requested, "refused: ?ns= names a registry no upstream is configured for");
+        return Err(ApiError::new(
+            ErrorCode::NameUnknown,
+            StatusCode::NOT_FOUND,
+            format!("no upstream is configured for the registry {ns} (?ns={ns}); add it to proxy.upstreams to cache it"),
+        ));
+    }
+    let route = proxy.route(&requested, ns);
+    let endpoint = match &route {
+        Some(route) if route.local != requested => endpoint.with_repository(route.local.clone()),
+        _ => endpoint,
+    };
+    req.route = route;
+    req.requested = Some(requested);
+    Ok(endpoint)
+}
+
+/// The name a mount's `from` repository resolves to, the same way a pull of it would (host
+/// prefix or default upstream; `?ns=` names the target's registry, not the source's).
+pub fn resolve_source(ctx: &Ctx, from: RepoName) -> RepoName {
+    match ctx.proxy.as_ref().and_then(|p| p.route(&from, None)) {
+        Some(route) => route.local,
+        None => from,
+    }
 }
 
 /// Refuses a write (push, delete) into a repository an upstream owns: `405 UNSUPPORTED` in
-/// registry:2's proxy mode (what it answers), `403 DENIED` with the reason otherwise.
-pub fn check_write(ctx: &Ctx, req: Option<&Req>, repo: &RepoName) -> Result<(), ApiError> {
+/// registry:2's proxy mode (what it answers), `403 DENIED` with the reason otherwise. `repo`
+/// is the resolved name and `req.route` its route ([`resolve`]).
+pub fn check_write(ctx: &Ctx, req: &Req, repo: &RepoName) -> Result<(), ApiError> {
     let Some(proxy) = &ctx.proxy else {
         return Ok(());
     };
-    let ns = req.and_then(|r| r.query.get("ns"));
-    match proxy.write_refusal(repo, ns) {
+    match proxy.write_refusal(repo, req.route.as_ref()) {
         None => Ok(()),
         Some(Refusal::Unsupported) => Err(ApiError::new(
             ErrorCode::Unsupported,

@@ -35,7 +35,7 @@ fn budget() -> Duration {
 
 /// Runs `property` on values of `strategy` until the budget is spent; returns the case count.
 /// The property returns `Err(why)` when the parser accepted or produced something it must not.
-fn fuzz<S: Strategy>(
+pub(crate) fn fuzz<S: Strategy>(
     name: &str,
     strategy: S,
     mut property: impl FnMut(&S::Value) -> Result<(), String>,
@@ -70,7 +70,7 @@ where
     cases
 }
 
-fn check(ok: bool, why: &str) -> Result<(), String> {
+pub(crate) fn check(ok: bool, why: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
@@ -183,10 +183,28 @@ fn paths_and_queries() -> u64 {
     cases
 }
 
+/// Numbers where arithmetic breaks: 0, 1, around 2^63 and 2^64, just past u64, and any u64.
+fn extreme_number() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("0".to_owned()),
+        Just("1".to_owned()),
+        Just(u64::MAX.to_string()),
+        Just((u64::MAX - 1).to_string()),
+        Just((1u64 << 63).to_string()),
+        Just("18446744073709551616".to_owned()),
+        Just("00000000000000000000001".to_owned()),
+        any::<u64>().prop_map(|n| n.to_string()),
+    ]
+}
+
 fn ranges() -> u64 {
+    let extremes = (extreme_number(), extreme_number(), any::<bool>()).prop_map(|(a, b, prefix)| {
+        format!("{}{a}-{b}", if prefix { "bytes=" } else { "" })
+    });
     let range_text = prop_oneof![
         "(bytes[= ])?[0-9]{0,22}-[0-9]{0,22}(/[0-9*]{0,5})?",
         "\\PC{0,40}",
+        extremes,
     ];
     let mut cases = fuzz(
         "Content-Range",

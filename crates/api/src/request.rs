@@ -22,6 +22,12 @@ pub struct Req {
     pub client: Option<std::net::SocketAddr>,
     /// The authenticated user (for notifications' `actor.name`), set once authorized.
     pub user: Option<String>,
+    /// The upstream route of the resolved repository, if it is cached from one
+    /// ([`crate::mirror::resolve`]).
+    pub route: Option<berth_proxy::Route>,
+    /// The repository name as the client wrote it, when the request names one (the resolved
+    /// name may differ: `alpine` is stored as `docker.io/library/alpine`).
+    pub requested: Option<berth_oci::RepoName>,
 }
 
 /// Decoded query parameters, in order.
@@ -106,7 +112,9 @@ pub fn parse_content_range(value: &str) -> Result<(u64, u64), ApiError> {
     if end < start {
         return Err(bad());
     }
-    Ok((start, end - start + 1))
+    // `0-18446744073709551615` is a length of 2^64: refused, never wrapped to 0.
+    let len = (end - start).checked_add(1).ok_or_else(bad)?;
+    Ok((start, len))
 }
 
 /// A blob GET's `Range: bytes=...`, resolved against the blob size. `Ok(None)` means serve it
@@ -251,6 +259,13 @@ mod tests {
         assert!(parse_content_range("9-0").is_err());
         assert!(parse_content_range("abc").is_err());
         assert!(parse_content_range("-5").is_err());
+        // The probe's overflow: a length of 2^64.
+        assert!(parse_content_range("0-18446744073709551615").is_err());
+        assert_eq!(
+            parse_content_range("1-18446744073709551615").ok(),
+            Some((1, u64::MAX))
+        );
+        assert!(parse_content_range("0-18446744073709551616").is_err());
     }
 
     #[test]

@@ -16,13 +16,15 @@ use crate::{mirror, ApiError, Ctx};
 pub async fn list(ctx: &Ctx, req: &Req, repo: &RepoName) -> Result<Response, ApiError> {
     let n = req.query.page_size()?;
     let last = req.query.get("last");
-    let page = match (mirror::route(ctx, req, repo), &ctx.proxy) {
+    let page = match (req.route.clone(), &ctx.proxy) {
         (Some(route), Some(proxy)) => {
             let all = proxy.tags(&route).await.map_err(mirror::error)?;
             paginate(all, n, last)
         }
         _ => ctx.registry.list_tags(repo, n, last).await?,
     };
+    // The client's own name goes back to it (what it listed), not the stored one.
+    let repo = req.requested.as_ref().unwrap_or(repo);
     let mut extra = Vec::new();
     if page.more {
         if let (Some(n), Some(last)) = (n, page.items.last()) {

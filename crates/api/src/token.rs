@@ -5,6 +5,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
+use berth_auth::htpasswd::client_text;
 use berth_auth::AuthRequest;
 use http::{header, Method};
 
@@ -26,6 +27,15 @@ pub async fn issue(
     let Some(issuer) = &ctx.token_issuer else {
         return Err(crate::endpoint::PathError::NotFound.into());
     };
+    if req.query.get("password").is_some() {
+        // URLs end up in access logs, proxy logs and shell history.
+        let client = client_text(client.map(|c| c.0.ip()));
+        tracing::warn!(client, "token request refused: a password in the query string");
+        return Err(ApiError::bad_request(
+            ErrorCode::Unsupported,
+            "credentials in the URL are refused: send them in the Authorization header or a POST form",
+        ));
+    }
     let mut params: Vec<(String, String)> = req.query.pairs().to_vec();
     if req.method == Method::POST {
         let form = read_small_body(body, FORM_LIMIT, ErrorCode::Unsupported, "token form").await?;

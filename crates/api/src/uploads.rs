@@ -9,7 +9,7 @@ use http::{header, HeaderName, StatusCode};
 
 use crate::dispatch::empty;
 use crate::request::{body_stream, content_length, header_str, parse_content_range, url, Req};
-use crate::{notify, ApiError, Ctx, ErrorCode};
+use crate::{mirror, notify, ApiError, Ctx, ErrorCode};
 
 const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -65,14 +65,28 @@ fn digest_param(req: &Req) -> Result<Option<Digest>, ApiError> {
         .transpose()
 }
 
-/// The digest and optional source repository of a mount, if both parse.
-pub fn mount_args(mount: &str, from: Option<&str>) -> Option<(Digest, Option<RepoName>)> {
-    let digest = mount.parse().ok()?;
-    let from = match from.filter(|f| !f.is_empty()) {
-        Some(f) => Some(f.parse().ok()?),
+/// A cross-repository mount a request asks for: the blob, and the repository it is read
+/// from, resolved like a pull of that name ([`mirror::resolve_source`]).
+pub struct Mount {
+    /// The blob to link.
+    pub digest: Digest,
+    /// The source repository; `None` when the client named none.
+    pub from: Option<RepoName>,
+}
+
+/// The mount `req` asks for, if its `mount` (and `from`, when given) parse. Without `from`,
+/// a mount is only tried when no `auth` is configured: with auth, linking a blob found in
+/// *some* repository would let a caller read any blob whose digest it knows, and 201 versus
+/// 202 would tell it which digests are stored anywhere. registry:2 never mounts without
+/// `from` either.
+pub fn mount_request(ctx: &Ctx, req: &Req) -> Option<Mount> {
+    let digest = req.query.get("mount")?.parse().ok()?;
+    let from = match req.query.get("from").filter(|f| !f.is_empty()) {
+        Some(f) => Some(mirror::resolve_source(ctx, f.parse().ok()?)),
+        None if ctx.auth.is_some() => return None,
         None => None,
     };
-    Some((digest, from))
+    Some(Mount { digest, from })
 }
 
 /// Starts an upload: a cross-repository mount (201) when `mount` is given and possible, a
@@ -83,11 +97,12 @@ pub async fn start(
     repo: &RepoName,
     body: Body,
 ) -> Result<Response, ApiError> {
-    crate::mirror::check_write(ctx, Some(req), repo)?;
+    mirror::check_write(ctx, req, repo)?;
     if let Some(mount) = req.query.get("mount") {
-        // Mount arguments that do not parse are ignored, like registry:2: the client gets a
-        // session (202) and uploads the blob, which the spec allows for any failed mount.
-        if let Some((digest, from)) = mount_args(mount, req.query.get("from")) {
+        // Mount arguments that do not parse (or a mount that may not be tried) start a
+        // session (202) like registry:2: the client uploads the blob, which the spec allows
+        // for any failed mount.
+        if let Some(Mount { digest, from }) = mount_request(ctx, req) {
             let mounted = ctx.registry.mount_blob(from.as_ref(), repo, &digest);
             if let Some(size) = mounted.await? {
                 let from = from.as_ref();
@@ -98,7 +113,7 @@ pub async fn start(
             tracing::info!(
                 mount,
                 from = req.query.get("from"),
-                "unusable mount arguments; starting an upload instead"
+                "mount not tried (unusable arguments, or no source repository named while auth is on); starting an upload instead"
             );
         }
     } else if let Some(digest) = digest_param(req)? {
@@ -146,7 +161,7 @@ pub async fn patch(
     id: &str,
     body: Body,
 ) -> Result<Response, ApiError> {
-    crate::mirror::check_write(ctx, Some(req), repo)?;
+    mirror::check_write(ctx, req, repo)?;
     let range = chunk_range(req)?;
     let size = ctx
         .registry
@@ -170,7 +185,7 @@ pub async fn finish(
     id: &str,
     body: Body,
 ) -> Result<Response, ApiError> {
-    crate::mirror::check_write(ctx, Some(req), repo)?;
+    mirror::check_write(ctx, req, repo)?;
     let digest = digest_param(req)?.ok_or_else(|| {
         ApiError::bad_request(
             ErrorCode::DigestInvalid,
@@ -193,8 +208,8 @@ pub async fn finish(
 }
 
 /// Cancels an upload (204).
-pub async fn cancel(ctx: &Ctx, repo: &RepoName, id: &str) -> Result<Response, ApiError> {
-    crate::mirror::check_write(ctx, None, repo)?;
+pub async fn cancel(ctx: &Ctx, req: &Req, repo: &RepoName, id: &str) -> Result<Response, ApiError> {
+    mirror::check_write(ctx, req, repo)?;
     ctx.registry.cancel_upload(repo, id).await?;
     empty(StatusCode::NO_CONTENT, vec![])
 }

@@ -56,6 +56,9 @@ pub enum HtpasswdError {
     /// A user name that htpasswd cannot hold.
     #[error("invalid user name {0:?}: it must be non-empty and contain no ':' or line break")]
     BadUser(String),
+    /// A password bcrypt cannot hold whole.
+    #[error("the password is {0} bytes long; bcrypt uses only the first {MAX_PASSWORD_BYTES}, so longer passwords are refused (as Go's bcrypt, and so registry:2's tooling, does)")]
+    PasswordTooLong(usize),
     /// bcrypt failed (cannot happen with valid costs).
     #[error("bcrypt: {0}")]
     Bcrypt(#[from] bcrypt::BcryptError),
@@ -218,6 +221,11 @@ impl Verifier {
     /// Whether `password` is `user`'s. A cached success counts only while the user's hash in
     /// the file is unchanged, so a password change or removal takes effect at once.
     pub async fn verify(&self, user: &str, password: &str) -> bool {
+        if password.len() > MAX_PASSWORD_BYTES {
+            // No stored password is that long (see `entry`); bcrypt would compare only the
+            // first 72 bytes and accept whatever follows.
+            return false;
+        }
         let users = self.file.users();
         let current = users.hash(user);
         let key = cache_key(user, password);
@@ -287,8 +295,9 @@ impl HtpasswdController {
     }
 }
 
-/// Runs a login through the failure limiter: refuse while the client is over its limit,
-/// count failures, forget them on success.
+/// Runs a login through the failure limiter: refuse while the client or the account is over
+/// its limit (before the password is checked), count failures, and on success forget the
+/// account's failures.
 pub async fn limited_login(
     limiter: &FailureLimiter,
     verifier: &Verifier,
@@ -297,16 +306,21 @@ pub async fn limited_login(
     password: &str,
 ) -> Result<bool, Denied> {
     limiter
-        .check(client)
+        .check(client, user)
         .map_err(|retry_after| Denied::TooManyAttempts { retry_after })?;
     let ok = verifier.verify(user, password).await;
     if ok {
-        limiter.succeeded(client);
+        limiter.succeeded(user);
     } else {
-        tracing::info!(user, client = ?client, "failed login");
-        limiter.failed(client);
+        tracing::info!(user, client = client_text(client), "failed login");
+        limiter.failed(client, user);
     }
     Ok(ok)
+}
+
+/// A client address for log lines: the address, or `-` when unknown.
+pub fn client_text(client: Option<IpAddr>) -> String {
+    client.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
 }
 
 #[async_trait::async_trait]
@@ -340,10 +354,17 @@ impl AccessController for HtpasswdController {
     }
 }
 
-/// The htpasswd line for `user` with a new bcrypt hash of `password`.
+/// bcrypt reads at most this many bytes of a password and silently ignores the rest.
+pub const MAX_PASSWORD_BYTES: usize = 72;
+
+/// The htpasswd line for `user` with a new bcrypt hash of `password`. A password over
+/// [`MAX_PASSWORD_BYTES`] is refused: its first 72 bytes followed by anything would match.
 pub fn entry(user: &str, password: &str, cost: u32) -> Result<String, HtpasswdError> {
     if user.is_empty() || user.contains([':', '\n', '\r']) {
         return Err(HtpasswdError::BadUser(user.to_owned()));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(HtpasswdError::PasswordTooLong(password.len()));
     }
     // `$2y$` like Apache's htpasswd -B and registry:2's documentation.
     let hash = bcrypt::hash_with_result(password, cost)?.format_for_version(bcrypt::Version::TwoY);
@@ -459,19 +480,47 @@ mod tests {
             .await
             .is_ok());
 
-        // Three failures lock the client out, even with the right password; others go on.
+        // Three failures lock the client and the account out, even with the right password;
+        // other accounts from other clients go on.
         for _ in 0..3 {
             assert!(login(&c, Some(&basic("alice", "guess")), "10.0.0.3")
                 .await
                 .is_err());
         }
+        for (user, ip) in [("alice", "10.0.0.3"), ("alice", "10.0.0.4")] {
+            assert!(matches!(
+                login(&c, Some(&basic(user, "n3w")), ip).await,
+                Err(Denied::TooManyAttempts { .. })
+            ));
+        }
         assert!(matches!(
-            login(&c, Some(&basic("alice", "n3w")), "10.0.0.3").await,
+            login(&c, Some(&basic("bob", "x")), "10.0.0.3").await,
             Err(Denied::TooManyAttempts { .. })
         ));
-        assert!(login(&c, Some(&basic("alice", "n3w")), "10.0.0.4")
+        assert!(matches!(
+            login(&c, Some(&basic("bob", "x")), "10.0.0.4").await,
+            Err(Denied::Unauthorized { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn passwords_over_72_bytes_are_refused() {
+        let long = "p".repeat(100);
+        assert!(matches!(
+            entry("alice", &long, 4),
+            Err(HtpasswdError::PasswordTooLong(100))
+        ));
+        let exact = "p".repeat(MAX_PASSWORD_BYTES);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (c, _) = controller(dir.path(), &[entry("alice", &exact, 4).expect("72 bytes")]);
+        assert!(login(&c, Some(&basic("alice", &exact)), "10.0.9.1")
             .await
             .is_ok());
+        // The first 72 bytes plus anything: bcrypt alone would accept it.
+        let extended = format!("{exact}anything");
+        assert!(login(&c, Some(&basic("alice", &extended)), "10.0.9.1")
+            .await
+            .is_err());
     }
 
     #[test]

@@ -26,11 +26,13 @@ use subtle::ConstantTimeEq as _;
 
 pub use signing::SigningKeyError;
 
-use crate::htpasswd::{limited_login, parse_basic, HtpasswdError, HtpasswdFile, Verifier};
+use crate::htpasswd::{
+    client_text, limited_login, parse_basic, HtpasswdError, HtpasswdFile, Verifier,
+};
 use crate::limiter::FailureLimiter;
 use crate::rules::{AccessRules, Rule};
 use crate::token::{Audience, Claims, ResourceActions, TokenController, TokenError, TokenOptions};
-use crate::{Access, AuthRequest, Denied};
+use crate::{Access, AuthRequest, Denied, Resource};
 
 /// The challenge the token endpoint answers wrong credentials with.
 pub const TOKEN_REALM_CHALLENGE: &str = "Basic realm=\"berth token service\"";
@@ -94,6 +96,15 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     }
 }
 
+/// A [`NameResolver`] that `#[derive(Debug)]` can print.
+struct Resolver(NameResolver);
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NameResolver")
+    }
+}
+
 /// Why the issuer cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum IssuerError {
@@ -140,9 +151,15 @@ impl std::fmt::Debug for TokenResponse {
     }
 }
 
+/// Maps a repository name as a client writes it to the name it is stored under
+/// (`alpine` → `docker.io/library/alpine` with a default upstream); `None` when it is the same.
+pub type NameResolver = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// The built-in token server.
 #[derive(Debug)]
 pub struct TokenIssuer {
+    /// How requested names resolve; set once the pull-through cache exists.
+    names: std::sync::OnceLock<Resolver>,
     service: String,
     issuer: String,
     ttl: Duration,
@@ -196,6 +213,7 @@ impl TokenIssuer {
             ));
         }
         Ok(TokenIssuer {
+            names: std::sync::OnceLock::new(),
             service: service.to_owned(),
             issuer: issuer.to_owned(),
             ttl: config.ttl,
@@ -214,6 +232,14 @@ impl TokenIssuer {
     pub fn with_limiter(mut self, limiter: Arc<FailureLimiter>) -> Self {
         self.limiter = limiter;
         self
+    }
+
+    /// Makes tokens grant access to the names requested repositories are stored under, with
+    /// the rules applied to those names: the registry authorizes the name it actually reads
+    /// (Docker asks for `repository:alpine:pull`, but with a default upstream the registry
+    /// reads `docker.io/library/alpine`). Only the first call takes effect.
+    pub fn resolve_names_with(&self, names: NameResolver) {
+        let _ = self.names.set(Resolver(names));
     }
 
     /// The access rules.
@@ -300,7 +326,7 @@ impl TokenIssuer {
         };
         let access = self.grant(subject.as_deref(), &form.scopes);
         let token = self.sign(subject.as_deref().unwrap_or(""), &access, SystemTime::now())?;
-        tracing::info!(subject = subject.as_deref().unwrap_or("<anonymous>"), client = ?request.client,
+        tracing::info!(subject = subject.as_deref().unwrap_or("<anonymous>"), client = client_text(request.client),
             granted = %crate::token::scope_param(&access), "token issued");
         Ok(token)
     }
@@ -315,15 +341,19 @@ impl TokenIssuer {
     ) -> Result<bool, Denied> {
         if let Some((_, secret)) = self.accounts.iter().find(|(name, _)| name == user) {
             self.limiter
-                .check(client)
+                .check(client, user)
                 .map_err(|retry_after| Denied::TooManyAttempts { retry_after })?;
             let given: [u8; 32] = Sha256::digest(password.as_bytes()).into();
             let ok = bool::from(given.ct_eq(secret));
             if ok {
-                self.limiter.succeeded(client);
+                self.limiter.succeeded(user);
             } else {
-                tracing::info!(user, client = ?client, "failed service account login");
-                self.limiter.failed(client);
+                tracing::info!(
+                    user,
+                    client = client_text(client),
+                    "failed service account login"
+                );
+                self.limiter.failed(client, user);
             }
             return Ok(ok);
         }
@@ -331,20 +361,34 @@ impl TokenIssuer {
             Some(users) => limited_login(&self.limiter, users, client, user, password).await,
             None => {
                 self.limiter
-                    .check(client)
+                    .check(client, user)
                     .map_err(|retry_after| Denied::TooManyAttempts { retry_after })?;
-                tracing::info!(user, client = ?client, "failed login: no such user");
-                self.limiter.failed(client);
+                tracing::info!(
+                    user,
+                    client = client_text(client),
+                    "failed login: no such user"
+                );
+                self.limiter.failed(client, user);
                 Ok(false)
             }
         }
     }
 
-    /// The requested scopes cut down by the rules, one entry per resource.
+    /// The requested scopes, each on the name it resolves to, cut down by the rules: one
+    /// entry per resource.
     fn grant(&self, subject: Option<&str>, requested: &[Access]) -> Vec<Access> {
         let mut merged: Vec<Access> = Vec::new();
         for wanted in requested {
-            let granted = self.rules.grant(subject, wanted);
+            let resolved = match (&wanted.resource, self.names.get()) {
+                (Resource::Repository(name), Some(Resolver(resolve))) => {
+                    resolve(name).map(|stored| Access {
+                        resource: Resource::Repository(stored),
+                        actions: wanted.actions.clone(),
+                    })
+                }
+                _ => None,
+            };
+            let granted = self.rules.grant(subject, resolved.as_ref().unwrap_or(wanted));
             match merged.iter_mut().find(|m| m.resource == granted.resource) {
                 Some(m) => {
                     m.actions.extend(granted.actions);

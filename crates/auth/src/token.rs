@@ -309,7 +309,7 @@ impl AccessController for TokenController {
         let claims = match self.verify(token, unix_now()) {
             Ok(claims) => claims,
             Err(why) => {
-                tracing::info!(client = ?request.client, reason = %why, "bearer token refused");
+                tracing::info!(client = crate::htpasswd::client_text(request.client), reason = %why, "bearer token refused");
                 return Err(self.deny(request, needed, Some("invalid_token"), "invalid token"));
             }
         };

@@ -66,6 +66,15 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
     let proxy =
         berth_proxy::Proxy::from_config(config, registry.clone()).map_err(anyhow::Error::msg)?;
     crate::proxy_cache::spawn(config, proxy.as_ref());
+    if let (Some(issuer), Some(proxy)) = (&auth.issuer, &proxy) {
+        // Tokens must name what the registry authorizes: the resolved repository.
+        let proxy = proxy.clone();
+        issuer.resolve_names_with(Arc::new(move |name: &str| {
+            let name = name.parse().ok()?;
+            let route = proxy.route(&name, None)?;
+            (route.local != name).then(|| route.local.to_string())
+        }));
+    }
     let ctx = Arc::new(Ctx {
         notifier: setup::notifier(config)?,
         health,

@@ -58,10 +58,6 @@ pub fn not_yet_implemented(config: &Config) -> Vec<String> {
     notes
 }
 
-/// Failed logins allowed per client address and window before it is refused for a while.
-const LOGIN_FAILURES: u32 = 10;
-const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// What the `auth` section turns into.
 #[derive(Default)]
 pub struct Auth {
@@ -73,7 +69,9 @@ pub struct Auth {
 
 /// Builds the access controller (and the built-in token server) for the `auth` section.
 pub fn auth(config: &Config) -> anyhow::Result<Auth> {
-    let limiter = || FailureLimiter::new(LOGIN_FAILURES, LOGIN_WINDOW);
+    let login = &config.limits.login;
+    let limiter =
+        || FailureLimiter::with_limits(login.client_failures, login.account_failures, login.window);
     match &config.auth {
         None => Ok(Auth::default()),
         Some(AuthConfig::Htpasswd { realm, path, .. }) => {
@@ -202,6 +200,7 @@ pub fn registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     // Safe for the online collector of any node sharing this storage and configuration: it
     // requires delay >= 4 x refresh (docs/lifecycle.md).
     registry.set_touch_refresh(config.storage.maintenance.gc.delay / 4);
+    registry.set_max_references(config.limits.manifest_references);
     Ok(registry)
 }
 

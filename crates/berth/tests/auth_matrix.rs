@@ -68,6 +68,12 @@ const ROWS: &[Row] = &[
     Row("POST",   "/v2/team/app/blobs/uploads/",                          "repository:team/app:pull,push",                                    [X,    X,    S202, S202, X]),
     Row("POST",   "/v2/team/app/blobs/uploads/?mount={pl}&from=public/base", "repository:team/app:pull,push repository:public/base:pull",     [X,    X,    S201, S201, X]),
     Row("POST",   "/v2/team/app/blobs/uploads/?mount={sl}&from=team/secret", "repository:team/app:pull,push repository:team/secret:pull",     [X,    X,    X,    S201, X]),
+    // A mount that names no source is never tried with auth on: 202, never 201, whoever
+    // asks and whether or not the digest is stored (no oracle, no read of unnamed content).
+    Row("POST",   "/v2/team/app/blobs/uploads/?mount={sl}",               "repository:team/app:pull,push",                                    [X,    X,    S202, S202, X]),
+    Row("POST",   "/v2/team/app/blobs/uploads/?mount={sl}&from=",         "repository:team/app:pull,push",                                    [X,    X,    S202, S202, X]),
+    Row("POST",   "/v2/team/app/blobs/uploads/?mount={nb}",               "repository:team/app:pull,push",                                    [X,    X,    S202, S202, X]),
+    Row("POST",   "/v2/public/base/blobs/uploads/?mount={sl}",            "repository:public/base:pull,push",                                 [X,    X,    X,    S202, S202]),
     Row("GET",    "/v2/team/app/blobs/uploads/{u}",                       "repository:team/app:pull",                                         [X,    S204, S204, S204, X]),
     Row("PATCH",  "/v2/team/app/blobs/uploads/{u}",                       "repository:team/app:pull,push",                                    [X,    X,    S202, S202, X]),
     Row("PUT",    "/v2/team/app/blobs/uploads/{u}?digest={cd}",           "repository:team/app:pull,push",                                    [X,    X,    S201, S201, X]),
@@ -426,8 +432,10 @@ async fn htpasswd_mode_matrix() {
     auth::add_user(&htpasswd, "alice", "alice-pw");
     auth::add_user(&htpasswd, "bob", "bob-pw");
     let realm = auth::REALM;
+    // Wrong passwords for alice are sent in every row: lift the per-account limit, which
+    // tests/adversarial.rs checks on its own.
     let extra = format!(
-        "auth:\n  htpasswd: {{realm: {realm}, path: {}}}\n",
+        "auth:\n  htpasswd: {{realm: {realm}, path: {}}}\nlimits: {{login: {{accountfailures: 100000}}}}\n",
         htpasswd.display()
     );
     let fix = Fix::start(&extra, dir, async |_: &str| {

@@ -118,6 +118,18 @@ impl Routing {
         }
     }
 
+    /// The namespace, when containerd's `?ns=` names a registry no upstream stands for. Such
+    /// a request is refused: answering it from the default upstream or from private storage
+    /// would serve other content than the reference names (`quay.io/library/alpine` answered
+    /// with Docker Hub's `library/alpine`). registry:2 mode ignores `ns`, as registry:2 does.
+    pub fn unknown_namespace<'a>(&self, ns: Option<&'a str>) -> Option<&'a str> {
+        let Routing::Many { upstreams, .. } = self else {
+            return None;
+        };
+        let ns = ns.filter(|n| !n.is_empty())?;
+        (!upstreams.iter().any(|u| host_matches(u, ns))).then_some(ns)
+    }
+
     /// Whether pushes are refused everywhere (registry:2 mode).
     pub fn read_only(&self) -> bool {
         matches!(self, Routing::Single(_))
@@ -164,6 +176,7 @@ mod tests {
                 tag_ttl: Duration::ZERO,
                 proxy: None,
                 timeout: Duration::from_secs(1),
+                allow_private_redirects: false,
             })
             .expect("upstream"),
         )
@@ -207,7 +220,13 @@ mod tests {
             r(&m, "org/app", Some("ghcr.io")),
             t("ghcr.io", "org/app", "ghcr.io/org/app")
         );
-        assert_eq!(r(&m, "org/app", Some("quay.io")), None, "not configured");
+        assert_eq!(m.unknown_namespace(Some("quay.io")), Some("quay.io"));
+        assert_eq!(m.unknown_namespace(Some("ghcr.io")), None);
+        assert_eq!(m.unknown_namespace(Some("index.docker.io")), None);
+        assert_eq!(m.unknown_namespace(Some("")), None);
+        assert_eq!(m.unknown_namespace(None), None);
+        let single = Routing::Single(upstream("registry-1.docker.io"));
+        assert_eq!(single.unknown_namespace(Some("quay.io")), None);
     }
 
     #[test]

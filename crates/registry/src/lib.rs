@@ -60,7 +60,13 @@ pub struct Registry {
     manifest_cache: manifest_cache::ManifestCache,
     catalog_cache: catalog::CatalogCache,
     gc_state: gc::GcState,
+    /// How many blobs and child manifests one manifest may reference (`limits.manifests`).
+    max_references: std::sync::atomic::AtomicUsize,
 }
+
+/// The default of [`Registry::set_max_references`]: far above real images (Docker caps an
+/// image at 127 layers) and indexes, far below what fits in a 4 MiB manifest (~27,000).
+pub const DEFAULT_MAX_REFERENCES: usize = 1000;
 
 impl Registry {
     /// A registry over `driver`.
@@ -74,7 +80,14 @@ impl Registry {
             manifest_cache: manifest_cache::ManifestCache::new(64 * 1024 * 1024),
             catalog_cache: catalog::CatalogCache::default(),
             gc_state: gc::GcState::default(),
+            max_references: DEFAULT_MAX_REFERENCES.into(),
         })
+    }
+
+    /// Caps how many blobs and child manifests one manifest may reference, pushed or fetched
+    /// by the pull-through cache: each reference costs storage lookups on every PUT.
+    pub fn set_max_references(&self, limit: usize) {
+        self.max_references.store(limit.max(1), Ordering::Relaxed);
     }
 
     /// Whether storage answers: lists the registry root, like registry:2's storage driver

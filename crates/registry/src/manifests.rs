@@ -1,12 +1,25 @@
 //! Manifests: stored as blobs (content addressed), recorded per repository in
 //! `_manifests/revisions`, named by tags. Bodies are served byte-identical to what was pushed.
 
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
 use berth_oci::{Digest, Digester, Manifest, ManifestKind, Reference, RepoName};
 use berth_storage::paths;
 use bytes::Bytes;
+use futures_util::{stream, StreamExt, TryStreamExt};
 
 use crate::manifest_cache::CachedManifest;
 use crate::{links, Registry, RegistryError};
+
+/// How many reference checks of one manifest run at once.
+const REFERENCE_CHECKS_IN_FLIGHT: usize = 16;
+
+/// Each digest once, owned (the checks run concurrently, so they own what they check).
+fn distinct<'a>(digests: impl IntoIterator<Item = &'a Digest>) -> Vec<Digest> {
+    let set: HashSet<&Digest> = digests.into_iter().collect();
+    set.into_iter().cloned().collect()
+}
 
 /// A manifest as stored.
 #[derive(Debug, Clone)]
@@ -176,14 +189,20 @@ impl Registry {
         }
         // Every blob this manifest makes referenced is claimed (touched, then checked and
         // restored from the online collector's trash if needed) before the links are written.
+        self.check_reference_count(&manifest)?;
         if pushed {
             self.check_references(repo, &manifest).await?;
         } else {
-            for blob in manifest.blob_references() {
-                if self.claim_blob(blob).await?.is_some() {
-                    self.link_blob(repo, blob).await?;
-                }
-            }
+            stream::iter(distinct(manifest.blob_references()))
+                .map(|blob| async move {
+                    if self.claim_blob(&blob).await?.is_some() {
+                        self.link_blob(repo, &blob).await?;
+                    }
+                    Ok::<(), RegistryError>(())
+                })
+                .buffer_unordered(REFERENCE_CHECKS_IN_FLIGHT)
+                .try_collect::<()>()
+                .await?;
         }
 
         let d = self.driver();
@@ -217,27 +236,49 @@ impl Registry {
         })
     }
 
+    /// Refuses a manifest with more references than the limit, before any is looked up.
+    fn check_reference_count(&self, manifest: &Manifest) -> Result<(), RegistryError> {
+        let count = manifest.blob_references().len() + manifest.manifests.len();
+        let limit = self.max_references.load(Ordering::Relaxed);
+        if count > limit {
+            return Err(berth_oci::OciError::InvalidManifest(format!(
+                "the manifest references {count} blobs and manifests; at most {limit} are accepted (limits.manifests.maxreferences)"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
     /// Blobs must be linked in the repository; child manifests of an index must be revisions.
+    /// Each distinct digest is checked once, several at a time (each check is a storage
+    /// round trip: file reads here, requests on an object store).
     async fn check_references(
         &self,
         repo: &RepoName,
         manifest: &Manifest,
     ) -> Result<(), RegistryError> {
-        for blob in manifest.blob_references() {
-            if !self.blob_linked(repo, blob).await? || self.claim_blob(blob).await?.is_none() {
-                return Err(RegistryError::ManifestBlobUnknown(blob.clone()));
-            }
-        }
-        for child in &manifest.manifests {
-            let link =
-                links::read(self.driver(), &paths::revision_link(repo, &child.digest)).await?;
-            if link.as_ref() != Some(&child.digest)
-                || self.claim_blob(&child.digest).await?.is_none()
-            {
-                return Err(RegistryError::ManifestChildUnknown(child.digest.clone()));
-            }
-        }
-        Ok(())
+        stream::iter(distinct(manifest.blob_references()))
+            .map(|blob| async move {
+                if !self.blob_linked(repo, &blob).await? || self.claim_blob(&blob).await?.is_none()
+                {
+                    return Err(RegistryError::ManifestBlobUnknown(blob));
+                }
+                Ok(())
+            })
+            .buffer_unordered(REFERENCE_CHECKS_IN_FLIGHT)
+            .try_collect::<()>()
+            .await?;
+        stream::iter(distinct(manifest.manifests.iter().map(|c| &c.digest)))
+            .map(|child| async move {
+                let link = links::read(self.driver(), &paths::revision_link(repo, &child)).await?;
+                if link.as_ref() != Some(&child) || self.claim_blob(&child).await?.is_none() {
+                    return Err(RegistryError::ManifestChildUnknown(child));
+                }
+                Ok(())
+            })
+            .buffer_unordered(REFERENCE_CHECKS_IN_FLIGHT)
+            .try_collect::<()>()
+            .await
     }
 
     /// Deletes a tag (by tag) or a manifest revision with every tag pointing at it (by digest).

@@ -59,6 +59,8 @@ impl Registry {
                 }
                 if !dry_run {
                     links::remove(self.driver(), &dir).await?;
+                    // The session is gone, so is its hash state.
+                    self.uploads.forget(&id);
                 }
                 report.purged.push(format!("{repo}/{id}"));
             }

@@ -29,13 +29,30 @@ pub(crate) struct UploadStates {
     sessions: Mutex<HashMap<String, SessionLock>>,
 }
 
+/// Hash states kept at most. Past this, states of sessions no request is using are dropped:
+/// they are a cache, rebuilt from storage when their session goes on.
+const MAX_SESSIONS: usize = 10_000;
+
 impl UploadStates {
+    /// The lock of a session. Callers make sure the session exists (or [`forget`] it when it
+    /// turns out not to), so requests for made-up ids leave nothing behind.
+    ///
+    /// [`forget`]: UploadStates::forget
     fn session(&self, uuid: &str) -> SessionLock {
         let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_SESSIONS && !map.contains_key(uuid) {
+            map.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
         map.entry(uuid.to_owned()).or_default().clone()
     }
 
-    fn forget(&self, uuid: &str) {
+    /// How many sessions have state in memory.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub(crate) fn forget(&self, uuid: &str) {
         self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -93,7 +110,7 @@ impl Registry {
         self.check_space()?;
         let session = self.uploads.session(uuid);
         let mut state = session.lock().await;
-        let (writer, digester) = self.open_session(repo, uuid, start, &mut state).await?;
+        let (writer, digester) = self.open_existing(repo, uuid, start, &mut state).await?;
         let (writer, digester, received) = receive(writer, digester, body).await?;
         let offset = writer.size();
         writer.close().await?;
@@ -120,7 +137,7 @@ impl Registry {
         self.check_writable()?;
         let session = self.uploads.session(uuid);
         let mut state = session.lock().await;
-        let (mut writer, mut digester) = self.open_session(repo, uuid, start, &mut state).await?;
+        let (mut writer, mut digester) = self.open_existing(repo, uuid, start, &mut state).await?;
         if let Some(body) = body {
             (writer, digester, _) = receive(writer, digester, body).await?;
         }
@@ -177,10 +194,29 @@ impl Registry {
         self.check_writable()?;
         let session = self.uploads.session(uuid);
         let _guard = session.lock().await;
-        self.upload_status(repo, uuid).await?;
+        if let Err(e) = self.upload_status(repo, uuid).await {
+            self.uploads.forget(uuid);
+            return Err(e);
+        }
         links::remove(self.driver(), &paths::upload_dir(repo, uuid)).await?;
         self.uploads.forget(uuid);
         Ok(())
+    }
+
+    /// [`Registry::open_session`], forgetting the in-memory state of a session that does not
+    /// exist: a flood of requests to made-up ids must not grow memory.
+    async fn open_existing(
+        &self,
+        repo: &RepoName,
+        uuid: &str,
+        start: Option<u64>,
+        state: &mut Option<HashState>,
+    ) -> Result<(Box<dyn FileWriter>, Digester), RegistryError> {
+        let result = self.open_session(repo, uuid, start, state).await;
+        if let Err(RegistryError::UploadUnknown(_)) = &result {
+            self.uploads.forget(uuid);
+        }
+        result
     }
 
     /// Opens the session's data for appending after checking `start`, with a hash state that
@@ -291,6 +327,46 @@ async fn receive(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use berth_storage::InMemoryDriver;
+
+    use crate::{Registry, RegistryError, RegistryOptions};
+
+    fn body(data: &'static [u8]) -> crate::BodyStream {
+        Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from_static(data))]))
+    }
+
+    #[tokio::test]
+    async fn unknown_sessions_leave_no_state() {
+        let reg = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());
+        let repo = "a/b".parse().expect("name");
+        for _ in 0..100 {
+            let id = uuid::Uuid::new_v4().hyphenated().to_string();
+            let patched = reg.append_upload(&repo, &id, None, None, body(b"x")).await;
+            assert!(matches!(patched, Err(RegistryError::UploadUnknown(_))));
+            let digest = berth_oci::Digest::sha256_of(b"x");
+            let finished = reg.finish_upload(&repo, &id, &digest, None, None).await;
+            assert!(matches!(finished, Err(RegistryError::UploadUnknown(_))));
+            assert!(reg.cancel_upload(&repo, &id).await.is_err());
+        }
+        assert_eq!(reg.uploads.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn purged_sessions_drop_their_state() {
+        let reg = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());
+        let repo = "a/b".parse().expect("name");
+        let id = reg.start_upload(&repo).await.expect("start");
+        reg.append_upload(&repo, &id, None, None, body(b"abc"))
+            .await
+            .expect("patch");
+        assert_eq!(reg.uploads.len(), 1);
+        reg.purge_uploads(Duration::ZERO, false).await.expect("purge");
+        assert_eq!(reg.uploads.len(), 0);
+    }
+
     #[test]
     fn upload_ids_are_canonical_uuids() {
         let id = uuid::Uuid::new_v4().hyphenated().to_string();

@@ -79,14 +79,23 @@ async fn wrong_passwords_are_refused_then_locked_out() {
     // Other clients are not affected, and the limiter is the shared one.
     assert!(try_login("alice", "alice-pw", "10.1.0.2").await.is_ok());
     assert!(limiter
-        .check(Some("10.1.0.1".parse().expect("ip")))
+        .check(Some("10.1.0.1".parse().expect("ip")), "bob")
         .is_err());
-    // A success forgets earlier failures.
-    assert!(try_login("alice", "wrong", "10.1.0.3").await.is_err());
-    assert!(try_login("alice", "wrong", "10.1.0.3").await.is_err());
+    // A success forgets the account's failures, not the client's: logging in to one's own
+    // account must not reset the budget for guessing another's.
+    assert!(try_login("bob", "wrong", "10.1.0.3").await.is_err());
+    assert!(try_login("bob", "wrong", "10.1.0.3").await.is_err());
     assert!(try_login("alice", "alice-pw", "10.1.0.3").await.is_ok());
-    assert!(try_login("alice", "wrong", "10.1.0.3").await.is_err());
-    assert!(try_login("alice", "alice-pw", "10.1.0.3").await.is_ok());
+    assert!(try_login("bob", "wrong", "10.1.0.3").await.is_err());
+    assert!(matches!(
+        try_login("alice", "alice-pw", "10.1.0.3").await,
+        Err(Denied::TooManyAttempts { .. })
+    ));
+    // Bob's account took 3 failures: locked from every address.
+    assert!(matches!(
+        try_login("bob", "bob-pw", "10.1.0.4").await,
+        Err(Denied::TooManyAttempts { .. })
+    ));
 }
 
 #[tokio::test]
