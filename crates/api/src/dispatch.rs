@@ -9,6 +9,8 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, Method, StatusCode};
 
+use berth_oci::OciError;
+
 use crate::endpoint::{self, Endpoint, PathError};
 use crate::request::{self, Query, Req};
 use crate::{
@@ -16,11 +18,25 @@ use crate::{
     ClientAddr, Ctx, ErrorCode,
 };
 
+/// What the access log tells of a request beyond what the dispatcher sees itself: set by
+/// [`route`] as it learns it, so a refused request is logged with what was known.
+#[derive(Default)]
+struct Seen {
+    /// The authenticated user.
+    user: Option<String>,
+    /// The repository the request resolved to (the name actually read or written).
+    repository: Option<String>,
+}
+
 /// The fallback handler of the router: every request comes through here.
 pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let uri = loggable_uri(request.uri());
+    let host = request::header_str(request.headers(), header::HOST)
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()));
     let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
     let user_agent = request.headers().get(header::USER_AGENT).cloned();
 
@@ -35,13 +51,14 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
         }
         _ => None,
     };
-    let mut response = match route(&ctx, request, client_addr, endpoint).await {
+    let mut seen = Seen::default();
+    let mut response = match route(&ctx, request, client_addr, endpoint, &mut seen).await {
         Ok(response) => response,
         Err(error) => {
             if error.status.is_server_error() {
-                tracing::error!(%method, path, code = error.code.as_str(), error = error.message, "request failed");
+                tracing::error!(%method, uri, code = error.code.as_str(), error = error.message, "request failed");
             } else {
-                tracing::info!(%method, path, code = error.code.as_str(), status = error.status.as_u16(), error = error.message, "request rejected");
+                tracing::info!(%method, uri, code = error.code.as_str(), status = error.status.as_u16(), error = error.message, "request rejected");
             }
             error.into_response()
         }
@@ -52,9 +69,18 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
+    // `http.headers`: every configured value is sent (a list gives several values, as in
+    // registry:2), unless the handler set that header itself.
+    let own: Vec<header::HeaderName> = ctx
+        .options
+        .headers
+        .iter()
+        .filter(|(name, _)| headers.contains_key(name))
+        .map(|(name, _)| name.clone())
+        .collect();
     for (name, value) in &ctx.options.headers {
-        if !headers.contains_key(name) {
-            headers.insert(name.clone(), value.clone());
+        if !own.contains(name) {
+            headers.append(name.clone(), value.clone());
         }
     }
     if let Some(measured) = measured {
@@ -63,25 +89,53 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
     }
     let headers = response.headers();
     if ctx.options.access_log {
-        let bytes = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_owned();
+        // registry:2's "response completed" line and field names, so log pipelines built
+        // for it keep working (its JSON formatter writes them as they are named here).
+        let written = request::content_length(headers);
+        let content_type = request::header_str(headers, header::CONTENT_TYPE).unwrap_or("");
         tracing::info!(
             target: "access",
-            client = client.map(|c| c.ip().to_string()).unwrap_or_default(),
-            %method,
-            path,
+            // A plain first field: the macro cannot tell a dotted first name from its tail.
             status = response.status().as_u16(),
-            bytes,
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            user_agent = user_agent.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
-            "request"
+            http.request.method = %method,
+            http.request.uri = uri,
+            http.request.host = host.as_deref().unwrap_or(""),
+            http.request.remoteaddr = client.map(|c| c.to_string()).unwrap_or_default(),
+            http.request.useragent = user_agent.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+            http.response.status = response.status().as_u16(),
+            http.response.written = written,
+            http.response.contenttype = content_type,
+            http.response.duration = format!("{:?}", started.elapsed()),
+            auth.user.name = seen.user.as_deref(),
+            vars.name = seen.repository.as_deref(),
+            "response completed"
         );
     }
     response
 }
+
+/// The request URI as logged: a value that might be a credential is replaced, since access
+/// logs are kept and shipped (a client that put a password in a token URL is refused, but
+/// the refused request is logged too).
+fn loggable_uri(uri: &http::Uri) -> String {
+    let path = uri.path();
+    let Some(query) = uri.query() else {
+        return path.to_owned();
+    };
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if SECRET_PARAMS.contains(&key.to_ascii_lowercase().as_str()) => {
+                format!("{key}=REDACTED")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", redacted.join("&"))
+}
+
+/// Query parameters whose values are never logged.
+const SECRET_PARAMS: &[&str] = &["password", "access_token", "refresh_token", "token"];
 
 /// Answers the probes and the token endpoint, then the API `endpoint` (parsed from the path
 /// by [`api_endpoint`]).
@@ -90,10 +144,13 @@ async fn route(
     request: Request,
     client: Option<ClientAddr>,
     endpoint: Result<Endpoint, PathError>,
+    seen: &mut Seen,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     // Probes for Kubernetes, Nomad and Docker HEALTHCHECK: no auth, outside http.prefix.
     match (parts.method.clone(), parts.uri.path()) {
+        // registry:2 answers its root with 200 (uptime checks point at it).
+        (Method::GET | Method::HEAD, "/") => return empty(StatusCode::OK, Vec::new()),
         (Method::GET | Method::HEAD, "/healthz") => return Ok(probe(Ok(()))),
         (Method::GET | Method::HEAD, "/readyz") => {
             return Ok(match ctx.health.failures().into_iter().next() {
@@ -120,11 +177,35 @@ async fn route(
             "health check failed: the registry is unavailable until it passes",
         ));
     }
+    let endpoint = match endpoint {
+        // A reference that cannot be a tag names no manifest: reads and deletes answer
+        // MANIFEST_UNKNOWN as the spec's conformance suite expects; a PUT stays TAG_INVALID.
+        Err(PathError::Invalid(OciError::InvalidTag(tag)))
+            if matches!(parts.method, Method::GET | Method::HEAD | Method::DELETE) =>
+        {
+            return Err(ApiError::new(
+                ErrorCode::ManifestUnknown,
+                StatusCode::NOT_FOUND,
+                format!("manifest unknown: {tag:?} is not a valid tag"),
+            ));
+        }
+        // CORS preflights carry no credentials: answered for every endpoint, before auth,
+        // with the methods it takes (registry:2 answers OPTIONS too).
+        Ok(endpoint) if parts.method == Method::OPTIONS => {
+            return empty(
+                StatusCode::OK,
+                vec![(header::ALLOW, allowed_methods(&endpoint).to_owned())],
+            );
+        }
+        other => other?,
+    };
     let mut req = request_of(parts, client);
     // One name from here on: the repository actually read or written.
-    let endpoint = mirror::resolve(ctx, &mut req, endpoint?)?;
+    let endpoint = mirror::resolve(ctx, &mut req, endpoint)?;
+    seen.repository = endpoint.repository().map(|r| r.to_string());
     let grant = access::authorize(ctx, &req, client, &endpoint).await?;
     req.user = grant.subject.clone();
+    seen.user = grant.subject.clone();
     let head = req.method == Method::HEAD;
     match (req.method.clone(), endpoint) {
         (Method::GET | Method::HEAD, Endpoint::Base) => Ok(base()),
@@ -161,6 +242,20 @@ async fn route(
             referrers::list(ctx, &req, &repo, &digest).await
         }
         _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// The methods an endpoint answers, for `Allow`.
+fn allowed_methods(endpoint: &Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Base => "GET, HEAD, OPTIONS",
+        Endpoint::Catalog | Endpoint::Usage | Endpoint::Tags(_) | Endpoint::Referrers(..) => {
+            "GET, OPTIONS"
+        }
+        Endpoint::Manifest(..) => "GET, HEAD, PUT, DELETE, OPTIONS",
+        Endpoint::Blob(..) => "GET, HEAD, DELETE, OPTIONS",
+        Endpoint::UploadStart(_) => "POST, OPTIONS",
+        Endpoint::Upload(..) => "GET, PATCH, PUT, DELETE, OPTIONS",
     }
 }
 

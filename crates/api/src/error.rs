@@ -240,7 +240,9 @@ impl From<RegistryError> for ApiError {
                 )
             }
             RegistryError::Storage(e) => ApiError::internal(e),
-            e @ RegistryError::WouldLoseData(_) => ApiError::internal(e),
+            e @ (RegistryError::WouldLoseData(_) | RegistryError::Corrupt(_)) => {
+                ApiError::internal(e)
+            }
         }
     }
 }

@@ -42,10 +42,7 @@ const REPOS: usize = 24;
 const TAGS: usize = 12;
 
 async fn registry() -> Arc<Registry> {
-    let registry = Registry::new(
-        Arc::new(InMemoryDriver::new()),
-        RegistryOptions::default(),
-    );
+    let registry = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());
     let config = Bytes::from_static(b"{}");
     let config_digest = Digest::sha256_of(&config);
     let manifest = format!(
@@ -116,7 +113,9 @@ async fn walk(router: &axum::Router, uri: String, key: &str) -> Result<usize, St
         if pages > REPOS * TAGS + 2 {
             return Err(format!("Link headers did not end ({uri})"));
         }
-        let request = Request::get(&uri).body(Body::empty()).map_err(|e| e.to_string())?;
+        let request = Request::get(&uri)
+            .body(Body::empty())
+            .map_err(|e| e.to_string())?;
         let call = router.clone().oneshot(request);
         let response = tokio::time::timeout(Duration::from_secs(5), call)
             .await
@@ -172,19 +171,23 @@ fn pagination_parameters_always_terminate() {
         notifier: None,
         health: Default::default(),
     }));
-    fuzz("catalog and tags pagination (auth on)", pagination_params(), |(n, last)| {
-        let mut query = Vec::new();
-        if let Some(n) = n {
-            query.push(format!("n={}", encode(n)));
-        }
-        if let Some(last) = last {
-            query.push(format!("last={}", encode(last)));
-        }
-        let query = query.join("&");
-        runtime.block_on(async {
-            walk(&router, format!("/v2/_catalog?{query}"), "repositories").await?;
-            walk(&router, format!("/v2/team/r04/tags/list?{query}"), "tags").await?;
-            Ok(())
-        })
-    });
+    fuzz(
+        "catalog and tags pagination (auth on)",
+        pagination_params(),
+        |(n, last)| {
+            let mut query = Vec::new();
+            if let Some(n) = n {
+                query.push(format!("n={}", encode(n)));
+            }
+            if let Some(last) = last {
+                query.push(format!("last={}", encode(last)));
+            }
+            let query = query.join("&");
+            runtime.block_on(async {
+                walk(&router, format!("/v2/_catalog?{query}"), "repositories").await?;
+                walk(&router, format!("/v2/team/r04/tags/list?{query}"), "tags").await?;
+                Ok(())
+            })
+        },
+    );
 }

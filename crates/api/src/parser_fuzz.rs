@@ -198,9 +198,8 @@ fn extreme_number() -> impl Strategy<Value = String> {
 }
 
 fn ranges() -> u64 {
-    let extremes = (extreme_number(), extreme_number(), any::<bool>()).prop_map(|(a, b, prefix)| {
-        format!("{}{a}-{b}", if prefix { "bytes=" } else { "" })
-    });
+    let extremes = (extreme_number(), extreme_number(), any::<bool>())
+        .prop_map(|(a, b, prefix)| format!("{}{a}-{b}", if prefix { "bytes=" } else { "" }));
     let range_text = prop_oneof![
         "(bytes[= ])?[0-9]{0,22}-[0-9]{0,22}(/[0-9*]{0,5})?",
         "\\PC{0,40}",

@@ -30,7 +30,10 @@ pub async fn issue(
     if req.query.get("password").is_some() {
         // URLs end up in access logs, proxy logs and shell history.
         let client = client_text(client.map(|c| c.0.ip()));
-        tracing::warn!(client, "token request refused: a password in the query string");
+        tracing::warn!(
+            client,
+            "token request refused: a password in the query string"
+        );
         return Err(ApiError::bad_request(
             ErrorCode::Unsupported,
             "credentials in the URL are refused: send them in the Authorization header or a POST form",

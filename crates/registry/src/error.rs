@@ -66,6 +66,10 @@ pub enum RegistryError {
     /// A maintenance operation (garbage collection) stopped rather than risk losing data.
     #[error("{0}")]
     WouldLoseData(String),
+    /// Stored content is damaged (it no longer matches its digest): a server fault, logged,
+    /// never blamed on the client.
+    #[error("stored content is damaged: {0}")]
+    Corrupt(String),
     /// Storage failed; details are logged, never sent to clients.
     #[error(transparent)]
     Storage(#[from] StorageError),

@@ -114,10 +114,9 @@ impl Registry {
         let actual = check.finish();
         if &actual != digest {
             tracing::error!(%digest, %actual, "stored manifest does not match its digest");
-            return Err(RegistryError::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            });
+            return Err(RegistryError::Corrupt(format!(
+                "manifest {digest} hashes to {actual}"
+            )));
         }
         let cached = CachedManifest {
             media_type: Manifest::detect_media_type(&body),

@@ -93,9 +93,7 @@ impl Registry {
         while let Some((digest, loaded)) = loads.next().await {
             let cached = match loaded {
                 Ok(c) => c,
-                Err(RegistryError::ManifestUnknown(_) | RegistryError::DigestMismatch { .. }) => {
-                    continue
-                }
+                Err(RegistryError::ManifestUnknown(_) | RegistryError::Corrupt(_)) => continue,
                 Err(e) => return Err(e),
             };
             match Manifest::parse(&cached.body, Some(&cached.media_type)) {

@@ -88,11 +88,7 @@ async fn copy_verified(
     if actual != *digest {
         // The registry's own copy is damaged: say so rather than export it.
         tracing::error!(%digest, %actual, "stored blob does not match its digest");
-        return Err(RegistryError::DigestMismatch {
-            expected: digest.clone(),
-            actual,
-        }
-        .into());
+        return Err(RegistryError::Corrupt(format!("blob {digest} hashes to {actual}")).into());
     }
     file.sync_all().await.map_err(LayoutError::io(temp))?;
     Ok(size)
