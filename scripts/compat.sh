@@ -59,12 +59,12 @@ start_berth "$work/config.yml" "$work/berth.log"
 echo "compat ($mode): berth at $BERTH_ADDR"
 out=$("$SHARED/compat/run.sh" "$BERTH_ADDR" "${client_args[@]}" 2>&1) || true
 echo "$out"
-if ! echo "$out" | tail -n1 | grep -qE 'compat: [0-9]+ passed, 0 failed'; then
+if ! tail -n1 <<<"$out" | grep -qE 'compat: [0-9]+ passed, 0 failed'; then
   echo "compat ($mode): FAILED; berth log tail:" >&2
   tail -n 50 "$work/berth.log" >&2
   exit 1
 fi
-if echo "$out" | grep -q '^SKIP'; then
+if grep -q '^SKIP' <<<"$out"; then
   if [ "${CI:-}" = "true" ]; then
     echo "compat ($mode): checks were skipped, which CI does not allow (containerd needs root)" >&2
     exit 1

@@ -69,14 +69,14 @@ echo "mirror: upstream docker-registry at $UP, berth at $B"
 out=$("$SHARED/compat/run.sh" "$B" --tls-verify=false --images "$images" --mirror-repo compat/mirror/test 2>&1) || true
 echo "$out" | sed 's/^/  kit: /'
 summary=$(echo "$out" | tail -n1)
-if echo "$summary" | grep -qE 'compat: 27 passed, 0 failed'; then
+if grep -qE 'compat: 27 passed, 0 failed' <<<"$summary"; then
   pass "compat kit against berth as a docker.io mirror: $summary"
-elif echo "$summary" | grep -qE 'compat: [0-9]+ passed, 0 failed' && echo "$out" | grep -q '^SKIP' && [ "${CI:-}" != "true" ]; then
+elif grep -qE 'compat: [0-9]+ passed, 0 failed' <<<"$summary" && grep -q '^SKIP' <<<"$out" && [ "${CI:-}" != "true" ]; then
   echo "SKIP some kit checks were skipped (containerd needs root): $summary"
 else
   fail "compat kit: $summary"
 fi
-if echo "$out" | grep -q '^PASS ctr-mirror'; then
+if grep -q '^PASS ctr-mirror' <<<"$out"; then
   if grep -q '"GET /v2/compat/mirror/test/manifests/' "$work/up.log" \
     && curl -fsS "http://$B/v2/_catalog" | jq -e '.repositories | index("docker.io/compat/mirror/test")' >/dev/null; then
     pass "ctr-mirror was served from the upstream through Berth (cached as docker.io/compat/mirror/test)"
@@ -153,10 +153,13 @@ ctr_pull() { # ctr_pull NAMESPACE REF WANT [flags]: pull through the hosts dir, 
   fi
   got=$(timeout 30 ctr --address "$SOCK" -n "$ns" images ls | awk -v r="$ref" '$1==r {print $3}')
   if [ "$got" != "$want" ]; then fail "ctr pull $ref: digest $got, want $want"; return; fi
-  if ! grep 'msg="do request"' "$work/ctr-$ns.log" | grep "url=\"http://$B/" | grep -q "ns=$host"; then
+  # One grep per question, never `grep | grep -q`: under pipefail, grep -q quitting at its
+  # first match kills the writer with SIGPIPE, and a long log (an --all-platforms pull)
+  # then fails the check at random.
+  if ! grep -qE "msg=\"do request\".*url=\"http://$B/[^\"]*[?&]ns=$host" "$work/ctr-$ns.log"; then
     fail "ctr pull $ref: no request carried ?ns=$host"; return
   fi
-  if grep 'msg="do request"' "$work/ctr-$ns.log" | grep -q 'url="http://127.0.0.1:9/'; then
+  if grep -qE 'msg="do request".*url="http://127\.0\.0\.1:9/' "$work/ctr-$ns.log"; then
     fail "ctr pull $ref: containerd fell back to the upstream server"; return
   fi
   pass "ctr pull $ref through a hosts.toml mirror (?ns=$host): $got"

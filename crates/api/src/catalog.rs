@@ -100,12 +100,12 @@ pub async fn list(ctx: &Ctx, req: &Req, grant: &Grant) -> Result<Response, ApiEr
 }
 
 /// Storage use per repository (the `berth du` report as JSON), limited like the catalog to
-/// the repositories the caller may see. It walks the whole store: meant for an operator or
-/// the web UI, not for every page load of a busy dashboard.
+/// the repositories the caller may see. It walks the whole store, so one walk is shared by
+/// every caller for 30 s ([`berth_registry::usage::USAGE_REUSE`]).
 /// The registry-wide totals are sent only to a caller who sees every repository: summed over
 /// hidden repositories they would tell how much is stored where the caller may not look.
 pub async fn usage(ctx: &Ctx, grant: &Grant) -> Result<Response, ApiError> {
-    let mut report = ctx.registry.usage().await?;
+    let mut report = (*ctx.registry.usage_shared().await?).clone();
     let before = report.repositories.len();
     if let Some(auth) = &ctx.auth {
         report

@@ -62,6 +62,7 @@ pub struct Registry {
     gc_state: gc::GcState,
     /// How many blobs and child manifests one manifest may reference (`limits.manifests`).
     max_references: std::sync::atomic::AtomicUsize,
+    usage_cache: usage::UsageCache,
 }
 
 /// The default of [`Registry::set_max_references`]: far above real images (Docker caps an
@@ -81,6 +82,7 @@ impl Registry {
             catalog_cache: catalog::CatalogCache::default(),
             gc_state: gc::GcState::default(),
             max_references: DEFAULT_MAX_REFERENCES.into(),
+            usage_cache: usage::UsageCache::default(),
         })
     }
 

@@ -74,7 +74,29 @@ pub struct UsageReport {
     pub unreferenced_bytes: u64,
 }
 
+/// How long a usage report served over HTTP is reused: the walk reads every manifest, so
+/// callers asking again and again (a dashboard, or an attacker) share one walk.
+pub const USAGE_REUSE: Duration = Duration::from_secs(30);
+
+/// The last usage report and when it was made.
+#[derive(Default)]
+pub(crate) struct UsageCache(tokio::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<UsageReport>)>>);
+
 impl Registry {
+    /// [`Registry::usage`], reused for [`USAGE_REUSE`]: concurrent callers wait for one walk
+    /// instead of each starting their own.
+    pub async fn usage_shared(&self) -> Result<std::sync::Arc<UsageReport>, RegistryError> {
+        let mut last = self.usage_cache.0.lock().await;
+        if let Some((at, report)) = last.as_ref() {
+            if at.elapsed() < USAGE_REUSE {
+                return Ok(report.clone());
+            }
+        }
+        let report = std::sync::Arc::new(self.usage().await?);
+        *last = Some((std::time::Instant::now(), report.clone()));
+        Ok(report)
+    }
+
     /// Walks every repository's manifests and every blob: the `berth du` report.
     pub async fn usage(&self) -> Result<UsageReport, RegistryError> {
         let sizes: HashMap<Digest, u64> = self
