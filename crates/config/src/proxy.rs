@@ -12,6 +12,7 @@
 //!       ttl: 5m                              # how long a tag is trusted before a HEAD re-check
 //!       proxy: http://127.0.0.1:3128         # optional outbound HTTP(S) proxy
 //!       timeout: 5s                          # time allowed for the response headers
+//!       allowprivateredirects: false         # follow redirects/token realms to private addresses
 //!   default: docker.io                       # plain names (Docker's registry-mirrors) go here
 //!   private: [team, ci]                      # name prefixes that stay local even with a default
 //! ```
@@ -84,6 +85,13 @@ pub struct UpstreamConfig {
     /// `cache` (Berth extension): this upstream's own size limit and expiry.
     #[serde(default)]
     pub cache: UpstreamCacheConfig,
+    /// `allowprivateredirects` (Berth extension), default false: follow this upstream's
+    /// redirects and token realms to loopback, private (10/8, 172.16/12, 192.168/16, fc00::/7),
+    /// link-local (169.254/16, fe80::/10) and CGNAT addresses on other hosts. Without it they
+    /// are refused unless the upstream's own `url` host is `localhost` or such an address (an
+    /// in-house registry whose storage is in-house too).
+    #[serde(default)]
+    pub allowprivateredirects: bool,
 }
 
 impl UpstreamConfig {
@@ -277,6 +285,7 @@ fn upstream(cx: &Cx<'_>, path: &str, item: &Mapping) -> Result<UpstreamConfig, C
         proxy,
         timeout,
         cache: crate::proxy_cache::extract_upstream(cx, item, path)?,
+        allowprivateredirects: cx.bool(item, "allowprivateredirects", path, false)?,
     })
 }
 
@@ -321,6 +330,9 @@ pub(crate) fn emit(proxy: &ProxyConfig, secret: impl Fn(&str) -> Value) -> Value
             }
             if let Some(c) = crate::proxy_cache::emit_upstream(&u.cache) {
                 put(&mut i, "cache", c);
+            }
+            if u.allowprivateredirects {
+                put(&mut i, "allowprivateredirects", Value::Bool(true));
             }
             Value::Mapping(i)
         });

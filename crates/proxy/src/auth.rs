@@ -1,12 +1,19 @@
 //! Upstream authentication: the `WWW-Authenticate` challenge (Basic, or Bearer with realm,
 //! service and scope as Docker Hub, ghcr.io and quay.io send it), tokens fetched anonymously or
-//! with basic credentials and cached per scope until they expire.
+//! with basic credentials and cached per scope until they expire. Which realms may be asked, and
+//! which get the credentials (https ones, or one on the upstream's own host), the upstream
+//! decides (`Upstream::realm_credentials`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+
+use crate::body::{error_excerpt, read_limited, MAX_TOKEN_RESPONSE};
+
+/// Longest wait for the body of a refusal that is read for the log.
+const ERROR_READ_TIME: Duration = Duration::from_secs(1);
 
 /// A parsed `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,12 +123,16 @@ const DEFAULT_TOKEN_LIFE: Duration = Duration::from_secs(60);
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
 /// Cached tokens beyond this count are dropped (one per repository pulled).
 const MAX_TOKENS: usize = 10_000;
+/// Realms remembered as already warned about; beyond this the memory starts over (an upstream
+/// naming a new realm on every answer only gets its warnings repeated).
+const MAX_WARNED_REALMS: usize = 64;
 
 /// What an upstream asked for last, and the tokens fetched for it, by scope.
 #[derive(Default)]
 pub struct TokenCache {
     challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    warned: Mutex<HashSet<String>>,
 }
 
 impl TokenCache {
@@ -155,6 +166,19 @@ impl TokenCache {
             .remove(scope);
     }
 
+    /// Whether `realm` was not warned about yet (and now counts as warned): a warning about a
+    /// realm is logged once, not on every token fetch.
+    pub fn first_warning(&self, realm: &str) -> bool {
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.contains(realm) {
+            return false;
+        }
+        if warned.len() >= MAX_WARNED_REALMS {
+            warned.clear();
+        }
+        warned.insert(realm.to_owned())
+    }
+
     fn store(&self, scope: &str, token: String, life: Duration) {
         let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         if tokens.len() >= MAX_TOKENS {
@@ -172,7 +196,8 @@ impl TokenCache {
     }
 
     /// Fetches a token for `scope` from the Bearer challenge's realm, anonymously or with
-    /// `creds`, and caches it. Errors are the token endpoint's status or transport failure.
+    /// `creds`, and caches it. Errors are the token endpoint's status or transport failure, an
+    /// answer over [`MAX_TOKEN_RESPONSE`] (1 MiB, read no further), or one without a token.
     pub async fn fetch(
         &self,
         client: &reqwest::Client,
@@ -196,18 +221,28 @@ impl TokenCache {
         let response = tokio::time::timeout(timeout, request.send())
             .await
             .map_err(|_| crate::UpstreamError::Timeout(timeout))?
-            .map_err(|e| crate::UpstreamError::Unreachable(format!("token endpoint: {e}")))?;
+            .map_err(|e| match crate::upstream::send_error(&e, timeout) {
+                crate::UpstreamError::Unreachable(why) => {
+                    crate::UpstreamError::Unreachable(format!("token endpoint: {why}"))
+                }
+                other => other,
+            })?;
         let status = response.status();
         if !status.is_success() {
+            // The token server's words help the operator (bad password, unknown scope).
+            let detail = error_excerpt(response, timeout.min(ERROR_READ_TIME)).await;
+            tracing::warn!(
+                realm,
+                status = status.as_u16(),
+                detail,
+                "token endpoint refused"
+            );
             return Err(crate::UpstreamError::Status {
                 status: status.as_u16(),
                 retry_after: None,
             });
         }
-        let body = tokio::time::timeout(timeout, response.bytes())
-            .await
-            .map_err(|_| crate::UpstreamError::Timeout(timeout))?
-            .map_err(|e| crate::UpstreamError::Unreachable(format!("token endpoint: {e}")))?;
+        let body = read_limited(response, MAX_TOKEN_RESPONSE, "token response", timeout).await?;
         let parsed: TokenResponse = serde_json::from_slice(&body)
             .map_err(|e| crate::UpstreamError::Invalid(format!("token response: {e}")))?;
         let token = parsed
@@ -272,6 +307,20 @@ mod tests {
             None
         );
         assert_eq!(parse_challenge(""), None);
+    }
+
+    #[test]
+    fn realms_are_warned_about_once() {
+        let cache = TokenCache::default();
+        assert!(cache.first_warning("http://a/token"));
+        assert!(!cache.first_warning("http://a/token"));
+        assert!(cache.first_warning("http://b/token"));
+        // A flood of realms cannot grow the memory without bound.
+        for i in 0..10 * MAX_WARNED_REALMS {
+            cache.first_warning(&format!("http://r{i}/token"));
+        }
+        let warned = cache.warned.lock().unwrap_or_else(|e| e.into_inner()).len();
+        assert!(warned <= MAX_WARNED_REALMS, "{warned}");
     }
 
     #[test]

@@ -8,7 +8,12 @@
 //! what already arrived, and memory stays flat whatever the blob size. The blob's last byte is
 //! held back from clients until the whole blob is verified and stored, so a corrupt download is
 //! never delivered complete, and a client that got the whole blob can rely on the cache having
-//! it. A download cut short resumes with `Range` from where it stopped.
+//! it. When the upstream sends no length (chunked encoding), any chunk may be the last, so the
+//! last [`UNKNOWN_TAIL`] bytes received are held back instead until the body ends and the
+//! digest is checked. A download cut short resumes with `Range` from where it stopped.
+//!
+//! A download stops as soon as the upstream sends more than it announced, or, without an
+//! announced length, more than the size a manifest of the repository declared for the blob.
 
 use std::fs::File;
 use std::io;
@@ -34,6 +39,9 @@ const CHUNK: usize = 256 * 1024;
 const MAX_RESUMES: u32 = 5;
 /// The longest the upstream may send no body data before the download is resumed.
 const BODY_IDLE: Duration = Duration::from_secs(30);
+/// Held back from clients while a download of unknown length runs: the end may be in any
+/// chunk, and a client must never get the end of a blob whose digest does not match.
+pub const UNKNOWN_TAIL: u64 = CHUNK as u64;
 
 /// Where a download is.
 #[derive(Debug, Clone, Default)]
@@ -74,11 +82,14 @@ pub struct Download {
 
 impl Download {
     /// Starts downloading `digest` for `route` into a spool file in `spool_dir`, teeing it to
-    /// storage. `on_end` runs when the download has finished either way.
+    /// storage. `declared` is the blob's size in a manifest, when known: the download fails as
+    /// soon as the upstream announces or sends more. `on_end` runs when the download has
+    /// finished either way.
     pub fn start(
         registry: Arc<Registry>,
         route: Route,
         digest: Digest,
+        declared: Option<u64>,
         spool_dir: &Path,
         on_end: impl FnOnce() + Send + 'static,
     ) -> Result<Arc<Download>, ProxyError> {
@@ -90,6 +101,7 @@ impl Download {
             registry,
             route,
             digest,
+            declared,
             file: file.clone(),
             tx,
         };
@@ -139,11 +151,12 @@ impl Download {
                         State::Done => true,
                         State::Starting | State::Running => false,
                     };
-                    // The last byte waits for verification, so a bad download never looks whole.
-                    let mut readable = if done {
-                        p.written
-                    } else {
-                        p.written.min(p.size.unwrap_or(u64::MAX).saturating_sub(1))
+                    // The last byte waits for verification, so a bad download never looks whole;
+                    // without a known size, the last chunk does.
+                    let mut readable = match (done, p.size) {
+                        (true, _) => p.written,
+                        (false, Some(size)) => p.written.min(size.saturating_sub(1)),
+                        (false, None) => p.written.saturating_sub(UNKNOWN_TAIL),
                     };
                     if let Some(end) = end {
                         readable = readable.min(end);
@@ -204,6 +217,7 @@ struct Fetcher {
     registry: Arc<Registry>,
     route: Route,
     digest: Digest,
+    declared: Option<u64>,
     file: Arc<File>,
     tx: watch::Sender<Progress>,
 }
@@ -319,6 +333,15 @@ impl Fetcher {
                 }
                 _ => {}
             }
+            if let (Some(d), Some(t)) = (self.declared, total) {
+                if t > d {
+                    return Err(fail(UpstreamError::Invalid(format!(
+                        "upstream announces {t} bytes, the manifest declared {d}"
+                    ))));
+                }
+            }
+            // Without an announced size, the manifest's is the most that may arrive.
+            let cap = size.or(self.declared);
             let mut body = response.bytes_stream();
             let mut batch: Vec<Bytes> = Vec::new();
             let mut batched = 0usize;
@@ -342,10 +365,17 @@ impl Fetcher {
                 if chunk.is_empty() {
                     continue;
                 }
-                if size.is_some_and(|s| written + batched as u64 + chunk.len() as u64 > s) {
-                    return Err(fail(UpstreamError::Invalid(
-                        "more data than announced".into(),
-                    )));
+                if let Some(cap) = cap {
+                    if written + batched as u64 + chunk.len() as u64 > cap {
+                        let why = if size.is_some() {
+                            "announced"
+                        } else {
+                            "declared"
+                        };
+                        return Err(fail(UpstreamError::Invalid(format!(
+                            "more data than the {cap} bytes {why}"
+                        ))));
+                    }
                 }
                 digester.update(&chunk);
                 if let Some(t) = tee.as_ref() {

@@ -73,6 +73,18 @@ pub enum UpstreamError {
     /// The upstream was marked down after a recent failure and a cached copy exists.
     #[error("marked down after a recent failure")]
     Down,
+    /// An answer larger than its limit (see [`crate::body`]); reading stopped at the limit.
+    #[error("{what} larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// What was being read (`manifest`, `token response`, ...).
+        what: &'static str,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// A redirect or token realm that points somewhere Berth does not go (see
+    /// [`crate::guard`]).
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 impl UpstreamError {
@@ -86,7 +98,10 @@ impl UpstreamError {
         match self {
             UpstreamError::Unreachable(_) | UpstreamError::Timeout(_) => true,
             UpstreamError::Status { status, .. } => matches!(status, 500 | 502 | 503 | 504),
-            UpstreamError::Invalid(_) | UpstreamError::Down => false,
+            UpstreamError::Invalid(_)
+            | UpstreamError::Down
+            | UpstreamError::TooLarge { .. }
+            | UpstreamError::Refused(_) => false,
         }
     }
 

@@ -16,12 +16,14 @@
 
 mod auth;
 pub mod blob;
+pub mod body;
 pub mod cache;
 mod error;
 pub mod evict;
 #[cfg(test)]
 mod evict_tests;
 mod flight;
+pub mod guard;
 mod manifest;
 mod metrics;
 pub mod route;
@@ -77,6 +79,9 @@ pub enum BlobSource {
 
 /// Cached tags are remembered this many at most (checked times only; cheap to lose).
 const MAX_TAG_CHECKS: usize = 100_000;
+/// Blob sizes declared by served manifests, remembered this many at most (a bound for
+/// downloads whose upstream sends no length; cheap to lose).
+const MAX_DECLARED_SIZES: usize = 100_000;
 
 type DownloadKey = (RepoName, Digest);
 
@@ -95,6 +100,7 @@ pub struct Proxy {
     checked: Mutex<HashMap<(RepoName, String), Instant>>,
     cache: Option<CachePolicy>,
     pulls: Mutex<HashMap<DownloadKey, Instant>>,
+    declared: Mutex<HashMap<DownloadKey, u64>>,
     /// Counters.
     pub stats: Stats,
 }
@@ -123,6 +129,7 @@ impl Proxy {
             checked: Mutex::new(HashMap::new()),
             cache,
             pulls: Mutex::new(HashMap::new()),
+            declared: Mutex::new(HashMap::new()),
             stats: Stats::default(),
         })
     }
@@ -152,6 +159,8 @@ impl Proxy {
                 tag_ttl: Duration::ZERO,
                 proxy: None,
                 timeout: berth_config::UpstreamConfig::DEFAULT_TIMEOUT,
+                // registry:2 has no such setting; a local remoteurl allows them anyway.
+                allow_private_redirects: false,
             })?))
         } else {
             let upstreams = p
@@ -176,6 +185,7 @@ impl Proxy {
                 tag_ttl_s = u.settings.tag_ttl.as_secs(),
                 timeout_ms = u.settings.timeout.as_millis() as u64,
                 outbound_proxy = u.settings.proxy.as_deref().unwrap_or("-"),
+                allow_private_redirects = u.settings.allow_private_redirects,
                 "pull-through cache upstream"
             );
         }
@@ -200,12 +210,19 @@ impl Proxy {
         self.routing.route(repo, ns)
     }
 
-    /// Whether a write (push, delete) into `repo` must be refused, and how.
-    pub fn write_refusal(&self, repo: &RepoName, ns: Option<&str>) -> Option<Refusal> {
+    /// The namespace of a `?ns=` that no upstream stands for (see
+    /// [`Routing::unknown_namespace`]).
+    pub fn unknown_namespace<'a>(&self, ns: Option<&'a str>) -> Option<&'a str> {
+        self.routing.unknown_namespace(ns)
+    }
+
+    /// Whether a write (push, delete) into `repo`, which resolved to `route`, must be refused,
+    /// and how.
+    pub fn write_refusal(&self, repo: &RepoName, route: Option<&Route>) -> Option<Refusal> {
         if self.routing.read_only() {
             return Some(Refusal::Unsupported);
         }
-        let route = self.route(repo, ns)?;
+        let route = route?;
         let host = route.upstream.host();
         let why = match route.via {
             Via::Namespace => format!("?ns={host} names the upstream {host}"),
@@ -290,10 +307,12 @@ impl Proxy {
         }
         let downloads = self.downloads.clone();
         let done_key = key.clone();
+        let declared = self.declared_size(&key);
         let download = Download::start(
             self.registry.clone(),
             route.clone(),
             digest.clone(),
+            declared,
             &self.spool,
             move || {
                 downloads
@@ -358,6 +377,26 @@ impl Proxy {
         checked
             .get(&(route.local.clone(), tag.to_owned()))
             .is_some_and(|t| t.elapsed() < ttl)
+    }
+
+    /// Remembers the sizes a served manifest declares for its config and layers, so their
+    /// downloads stop when an upstream sends more (see [`Download::start`]). Manifests of
+    /// other manifests (indexes) name no blobs.
+    fn note_declared_sizes(&self, route: &Route, manifest: &berth_oci::Manifest) {
+        let blobs = manifest.config.iter().chain(&manifest.layers);
+        let mut declared = self.declared.lock().unwrap_or_else(|e| e.into_inner());
+        for d in blobs {
+            if declared.len() >= MAX_DECLARED_SIZES {
+                declared.clear();
+            }
+            declared.insert((route.local.clone(), d.digest.clone()), d.size);
+        }
+    }
+
+    /// The size a manifest of the repository declared for a blob, when one was served.
+    fn declared_size(&self, key: &DownloadKey) -> Option<u64> {
+        let declared = self.declared.lock().unwrap_or_else(|e| e.into_inner());
+        declared.get(key).copied()
     }
 
     /// Records that the tag was just confirmed upstream.

@@ -28,6 +28,10 @@ impl Proxy {
         if let Ok(m) = &served {
             metrics::pushed(Kind::Manifest, m.body.len() as u64);
             self.note_pull(route, &m.digest);
+            // Cached ones too: after a restart the blobs they name may still be cold.
+            if let Ok(parsed) = Manifest::parse(&m.body, Some(&m.media_type)) {
+                self.note_declared_sizes(route, &parsed);
+            }
         }
         served
     }

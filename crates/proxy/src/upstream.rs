@@ -1,11 +1,16 @@
 //! One upstream registry and the HTTP client that talks to it: manifests (HEAD/GET with every
 //! manifest media type accepted), blobs (GET from an offset, for resuming), tag lists; bearer
 //! token or basic auth; redirects to blob CDNs followed without the `Authorization` header
-//! when they leave the upstream's host; a time limit on the response headers (connecting
+//! when they leave the upstream's origin; a time limit on the response headers (connecting
 //! included); bounded retries when nothing is cached; and a short "down" period after a
 //! failure so cached content is served at once instead of after another timeout.
+//!
+//! What an upstream sends is not trusted: bodies read into memory are bounded while they are
+//! read ([`crate::body`]); redirects and token realms on other hosts only reach public
+//! addresses unless the upstream is local or the operator allows it ([`crate::guard`]); and
+//! credentials only go to a token realm over https or on the upstream's own host.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_config::UpstreamConfig;
@@ -15,6 +20,8 @@ use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use reqwest::{Client, Response, Url};
 
 use crate::auth::{parse_challenge, Challenge, TokenCache};
+use crate::body::{read_limited, MAX_MANIFEST, MAX_TAG_LIST, MAX_TAG_PAGE};
+use crate::guard::{Guard, GuardedResolver};
 use crate::UpstreamError;
 
 /// Every manifest type Berth stores, so the upstream never has to down-convert.
@@ -29,8 +36,8 @@ const DOWN_FOR: Duration = Duration::from_secs(15);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// Attempts for a request that has no cached fallback (the first one included).
 const COLD_ATTEMPTS: u32 = 3;
-/// Largest manifest or tag list read into memory.
-const MAX_SMALL_BODY: usize = 4 * 1024 * 1024;
+/// Shortest time allowed for reading a manifest or tag list body.
+const MIN_BODY_TIME: Duration = Duration::from_secs(30);
 
 /// Settings of one upstream, from `proxy.upstreams[]` or registry:2's `proxy.remoteurl`.
 #[derive(Debug, Clone)]
@@ -47,6 +54,9 @@ pub struct UpstreamSettings {
     pub proxy: Option<String>,
     /// Time allowed for the response headers.
     pub timeout: Duration,
+    /// Follow redirects and token realms to loopback, private and link-local addresses even
+    /// though the upstream is not local (`allowprivateredirects`; see [`crate::guard`]).
+    pub allow_private_redirects: bool,
 }
 
 impl UpstreamSettings {
@@ -62,6 +72,7 @@ impl UpstreamSettings {
             tag_ttl: c.tag_ttl(),
             proxy: c.proxy.clone(),
             timeout: c.header_timeout(),
+            allow_private_redirects: c.allowprivateredirects,
         }
     }
 }
@@ -83,18 +94,37 @@ pub struct Upstream {
     pub settings: UpstreamSettings,
     base: Url,
     client: Client,
+    guard: Arc<Guard>,
     tokens: TokenCache,
     down_until: Mutex<Option<Instant>>,
 }
 
 impl Upstream {
     /// Builds the client: no automatic redirects (followed here, so credentials never leak to
-    /// another host), the header timeout also bounding the connect, the outbound proxy.
+    /// another host and targets are checked), the header timeout also bounding the connect,
+    /// the outbound proxy, and a DNS resolver that enforces the [`Guard`] on other hosts.
     pub fn new(settings: UpstreamSettings) -> Result<Upstream, String> {
+        Self::with_guard(settings, |_| {})
+    }
+
+    /// [`Upstream::new`] with the guard adjusted by `tweak` (tests make a local upstream
+    /// count as public).
+    fn with_guard(
+        settings: UpstreamSettings,
+        tweak: impl FnOnce(&mut Guard),
+    ) -> Result<Upstream, String> {
         let base = Url::parse(&settings.url)
             .map_err(|e| format!("upstream {}: url {:?}: {e}", settings.host, settings.url))?;
+        let mut guard = Guard::new(
+            &base,
+            settings.proxy.as_deref(),
+            settings.allow_private_redirects,
+        );
+        tweak(&mut guard);
+        let guard = Arc::new(guard);
         let mut builder = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
             .connect_timeout(settings.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
@@ -112,6 +142,7 @@ impl Upstream {
             settings,
             base,
             client,
+            guard,
             tokens: TokenCache::default(),
             down_until: Mutex::new(None),
         })
@@ -168,6 +199,7 @@ impl Upstream {
                 } else if let Some(t) = self.tokens.token(scope) {
                     return Ok(Some(format!("Bearer {t}")));
                 }
+                let creds = self.realm_credentials(&realm).await?;
                 let token = self
                     .tokens
                     .fetch(
@@ -175,13 +207,46 @@ impl Upstream {
                         &realm,
                         service.as_deref(),
                         scope,
-                        self.settings.credentials.as_ref(),
+                        creds,
                         self.settings.timeout,
                     )
                     .await?;
                 Ok(Some(format!("Bearer {token}")))
             }
         }
+    }
+
+    /// The credentials to send to a token `realm`, after checking the realm may be asked at
+    /// all: a realm on another host must be a public address ([`Guard`]; refused and logged
+    /// otherwise), and credentials only go to an https realm or one on the upstream's own host
+    /// (a plain-http realm elsewhere is asked anonymously, with one warning per realm).
+    async fn realm_credentials(
+        &self,
+        realm: &str,
+    ) -> Result<Option<&(String, String)>, UpstreamError> {
+        let url = Url::parse(realm)
+            .map_err(|e| UpstreamError::Invalid(format!("token realm {realm:?}: {e}")))?;
+        let own_host = url.host_str().is_some_and(|h| self.guard.is_own_host(h));
+        if !own_host {
+            if let Err(e) = self.guard.check_url(&url, self.settings.timeout).await {
+                tracing::warn!(upstream = self.host(), realm, error = %e, "token realm refused");
+                return Err(e);
+            }
+        }
+        let Some(creds) = &self.settings.credentials else {
+            return Ok(None);
+        };
+        if own_host || url.scheme() == "https" {
+            return Ok(Some(creds));
+        }
+        if self.tokens.first_warning(realm) {
+            tracing::warn!(
+                upstream = self.host(),
+                realm,
+                "token realm is plain http on another host; asking it for tokens without the upstream's credentials"
+            );
+        }
+        Ok(None)
     }
 
     fn basic(&self) -> Option<String> {
@@ -201,7 +266,15 @@ impl Upstream {
         scope: &str,
         headers: &HeaderMap,
     ) -> Result<Response, UpstreamError> {
-        let mut auth = self.authorization(scope, false).await?;
+        // A remembered challenge may be stale (its realm moved, or was refused): without a
+        // token, ask anyway, and the upstream's 401 names the realm to use now.
+        let mut auth = match self.authorization(scope, false).await {
+            Ok(auth) => auth,
+            Err(e) => {
+                tracing::debug!(upstream = self.host(), error = %e, "no token from the remembered challenge; asking for a new one");
+                None
+            }
+        };
         let mut refreshed = false;
         loop {
             let response = self
@@ -227,8 +300,9 @@ impl Upstream {
         }
     }
 
-    /// Sends a request, following redirects by hand: a redirect to another host (a CDN with a
-    /// signed URL) is fetched without the `Authorization` header.
+    /// Sends a request, following redirects by hand: a redirect to another origin (a CDN with
+    /// a signed URL) is fetched without the `Authorization` header, and one to another host
+    /// only when the [`Guard`] allows its addresses (a refusal is logged with the target).
     async fn follow(
         &self,
         method: Method,
@@ -238,7 +312,9 @@ impl Upstream {
     ) -> Result<Response, UpstreamError> {
         let timeout = self.settings.timeout;
         for _ in 0..=MAX_REDIRECTS {
-            let same_origin = url.host_str() == self.base.host_str()
+            // The scheme counts too: credentials never go from https down to plain http.
+            let same_origin = url.scheme() == self.base.scheme()
+                && url.host_str() == self.base.host_str()
                 && url.port_or_known_default() == self.base.port_or_known_default();
             let mut request = self
                 .client
@@ -249,8 +325,7 @@ impl Upstream {
             }
             let response = match tokio::time::timeout(timeout, request.send()).await {
                 Err(_) => return Err(UpstreamError::Timeout(timeout)),
-                Ok(Err(e)) if e.is_timeout() => return Err(UpstreamError::Timeout(timeout)),
-                Ok(Err(e)) => return Err(UpstreamError::Unreachable(error_chain(&e))),
+                Ok(Err(e)) => return Err(self.refused_or(send_error(&e, timeout), &url)),
                 Ok(Ok(r)) => r,
             };
             if !response.status().is_redirection() || response.status() == StatusCode::NOT_MODIFIED
@@ -268,8 +343,20 @@ impl Upstream {
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(UpstreamError::Invalid(format!("redirect to {url}")));
             }
+            if let Err(e) = self.guard.check_url(&url, timeout).await {
+                return Err(self.refused_or(e, &url));
+            }
         }
         Err(UpstreamError::Invalid("too many redirects".into()))
+    }
+
+    /// `e`, logged with the target when it is a refusal by the [`Guard`].
+    fn refused_or(&self, e: UpstreamError, target: &Url) -> UpstreamError {
+        if let UpstreamError::Refused(reason) = &e {
+            let target = loggable(target);
+            tracing::warn!(upstream = self.host(), target, reason, "redirect refused");
+        }
+        e
     }
 
     /// Sends with retries when `cold` (nothing cached to fall back on); with a fallback, one
@@ -351,7 +438,7 @@ impl Upstream {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(';').next().unwrap_or(s).trim().to_owned());
-        let body = self.small_body(response).await?;
+        let body = self.small_body(response, MAX_MANIFEST, "manifest").await?;
         Ok(RemoteManifest {
             body,
             content_type,
@@ -413,6 +500,7 @@ impl Upstream {
             tags: Option<Vec<String>>,
         }
         let mut all = Vec::new();
+        let mut total = 0;
         let mut path = format!("/v2/{repo}/tags/list?n=1000");
         for _ in 0..100 {
             let response = self
@@ -425,7 +513,18 @@ impl Upstream {
                 )
                 .await?;
             let next = next_link(response.headers());
-            let body = self.small_body(response).await?;
+            let body = self
+                .small_body(response, MAX_TAG_PAGE, "tag list page")
+                .await?;
+            // Pages are bounded one by one, and so is the list they add up to.
+            total += body.len();
+            if total > MAX_TAG_LIST {
+                tracing::warn!(upstream = self.host(), %repo, limit = MAX_TAG_LIST, "upstream tag list exceeds its size limit; dropped");
+                return Err(UpstreamError::TooLarge {
+                    what: "tag list",
+                    limit: MAX_TAG_LIST,
+                });
+            }
             let page: TagList = serde_json::from_slice(&body)
                 .map_err(|e| UpstreamError::Invalid(format!("tag list: {e}")))?;
             all.extend(page.tags.unwrap_or_default());
@@ -439,23 +538,27 @@ impl Upstream {
         Ok(all)
     }
 
-    /// Reads a bounded body within the timeout.
-    async fn small_body(&self, response: Response) -> Result<Bytes, UpstreamError> {
-        if response
-            .content_length()
-            .is_some_and(|l| l > MAX_SMALL_BODY as u64)
-        {
-            return Err(UpstreamError::Invalid("body too large".into()));
-        }
-        let timeout = self.settings.timeout.max(Duration::from_secs(30));
-        let body = tokio::time::timeout(timeout, response.bytes())
-            .await
-            .map_err(|_| UpstreamError::Timeout(timeout))?
-            .map_err(|e| UpstreamError::Unreachable(error_chain(&e)))?;
-        if body.len() > MAX_SMALL_BODY {
-            return Err(UpstreamError::Invalid("body too large".into()));
-        }
-        Ok(body)
+    /// Reads a body of at most `limit` bytes, stopping as soon as more arrives.
+    async fn small_body(
+        &self,
+        response: Response,
+        limit: usize,
+        what: &'static str,
+    ) -> Result<Bytes, UpstreamError> {
+        let timeout = self.settings.timeout.max(MIN_BODY_TIME);
+        read_limited(response, limit, what, timeout).await
+    }
+}
+
+/// A failed `send` as an upstream error: a timeout, a connection the [`Guard`]'s resolver
+/// refused, or an unreachable host.
+pub(crate) fn send_error(e: &reqwest::Error, timeout: Duration) -> UpstreamError {
+    if e.is_timeout() {
+        return UpstreamError::Timeout(timeout);
+    }
+    match crate::guard::refusal(e) {
+        Some(reason) => UpstreamError::Refused(reason),
+        None => UpstreamError::Unreachable(error_chain(e)),
     }
 }
 
@@ -504,8 +607,16 @@ fn next_link(headers: &HeaderMap) -> Option<String> {
     })
 }
 
+/// `url` for the log: without its query, which for a CDN redirect is a signature.
+pub(crate) fn loggable(url: &Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    url.to_string()
+}
+
 /// A reqwest error with its causes (the top level often just says "error sending request").
-fn error_chain(e: &reqwest::Error) -> String {
+pub(crate) fn error_chain(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -515,6 +626,10 @@ fn error_chain(e: &reqwest::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+#[path = "upstream_tests.rs"]
+mod hostile_tests;
 
 #[cfg(test)]
 mod tests {

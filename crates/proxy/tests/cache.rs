@@ -34,6 +34,7 @@ async fn setup(
         tag_ttl: Duration::from_secs(3600),
         proxy: None,
         timeout: Duration::from_secs(2),
+        allow_private_redirects: false,
     };
     // Deletes disabled: eviction must not depend on them.
     let registry = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());

@@ -30,6 +30,7 @@ async fn setup(tweak: impl FnOnce(&mut UpstreamSettings)) -> Setup {
         tag_ttl: Duration::ZERO,
         proxy: None,
         timeout: Duration::from_secs(2),
+        allow_private_redirects: false,
     };
     tweak(&mut settings);
     let registry = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());

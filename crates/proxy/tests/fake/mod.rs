@@ -1,11 +1,18 @@
 //! A scriptable upstream registry on 127.0.0.1 for the proxy's tests: serves manifests and
 //! blobs, can require bearer tokens (with its own token endpoint and basic credentials),
 //! redirect blob downloads to a "CDN" on another port, cut a blob download short once, answer
-//! with a fault status or hang, and counts what it was asked.
+//! with a fault status or hang, and counts what it was asked. Hostile answers too: huge
+//! manifests and token responses (generated lazily, never held in memory, and counted as they
+//! are produced), a token realm on another host name, blobs sent chunked (no length) or with
+//! junk appended.
+//!
+//! Also compiled into the proxy's unit tests (`src/upstream_tests.rs`) and the binary's
+//! `crates/berth/tests/mirror_hostile.rs`, which include this file by path.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +22,7 @@ use axum::response::Response;
 use axum::Router;
 use base64::Engine;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{header, StatusCode};
 use sha2::{Digest as _, Sha256};
 
@@ -40,6 +48,21 @@ pub struct Behaviour {
     pub slow_ms: u64,
     /// Serve blobs with wrong content (digest mismatch).
     pub corrupt: bool,
+    /// Answer manifest GETs with this many bytes of JSON-looking junk, with a
+    /// `Content-Length` when the flag is set, else chunked.
+    pub huge_manifest: Option<(u64, bool)>,
+    /// Answer token requests with a (chunked) body of this many bytes.
+    pub huge_token: Option<u64>,
+    /// Name the token realm on this host (`localhost:<port>`) instead of the upstream's address.
+    pub realm_host: Option<String>,
+    /// Issue tokens without credentials.
+    pub anonymous_tokens: bool,
+    /// Redirect blob GETs to the CDN by this host name instead of its address.
+    pub cdn_host: Option<String>,
+    /// Send blobs chunked (no `Content-Length`); with `slow_ms`, pause before the body ends.
+    pub chunked: bool,
+    /// Append this many junk bytes to blob bodies (sent chunked).
+    pub blob_extra: u64,
 }
 
 #[derive(Default)]
@@ -55,6 +78,10 @@ pub struct Data {
     pub token_requests: Vec<String>,
     /// Authorization headers the CDN received.
     pub cdn_auth: Vec<Option<String>>,
+    /// Authorization headers the token endpoint received.
+    pub token_auth: Vec<Option<String>>,
+    /// Bytes of lazily generated bodies produced so far (huge manifests, tokens, blob junk).
+    pub generated: Arc<AtomicU64>,
 }
 
 pub type Shared = Arc<Mutex<Data>>;
@@ -139,6 +166,40 @@ impl Fake {
         let data = self.data.lock().expect("lock");
         data.log.iter().filter(|l| l.starts_with(prefix)).count()
     }
+
+    /// Bytes of lazily generated bodies produced so far.
+    pub fn generated(&self) -> u64 {
+        self.data
+            .lock()
+            .expect("lock")
+            .generated
+            .load(Ordering::Relaxed)
+    }
+}
+
+/// A body of `len` bytes made of `prefix` then `x`s, produced 64 KiB at a time as the
+/// connection takes it, each piece counted in `counter`.
+pub fn lazy_body(prefix: &'static [u8], len: u64, counter: Arc<AtomicU64>) -> Body {
+    const PIECE: u64 = 64 * 1024;
+    let filler = Bytes::from(vec![b'x'; PIECE as usize]);
+    Body::from_stream(futures_util::stream::unfold(0u64, move |sent| {
+        let (filler, counter) = (filler.clone(), counter.clone());
+        async move {
+            if sent >= len {
+                return None;
+            }
+            let piece = if sent == 0 && !prefix.is_empty() {
+                Bytes::from_static(prefix)
+            } else {
+                filler.slice(..PIECE.min(len - sent) as usize)
+            };
+            counter.fetch_add(piece.len() as u64, Ordering::Relaxed);
+            Some((
+                Ok::<_, std::io::Error>(piece.clone()),
+                sent + piece.len() as u64,
+            ))
+        }
+    }))
 }
 
 const TOKEN: &str = "t0ken";
@@ -166,9 +227,17 @@ async fn handle(
         d.behaviour.clone()
     };
     if path == "/token" {
-        data.lock().expect("lock").token_requests.push(query);
+        let generated = {
+            let mut d = data.lock().expect("lock");
+            d.token_requests.push(query);
+            d.token_auth.push(auth.clone());
+            d.generated.clone()
+        };
+        if let Some(len) = behaviour.huge_token {
+            return Response::new(lazy_body(b"{\"token\":\"", len, generated));
+        }
         let basic = base64::engine::general_purpose::STANDARD.encode("user:pass");
-        if auth.as_deref() != Some(&format!("Basic {basic}")) {
+        if !behaviour.anonymous_tokens && auth.as_deref() != Some(&format!("Basic {basic}")) {
             return status(StatusCode::UNAUTHORIZED, "");
         }
         return json(&format!("{{\"token\":\"{TOKEN}\",\"expires_in\":300}}"));
@@ -186,8 +255,9 @@ async fn handle(
     }
     if behaviour.bearer && auth.as_deref() != Some(&format!("Bearer {TOKEN}")) {
         let mut r = status(StatusCode::UNAUTHORIZED, "{}");
+        let realm = behaviour.realm_host.clone().unwrap_or(addr.to_string());
         let challenge = format!(
-            "Bearer realm=\"http://{addr}/token\",service=\"fake\",scope=\"repository:x:pull\""
+            "Bearer realm=\"http://{realm}/token\",service=\"fake\",scope=\"repository:x:pull\""
         );
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, challenge.parse().expect("value"));
@@ -214,6 +284,23 @@ async fn handle(
         }
         tags.sort();
         return json(&serde_json::json!({"name": repo, "tags": tags}).to_string());
+    }
+    if let (Some((len, announce)), true) = (behaviour.huge_manifest, method == http::Method::GET) {
+        if rest.contains("/manifests/") {
+            let generated = data.lock().expect("lock").generated.clone();
+            let mut r = Response::new(lazy_body(b"{\"schemaVersion\":2,\"x\":\"", len, generated));
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                "application/vnd.oci.image.manifest.v1+json"
+                    .parse()
+                    .expect("value"),
+            );
+            if announce {
+                h.insert(header::CONTENT_LENGTH, len.into());
+            }
+            return r;
+        }
     }
     if let Some((repo, reference)) = rest.rsplit_once("/manifests/") {
         let key = if reference.contains(':') {
@@ -261,7 +348,11 @@ async fn handle(
         }
         if behaviour.redirect_blobs {
             let mut r = status(StatusCode::TEMPORARY_REDIRECT, "");
-            let location = format!("http://{cdn}/cdn/{digest}?sig=abc");
+            let host = match &behaviour.cdn_host {
+                Some(h) => format!("{h}:{}", cdn.port()),
+                None => cdn.to_string(),
+            };
+            let location = format!("http://{host}/cdn/{digest}?sig=abc");
             r.headers_mut()
                 .insert(header::LOCATION, location.parse().expect("value"));
             return r;
@@ -312,6 +403,9 @@ fn serve_blob(data: &Shared, blob: Bytes, range: Option<&str>, b: &Behaviour) ->
     };
     let slow = b.slow_ms;
     let len = part.len();
+    if b.chunked || b.blob_extra > 0 {
+        return chunked_blob(data, part, b);
+    }
     let body = match cut {
         Some(n) => {
             // Announce everything, send `n` bytes, then break the connection.
@@ -349,6 +443,25 @@ fn serve_blob(data: &Shared, blob: Bytes, range: Option<&str>, b: &Behaviour) ->
             .insert(header::CONTENT_RANGE, cr.parse().expect("value"));
     }
     r
+}
+
+/// A blob without `Content-Length`: 64 KiB pieces, then `blob_extra` junk bytes, then (with
+/// `slow_ms`) a pause before the body ends, so everything sent is there before the end is.
+fn chunked_blob(data: &Shared, blob: Bytes, b: &Behaviour) -> Response {
+    let pieces: Vec<Bytes> = (0..blob.len())
+        .step_by(64 * 1024)
+        .map(|i| blob.slice(i..(i + 64 * 1024).min(blob.len())))
+        .collect();
+    let generated = data.lock().expect("lock").generated.clone();
+    let junk = (b.blob_extra > 0).then(|| lazy_body(b"", b.blob_extra, generated));
+    let pause = Duration::from_millis(b.slow_ms);
+    let head = futures_util::stream::iter(pieces.into_iter().map(Ok::<_, axum::Error>));
+    let junk = futures_util::stream::iter(junk).flat_map(|body| body.into_data_stream());
+    let end = futures_util::stream::once(async move {
+        tokio::time::sleep(pause).await;
+        Ok(Bytes::new())
+    });
+    Response::new(Body::from_stream(head.chain(junk).chain(end)))
 }
 
 fn status(code: StatusCode, body: &'static str) -> Response {
