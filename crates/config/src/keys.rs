@@ -285,6 +285,7 @@ static UPSTREAM: Node = closed(&[
     yes("ttl", &SCALAR),
     yes("proxy", &SCALAR),
     yes("timeout", &SCALAR),
+    yes("allowprivateredirects", &SCALAR),
     yes("cache", &UPSTREAM_CACHE),
 ]);
 static UPSTREAM_CACHE: Node = closed(&[yes("maxsize", &SCALAR), yes("maxage", &SCALAR)]);

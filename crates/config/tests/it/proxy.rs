@@ -17,6 +17,7 @@ proxy:
       ttl: 10m
       proxy: http://127.0.0.1:3128
       timeout: 2s
+      allowprivateredirects: true
     - host: ghcr.io
       url: https://ghcr.io
   default: docker.io
@@ -43,6 +44,7 @@ fn many_upstreams_parse_without_warnings() {
     assert_eq!(ghcr.tag_ttl(), UpstreamConfig::DEFAULT_TTL);
     assert_eq!(ghcr.header_timeout(), UpstreamConfig::DEFAULT_TIMEOUT);
     assert_eq!(ghcr.username, None);
+    assert!(hub.allowprivateredirects && !ghcr.allowprivateredirects);
 }
 
 #[test]
