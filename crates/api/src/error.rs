@@ -177,10 +177,18 @@ impl From<PathError> for ApiError {
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
+        ApiError::from(&e)
+    }
+}
+
+/// By reference, so an error shared by every client of one pull-through fetch
+/// ([`berth_proxy::ProxyError::Registry`]) keeps its kind too.
+impl From<&RegistryError> for ApiError {
+    fn from(e: &RegistryError) -> Self {
         use StatusCode as S;
         let msg = e.to_string();
         match e {
-            RegistryError::Invalid(e) => e.into(),
+            RegistryError::Invalid(e) => e.clone().into(),
             RegistryError::BlobUnknown(_) => {
                 ApiError::new(ErrorCode::BlobUnknown, S::NOT_FOUND, msg)
             }
@@ -229,7 +237,7 @@ impl From<RegistryError> for ApiError {
             }
             RegistryError::SpaceLow(reason) => {
                 tracing::warn!(reason, "upload refused: disk above its watermark");
-                ApiError::new(ErrorCode::Denied, S::INSUFFICIENT_STORAGE, reason)
+                ApiError::new(ErrorCode::Denied, S::INSUFFICIENT_STORAGE, reason.clone())
             }
             RegistryError::Storage(StorageError::Full(path)) => {
                 tracing::error!(path, "storage is full");

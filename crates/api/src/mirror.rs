@@ -117,6 +117,7 @@ pub fn error(e: ProxyError) -> ApiError {
                 format!("upstream {host} is unavailable and the content is not cached yet; try again later"),
             )
         }
+        ProxyError::Registry(e) => ApiError::from(e.as_ref()),
         ProxyError::Storage(detail) => ApiError::internal(detail),
     }
 }

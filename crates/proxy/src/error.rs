@@ -45,7 +45,12 @@ pub enum ProxyError {
         /// What went wrong, for the log.
         detail: String,
     },
-    /// Local storage failed; details are logged, not sent.
+    /// The registry underneath refused or failed (read-only, disk full, damaged content,
+    /// storage down): kept whole, so the client gets the answer it would get without the
+    /// cache. Shared, because one fetch answers every client waiting for it.
+    #[error("{0}")]
+    Registry(std::sync::Arc<berth_registry::RegistryError>),
+    /// The cache's own spool files failed; details are logged, not sent.
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -131,6 +136,6 @@ impl UpstreamError {
 
 impl From<berth_registry::RegistryError> for ProxyError {
     fn from(e: berth_registry::RegistryError) -> Self {
-        ProxyError::Storage(e.to_string())
+        ProxyError::Registry(std::sync::Arc::new(e))
     }
 }
