@@ -2,7 +2,8 @@
 # Installs what the test suite needs on Debian 12: the real clients (skopeo, containerd/ctr,
 # umoci, the Docker daemon) and the reference registry (docker-registry 2.8.2) for the compatibility checks,
 # and the validators of the deployment files (musl-gcc for the static binary, yamllint,
-# docker-compose, systemd-analyze, and PyPI's YAML/HCL/Kubernetes-schema/Helm checkers).
+# docker-compose, systemd-analyze, and PyPI's YAML/HCL/Kubernetes-schema/Helm checkers, and
+# ansible-core with ansible-lint for the Ansible role).
 # Also the Rust pieces a fresh rustup toolchain lacks: the x86_64-unknown-linux-musl target (the
 # static binary) and the clippy and rustfmt components (the lint and format suites).
 # Idempotent: does nothing when everything is already there.
@@ -35,6 +36,11 @@ python3 -c 'import yaml, hcl2, kubernetes_validate, helm_sdkpy' 2>/dev/null || {
   python3 -m pip install -q pyyaml==6.0.3 kubernetes-validate==1.37.0 python-hcl2==8.1.4
   python3 -m pip install -q --ignore-requires-python helm-sdkpy==0.1.32
 }
+# The Ansible role (deploy/ansible): ansible-playbook runs it, ansible-lint checks it. ansible-core
+# 2.19 needs Python 3.11+ on the controller (Debian 12's is 3.11); ansible-lint pulls in its own
+# yamllint from PyPI, which comes before Debian's on a pip-managed PATH.
+{ python3 -c 'import ansible, ansiblelint' 2>/dev/null && command -v ansible-playbook >/dev/null 2>&1 &&
+  command -v ansible-lint >/dev/null 2>&1; } || python3 -m pip install -q ansible-core==2.19.14 ansible-lint==26.10.1
 
 need=()
 for pair in skopeo:skopeo ctr:containerd containerd:containerd umoci:umoci jq:jq curl:curl \

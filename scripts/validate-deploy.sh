@@ -11,7 +11,15 @@
 #      binary: `berth config check`, then `berth serve` on an ephemeral loopback port with
 #      /healthz, /readyz, /v2/ and `berth healthcheck`; /readyz stays 200 under htpasswd auth;
 #   5. the Dockerfile: a private dockerd builds the image FROM scratch and runs it with no
-#      network, read-only: HEALTHCHECK turns healthy, a blob push lands in the volume, stop is clean.
+#      network, read-only: HEALTHCHECK turns healthy, a blob push lands in the volume, stop is clean;
+#   6. the Ansible role (deploy/ansible): ansible-lint's production profile (and a mutation it
+#      must reject); the real role run by ansible-playbook against localhost (connection local,
+#      every path in a temp dir, berth_manage_service=false): check mode first, then twice for
+#      real (the second run must change nothing), with systemd and compose and a TLS + htpasswd
+#      + odd sizes variant; each rendered config.yml through `berth config check`, every mirror
+#      an upstream with its cache limit in bytes, the example's served like the configs of 4;
+#      the unit with systemd-analyze and, rendered with the defaults, directive for directive
+#      deploy/systemd/berth.service; the compose file with docker-compose config.
 # Exits non-zero on any failure. Under CI=true a missing tool is a failure, never a skip.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -298,6 +306,190 @@ else
       fail "docker run"; sed 's/^/     /' "$work/out"
     fi
   fi
+fi
+
+echo "--- Ansible role (deploy/ansible)"
+ans=$work/ansible
+mkdir -p "$ans"
+# ans_env COMMAND...: Ansible's state and temp files in $ans, not in ~/.ansible or the tree.
+ans_env() {
+  ANSIBLE_HOME="$ans/home" ANSIBLE_LOCAL_TEMP="$ans/tmp" ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 "$@"
+}
+# play NAME ROOT CHECK_MODE EXTRA_VARS_JSON: site.yml with the example inventory against this
+# machine, every path under ROOT; output in $ans/NAME.log. Prints the PLAY RECAP counts.
+play() {
+  local name=$1 root=$2 check_mode=$3 vars=$4 args=()
+  [ "$check_mode" = check ] && args+=(--check --diff)
+  mkdir -p "$root/usr/local/bin" "$root/etc/systemd/system"
+  # Extra variables as JSON: typed (false stays a boolean), and they win over the inventory.
+  "$PY" - "$root" "$ans_bin" "$vars" >"$ans/$name.json" <<'PYVARS'
+import json, sys
+root, binary, extra = sys.argv[1], sys.argv[2], json.loads(sys.argv[3] or "{}")
+v = {"ansible_connection": "local", "ansible_become": False, "berth_manage_service": False,
+     "berth_binary_src": binary, "berth_binary_path": root + "/usr/local/bin/berth",
+     "berth_config_dir": root + "/etc/berth", "berth_systemd_unit_dir": root + "/etc/systemd/system",
+     "berth_compose_dir": root + "/opt/berth"}
+v.update({k: x.replace("@ROOT@", root) if isinstance(x, str) else x for k, x in extra.items()})
+print(json.dumps(v))
+PYVARS
+  (cd deploy/ansible && ans_env ansible-playbook -i inventory.example.yml site.yml "${args[@]}" \
+    -e ansible_python_interpreter="$(command -v "$PY")" -e @"$ans/$name.json") >"$ans/$name.log" 2>&1
+  local rc=$?
+  grep -A1 '^PLAY RECAP' "$ans/$name.log" | tail -1 | sed -e 's/^[^:]*: *//' -e 's/  */ /g'
+  return $rc
+}
+# played NAME ROOT MODE VARS WHAT: play, PASS when it succeeds (and, for MODE=again, changes nothing).
+played() {
+  local name=$1 root=$2 mode=$3 vars=$4 what=$5 recap
+  if recap=$(play "$name" "$root" "$mode" "$vars"); then
+    if [ "$mode" = again ] && ! grep -q ' changed=0 ' <<<"$recap "; then
+      fail "ansible-playbook: $what: not idempotent ($recap)"
+      grep -B2 '^changed:' "$ans/$name.log" | sed 's/^/     /'
+    else
+      pass "ansible-playbook: $what ($recap)"
+    fi
+  else
+    fail "ansible-playbook: $what"; tail -25 "$ans/$name.log" | sed 's/^/     /'
+  fi
+}
+# config_upstreams NAME CONFIG [VARS_JSON] [ENV...]: berth config check, then every mirror an upstream.
+config_upstreams() {
+  local name=$1 config=$2 vars=${3:-}; shift 3 || shift $#
+  if env "$@" "$BIN" config check "$config" >"$ans/effective.yml" 2>"$work/out"; then
+    check "berth config check + mirrors as upstreams: $name" \
+      vdpy ansible-upstreams deploy/ansible/inventory.example.yml "$ans/effective.yml" ${vars:+"$vars"}
+  else
+    fail "berth config check: $name"; sed 's/^/     /' "$work/out"
+  fi
+}
+if ! command -v ansible-lint >/dev/null 2>&1; then
+  missing ansible-lint "pip install ansible-lint (scripts/install-test-deps.sh)"
+else
+  # In a copy: ansible-lint may write its caches (.ansible/) into the project it lints.
+  cp -r deploy/ansible "$ans/lint"
+  check "ansible-lint, production profile (deploy/ansible/.ansible-lint)" \
+    env -C "$ans/lint" ANSIBLE_HOME="$ans/home" ansible-lint --offline --nocolor --profile production
+  # It must reject a role that uses a short module name (fqcn, a production-profile rule).
+  cp -r deploy/ansible "$ans/lint-bad"
+  sed -i '0,/ansible\.builtin\.copy:/s//copy:/' "$ans/lint-bad/roles/berth/tasks/systemd.yml"
+  if env -C "$ans/lint-bad" ANSIBLE_HOME="$ans/home" ansible-lint --offline --nocolor --profile production >"$work/out" 2>&1; then
+    fail "ansible-lint accepted tasks/systemd.yml with a short module name (copy:)"
+  else
+    pass "ansible-lint rejects a short module name: $(grep -m1 -E '^ *[0-9]+ fqcn' "$work/out" | sed 's/^ *//')"
+  fi
+fi
+if ! command -v ansible-playbook >/dev/null 2>&1; then
+  missing ansible-playbook "pip install ansible-core (scripts/install-test-deps.sh)"
+elif [ -z "$BIN" ]; then
+  missing "a berth binary for the role" "scripts/build-static.sh or cargo build --release -p berth"
+else
+  ans_bin=$(readlink -f "$BIN")
+  # systemd (the example inventory as it is): check mode writes nothing, then two real runs.
+  sysroot=$ans/systemd
+  played check "$ans/check" check '{}' "systemd, --check --diff on an empty root"
+  if [ -z "$(find "$ans/check" -type f)" ]; then
+    pass "check mode wrote nothing"
+  else
+    fail "check mode wrote files: $(find "$ans/check" -type f | tr '\n' ' ')"
+  fi
+  played systemd-1 "$sysroot" run '{}' "systemd, example inventory"
+  # role_checked NAME: the role's own `berth config check` task ran (and passed) in that run.
+  role_checked() {
+    if grep -A1 'TASK \[berth : Check config.yml with berth config check\]' "$ans/$1.log" | grep -q '^ok:'; then
+      pass "the role's own task ran berth config check on the host ($1)"
+    else
+      fail "the role's berth config check task did not run ($1)"
+    fi
+  }
+  role_checked systemd-1
+  played systemd-2 "$sysroot" again '{}' "systemd, second run"
+  # The role refuses a mirror it cannot serve before it changes anything.
+  bad='{"container_image_mirrors": [{"url": "https://registry-1.docker.io", "registry": "docker.io:443", "size": "20Xi"}]}'
+  if play bad "$ans/bad" run "$bad" >/dev/null; then
+    fail "the role accepted a mirror with registry docker.io:443 and size 20Xi"
+  elif grep -q 'container_image_mirrors entry' "$ans/bad.log" && [ -z "$(find "$ans/bad" -type f)" ]; then
+    pass "the role refuses registry docker.io:443 / size 20Xi at its first check, nothing written"
+  else
+    fail "the role failed on a bad mirror, but not at its check"; tail -10 "$ans/bad.log" | sed 's/^/     /'
+  fi
+  config_upstreams "role, systemd, example inventory" "$sysroot/etc/berth/config.yml"
+  # compose: data in a host directory owned by the image's user.
+  croot=$ans/compose
+  cvars='{"berth_install_method": "compose", "berth_storage_root": "@ROOT@/srv/berth/data", "berth_mem_limit": "512m"}'
+  played compose-1 "$croot" run "$cvars" "compose, example inventory"
+  played compose-2 "$croot" again "$cvars" "compose, second run"
+  config_upstreams "role, compose, example inventory" "$croot/opt/berth/config.yml"
+  owner=$(stat -c %u:%g "$croot/srv/berth/data" 2>/dev/null || true)
+  if [ "$owner" = 65532:65532 ]; then pass "compose: data directory owned by 65532:65532"; else fail "compose: data directory owner '$owner'"; fi
+  # TLS, htpasswd, port 443 (CAP_NET_BIND_SERVICE), a total limit and sizes of every shape.
+  vroot=$ans/variant
+  mkdir -p "$vroot"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost -days 2 \
+    -keyout "$vroot/key.pem" -out "$vroot/cert.pem" >/dev/null 2>&1
+  hash=$(echo 'check-password' | "$BIN" htpasswd --password-stdin --cost 4 ci 2>/dev/null | cut -d: -f2-)
+  vvars=$("$PY" -c 'import json, sys; print(json.dumps({
+    "berth_listen_address": ":443", "berth_http_host": "https://registry.example.com",
+    "berth_tls_certificate": "@ROOT@/cert.pem", "berth_tls_key": "@ROOT@/key.pem",
+    "berth_htpasswd_users": [{"name": "ci", "hash": sys.argv[1]}], "berth_proxy_cache_maxsize": "30Gi",
+    "berth_proxy_default": "", "berth_proxy_private": [],
+    "container_image_mirrors": [
+      {"url": "https://registry-1.docker.io", "registry": "docker.io", "size": "1.5Gi"},
+      {"url": "https://ghcr.io/", "registry": "ghcr.io", "size": "500Mi"},
+      {"url": "https://registry.k8s.io", "registry": "registry.k8s.io", "size": "20G"},
+      {"url": "https://quay.io", "registry": "quay.io", "size": 750000000},
+      {"url": "https://gcr.io", "registry": "gcr.io"}]}))' "$hash")
+  played variant-1 "$vroot" run "$vvars" "systemd, TLS + htpasswd + :443 + 5 mirrors with sizes 1.5Gi/500Mi/20G/bytes/none"
+  role_checked variant-1
+  played variant-2 "$vroot" again "$vvars" "variant, second run"
+  sed "s#@ROOT@#$vroot#g" <<<"$vvars" >"$ans/variant-vars.json"
+  # The service reads its secrets from /run/credentials/berth.service/; here, from the host files.
+  config_upstreams "role, TLS + htpasswd variant" "$vroot/etc/berth/config.yml" "$ans/variant-vars.json" \
+    REGISTRY_AUTH_HTPASSWD_PATH="$vroot/etc/berth/htpasswd" \
+    REGISTRY_HTTP_TLS_CERTIFICATE="$vroot/cert.pem" REGISTRY_HTTP_TLS_KEY="$vroot/key.pem"
+  if grep -qx "LoadCredential=htpasswd:$vroot/etc/berth/htpasswd" "$vroot/etc/systemd/system/berth.service" &&
+     grep -qx "LoadCredential=tls.key:$vroot/key.pem" "$vroot/etc/systemd/system/berth.service" &&
+     grep -qx "AmbientCapabilities=CAP_NET_BIND_SERVICE" "$vroot/etc/systemd/system/berth.service" &&
+     grep -q '/run/credentials/berth.service/htpasswd' "$vroot/etc/berth/config.yml"; then
+    pass "variant unit: LoadCredential= for htpasswd and TLS, CAP_NET_BIND_SERVICE for :443; config.yml reads /run/credentials"
+  else
+    fail "variant unit or config: LoadCredential=/CAP_NET_BIND_SERVICE//run/credentials missing"
+  fi
+  # The unit rendered with nothing but the role's defaults is deploy/systemd/berth.service.
+  if (cd deploy/ansible && ans_env ansible localhost -i localhost, -c local \
+        -e ansible_python_interpreter="$(command -v "$PY")" \
+        -e @roles/berth/defaults/main.yml -e @roles/berth/vars/main.yml -m ansible.builtin.template \
+        -a "src=$PWD/roles/berth/templates/berth.service.j2 dest=$ans/defaults.service mode=0644") >"$work/out" 2>&1; then
+    check "role unit with its defaults vs deploy/systemd/berth.service" \
+      vdpy unit-drift "$ans/defaults.service" deploy/systemd/berth.service
+  else
+    fail "rendering berth.service.j2 with the role's defaults"; tail -10 "$work/out" | sed 's/^/     /'
+  fi
+  if command -v systemd-analyze >/dev/null 2>&1; then
+    # ExecStart points at the binary the role installed under the temp root.
+    for unit in "$sysroot/etc/systemd/system/berth.service" "$vroot/etc/systemd/system/berth.service"; do
+      if systemd-analyze verify "$unit" >"$work/out" 2>&1 && [ ! -s "$work/out" ]; then
+        pass "systemd-analyze verify: role unit (${unit#"$ans/"})"
+      else
+        fail "systemd-analyze verify: role unit (${unit#"$ans/"})"; sed 's/^/     /' "$work/out"
+      fi
+    done
+    if systemd-analyze security --offline=true --threshold=20 "$sysroot/etc/systemd/system/berth.service" >"$work/out" 2>&1; then
+      pass "systemd-analyze security: role unit: $(grep -o 'Overall exposure level.*' "$work/out")"
+    else
+      fail "systemd-analyze security: role unit (exposure above 2.0)"; tail -25 "$work/out" | sed 's/^/     /'
+    fi
+  else
+    missing systemd-analyze "apt-get install systemd"
+  fi
+  if command -v docker-compose >/dev/null 2>&1; then
+    check "docker-compose config: role compose.yml" docker-compose -f "$croot/opt/berth/compose.yml" config -q
+  elif docker compose version >/dev/null 2>&1; then
+    check "docker compose config: role compose.yml" docker compose -f "$croot/opt/berth/compose.yml" config -q
+  else
+    missing docker-compose "apt-get install docker-compose"
+  fi
+  # The example inventory's config, served (REGISTRY_* overrides for address and data).
+  [ -s "$sysroot/etc/berth/config.yml" ] && serve_check "deploy/ansible role config.yml (example inventory)" "$sysroot/etc/berth/config.yml"
 fi
 
 echo "validate-deploy: $passed passed, $failed failed, $skipped skipped"

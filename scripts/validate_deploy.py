@@ -13,11 +13,20 @@ Subcommands (each exits non-zero with a message naming the file on the first kin
                                informational: dashboard metrics absent from a real /metrics scrape
   helm-lint CHART              `helm lint` through Helm's Go library (PyPI helm-sdkpy) on the chart
                                with several sets of values, plus one set that must fail
+  ansible-upstreams INVENTORY EFFECTIVE [VARS_JSON]
+                               the Ansible role's rendered config as `berth config check` printed
+                               it (EFFECTIVE): one proxy.upstreams entry per container_image_mirrors
+                               entry of INVENTORY, same host, URL and cache size in bytes (sizes
+                               such as 20Gi parsed here independently of the role's conversion);
+                               VARS_JSON: extra variables of the run (they win over INVENTORY)
+  unit-drift RENDERED SHIPPED  the role's unit rendered with its defaults has exactly the
+                               directives of deploy/systemd/berth.service, in the same order
 """
 
 import argparse
 import asyncio
 import copy
+import fractions
 import json
 import os
 import pathlib
@@ -448,6 +457,105 @@ def cmd_helm_lint(args):
         sys.exit(1)
 
 
+# Kubernetes quantities (the registry:2 role's `size`) and Berth sizes, in bytes: an
+# independent parser, so that the role's conversion in config.yml.j2 is checked, not repeated.
+SIZE_UNITS = {
+    "": 1, "k": 1000, "K": 1000, "M": 1000 ** 2, "G": 1000 ** 3, "T": 1000 ** 4,
+    "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40,
+    "kB": 1000, "KB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3, "TB": 1000 ** 4,
+    "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+}
+
+
+def size_bytes(value, where):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(value))
+    if not m or m.group(2) not in SIZE_UNITS:
+        fail(f"{where}: {value!r} is not a size this check knows")
+    return int(fractions.Fraction(m.group(1)) * SIZE_UNITS[m.group(2)])
+
+
+def find_key(node, key):
+    """The first value of `key` anywhere in a YAML tree (inventory group or host vars)."""
+    if isinstance(node, dict):
+        if key in node:
+            return node[key]
+        for value in node.values():
+            found = find_key(value, key)
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for value in node:
+            found = find_key(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+def cmd_ansible_upstreams(args):
+    inventory = load_yaml_docs(args.inventory)[0]
+    extra = json.loads(pathlib.Path(args.vars).read_text(encoding="utf-8")) if args.vars else {}
+    setting = lambda key: extra[key] if key in extra else find_key(inventory, key)
+    mirrors = setting("container_image_mirrors") or []
+    if not mirrors:
+        fail(f"{args.inventory}: no container_image_mirrors")
+    # `berth config check` prints a comment line, then the effective configuration as YAML.
+    effective = load_yaml_docs(args.effective)[0]
+    proxy = effective.get("proxy") or {}
+    upstreams = proxy.get("upstreams") or []
+    if len(upstreams) != len(mirrors):
+        fail(f"{args.effective}: {len(upstreams)} proxy.upstreams for {len(mirrors)} mirrors")
+    shown = []
+    for i, (mirror, upstream) in enumerate(zip(mirrors, upstreams)):
+        where = f"{args.effective}: proxy.upstreams[{i}]"
+        if upstream.get("host") != mirror["registry"]:
+            fail(f"{where}: host {upstream.get('host')!r}, the mirror's registry is {mirror['registry']!r}")
+        if upstream.get("url") != mirror["url"].rstrip("/"):
+            fail(f"{where}: url {upstream.get('url')!r}, the mirror's url is {mirror['url']!r}")
+        limit = (upstream.get("cache") or {}).get("maxsize")
+        if mirror.get("size") in (None, ""):
+            if limit is not None:
+                fail(f"{where}: cache.maxsize {limit!r} for a mirror without a size")
+            shown.append(f"{mirror['registry']} (no limit)")
+            continue
+        want = size_bytes(mirror["size"], f"{args.inventory}: {mirror['registry']} size")
+        if limit is None:
+            fail(f"{where}: no cache.maxsize, the mirror's size is {mirror['size']}")
+        got = size_bytes(limit, f"{where}.cache.maxsize")
+        if got != want:
+            fail(f"{where}: cache.maxsize {limit} = {got} bytes, the mirror's size {mirror['size']} = {want} bytes")
+        shown.append(f"{mirror['registry']} <- {mirror['url']} maxsize {limit} (size {mirror['size']})")
+    default = setting("berth_proxy_default") or None
+    if proxy.get("default") != default:
+        fail(f"{args.effective}: proxy.default {proxy.get('default')!r}, wanted {default!r}")
+    private = setting("berth_proxy_private") or []
+    if (proxy.get("private") or []) != private:
+        fail(f"{args.effective}: proxy.private {proxy.get('private')!r}, wanted {private!r}")
+    total = setting("berth_proxy_cache_maxsize")
+    if total:
+        got = (proxy.get("cache") or {}).get("maxsize")
+        if got is None or size_bytes(got, f"{args.effective}: proxy.cache.maxsize") != size_bytes(total, "berth_proxy_cache_maxsize"):
+            fail(f"{args.effective}: proxy.cache.maxsize {got!r}, wanted {total}")
+        shown.append(f"all together maxsize {got}")
+    print(f"ok   {len(mirrors)} mirrors -> {len(upstreams)} upstreams: " + "; ".join(shown)
+          + (f"; default {default}" if default else "") + (f"; private {private}" if private else ""))
+
+
+def unit_directives(path):
+    lines = pathlib.Path(path).read_text(encoding="utf-8").splitlines()
+    return [l.strip() for l in lines if l.strip() and not l.lstrip().startswith(("#", ";"))]
+
+
+def cmd_unit_drift(args):
+    rendered, shipped = unit_directives(args.rendered), unit_directives(args.shipped)
+    if rendered != shipped:
+        import difflib
+        diff = "\n".join(difflib.unified_diff(shipped, rendered, args.shipped, args.rendered, lineterm="", n=1))
+        fail(f"{args.rendered} differs from {args.shipped} (directives only):\n{diff}")
+    print(f"ok   {args.rendered}: the same {len(rendered)} directives as {args.shipped}, in the same order")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -458,6 +566,9 @@ def main():
     p = sub.add_parser("grafana"); p.add_argument("file"); p.set_defaults(func=cmd_grafana)
     p = sub.add_parser("grafana-crosscheck"); p.add_argument("file"); p.add_argument("metrics"); p.set_defaults(func=cmd_grafana_crosscheck)
     p = sub.add_parser("helm-lint"); p.add_argument("chart"); p.set_defaults(func=cmd_helm_lint)
+    p = sub.add_parser("ansible-upstreams"); p.add_argument("inventory"); p.add_argument("effective")
+    p.add_argument("vars", nargs="?"); p.set_defaults(func=cmd_ansible_upstreams)
+    p = sub.add_parser("unit-drift"); p.add_argument("rendered"); p.add_argument("shipped"); p.set_defaults(func=cmd_unit_drift)
     args = parser.parse_args()
     args.func(args)
 
