@@ -149,6 +149,8 @@ impl Registry {
     ) -> Result<bool, RegistryError> {
         self.check_writable()?;
         let repo = &image.repository;
+        // A pull-through store of a member meanwhile waits, and is not undone half-way.
+        let _links = self.repo_locks.delete_links(repo).await;
         for member in &image.members {
             if self.last_pull(repo, member).await? > image.last_pull {
                 return Ok(false);

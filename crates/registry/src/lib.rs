@@ -11,6 +11,8 @@ pub mod cache;
 #[cfg(test)]
 mod cache_tests;
 pub mod catalog;
+#[cfg(test)]
+mod delete_race_tests;
 mod error;
 pub mod gc;
 #[cfg(test)]
@@ -21,6 +23,7 @@ mod manifest_cache;
 pub mod manifests;
 pub mod purge;
 pub mod referrers;
+mod repo_lock;
 pub mod retention;
 #[cfg(test)]
 mod retention_tests;
@@ -63,6 +66,8 @@ pub struct Registry {
     /// How many blobs and child manifests one manifest may reference (`limits.manifests`).
     max_references: std::sync::atomic::AtomicUsize,
     usage_cache: usage::UsageCache,
+    /// Orders manifest deletes against manifest and tag writes in this process.
+    repo_locks: repo_lock::RepoLocks,
 }
 
 /// The default of [`Registry::set_max_references`]: far above real images (Docker caps an
@@ -83,6 +88,7 @@ impl Registry {
             gc_state: gc::GcState::default(),
             max_references: DEFAULT_MAX_REFERENCES.into(),
             usage_cache: usage::UsageCache::default(),
+            repo_locks: repo_lock::RepoLocks::default(),
         })
     }
 

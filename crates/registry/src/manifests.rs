@@ -210,6 +210,9 @@ impl Registry {
             d.put_content(&paths::blob_data(&digest), body.clone())
                 .await?;
         }
+        // From the revision link to the tag's current link, a delete in this repository
+        // waits: it would otherwise remove the revision under a tag written a moment later.
+        let _links = self.repo_locks.write_links(repo).await;
         links::write(d, &paths::revision_link(repo, &digest), &digest).await?;
         self.catalog_cache.note(repo);
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
@@ -281,12 +284,17 @@ impl Registry {
     }
 
     /// Deletes a tag (by tag) or a manifest revision with every tag pointing at it (by digest).
+    ///
+    /// Manifest and tag writes in the same repository wait meanwhile ([`crate::repo_lock`]):
+    /// a tag written concurrently lands either before the delete (and goes with it if it
+    /// points at the deleted manifest) or after it, never pointing at a removed revision.
     pub async fn delete_manifest(
         &self,
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<(), RegistryError> {
         self.check_deletable()?;
+        let _links = self.repo_locks.delete_links(repo).await;
         let d = self.driver();
         match reference {
             Reference::Tag(tag) => {

@@ -219,6 +219,7 @@ impl Registry {
                 let verb = if dry_run { "would remove" } else { "removed" };
                 if !dry_run {
                     self.check_writable()?;
+                    let _links = self.repo_locks.delete_links(&repo).await;
                     self.remove_tag(&repo, &tag).await?;
                 }
                 report.notes.push(format!(
@@ -228,6 +229,8 @@ impl Registry {
             for (state, reason) in plan.tags {
                 if !dry_run {
                     self.check_writable()?;
+                    // Held from the check to the removal, so a push in between is kept.
+                    let _links = self.repo_locks.delete_links(&repo).await;
                     if !self.tag_unchanged(&repo, &state).await? {
                         report.notes.push(format!(
                             "{name}: tag {} was pushed again during the run; kept",
@@ -251,6 +254,7 @@ impl Registry {
             for (digest, written, manifest) in plan.untagged {
                 if !dry_run {
                     self.check_writable()?;
+                    let _links = self.repo_locks.delete_links(&repo).await;
                     let link = paths::revision_link(&repo, &digest);
                     if self.modified(&link).await? != Some(written) {
                         report.notes.push(format!(

@@ -2,6 +2,8 @@
 //! filesystem and in-memory drivers run it in this crate's tests; the S3 driver runs the same
 //! functions. It checks only what the trait promises (no listing order, no atomic rename).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 
@@ -26,6 +28,7 @@ pub async fn run_all(d: &dyn StorageDriver) {
     remove_empty_dir_keeps_content(d).await;
     rejects_path_tricks(d).await;
     large_streamed_content(d).await;
+    delete_races_with_writes(d, 200).await;
 }
 
 async fn put_get_and_replace(d: &dyn StorageDriver) {
@@ -187,6 +190,59 @@ async fn large_streamed_content(d: &dyn StorageDriver) {
     assert_eq!(back, chunk[99_990..]);
 }
 
+/// Deletes a directory tree `rounds` times while two writers keep adding files to it, as a
+/// manifest DELETE removes a tag's directory while a PUT re-tags it. Each delete takes the
+/// tree as it is or finds it gone; none fails because the tree changed under it (the
+/// filesystem driver answered ENOTEMPTY, a 500), and every write succeeds.
+pub async fn delete_races_with_writes(d: &dyn StorageDriver, rounds: usize) {
+    let stop = AtomicBool::new(false);
+    let writer = |w: usize| {
+        let stop = &stop;
+        async move {
+            let mut errors = Vec::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // A few names, written again and again: the tree stays small, so each delete
+                // is quick, and directories keep reappearing in it.
+                let path = format!("/race/tag/index/sha256/{w}-{}/link", n % 8);
+                if let Err(e) = d.put_content(&path, Bytes::from_static(b"x")).await {
+                    errors.push(format!("put {path}: {e}"));
+                }
+                n += 1;
+                // Drivers that never wait (in memory) must still let the deleter run.
+                tokio::task::yield_now().await;
+            }
+            (n, errors)
+        }
+    };
+    let deleter = async {
+        let mut errors = Vec::new();
+        for _ in 0..rounds {
+            match d.delete("/race/tag").await {
+                Ok(()) | Err(StorageError::NotFound(_)) => {}
+                Err(e) => errors.push(format!("delete: {e}")),
+            }
+            tokio::task::yield_now().await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        errors
+    };
+    let (mut errors, (n0, e0), (n1, e1)) =
+        futures_util::future::join3(deleter, writer(0), writer(1)).await;
+    errors.extend(e0.into_iter().chain(e1));
+    assert!(
+        errors.is_empty(),
+        "{} of {rounds} deletes and {} writes failed: {:?}",
+        errors.len(),
+        n0 + n1,
+        &errors[..errors.len().min(5)]
+    );
+    match d.delete("/race").await {
+        Ok(()) | Err(StorageError::NotFound(_)) => {}
+        Err(e) => panic!("final delete: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{FilesystemDriver, InMemoryDriver};
@@ -196,6 +252,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = FilesystemDriver::new(dir.path()).expect("driver");
         super::run_all(&d).await;
+    }
+
+    /// Without fsync writes are fast, so nearly every recursive delete overlaps one.
+    #[tokio::test]
+    async fn filesystem_delete_races_with_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = FilesystemDriver::new(dir.path())
+            .expect("driver")
+            .with_sync(false);
+        super::delete_races_with_writes(&d, 2000).await;
     }
 
     #[tokio::test]

@@ -38,7 +38,8 @@ pub struct FilesystemDriver {
 }
 
 impl FilesystemDriver {
-    /// A driver rooted at `root`, created if missing. Temporary files left by a crash are
+    /// A driver rooted at `root`, created if missing. Temporary files (and trees a delete had
+    /// set aside, see [`delete_tree`]) left by a crash are
     /// removed once they are an hour old: they were never visible, so nothing is lost, and a
     /// younger one may belong to another process sharing the directory.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
@@ -110,7 +111,57 @@ fn remove_stale_temp_files(tmp: &Path) {
         age.is_some_and(|a| a.as_secs() > 3600)
     };
     for entry in entries.flatten().filter(stale) {
-        let _ = fs::remove_file(entry.path());
+        // Directories are trees a delete renamed aside and a crash stopped removing.
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let _ = if is_dir {
+            fs::remove_dir_all(entry.path())
+        } else {
+            fs::remove_file(entry.path())
+        };
+    }
+}
+
+/// How often an in-place recursive removal is retried when a writer added an entry meanwhile.
+const REMOVE_ATTEMPTS: usize = 16;
+
+/// Deletes the directory tree `dir` while writers may be adding to it (a tag PUT writing into
+/// the tag directory a manifest DELETE removes): `remove_dir_all` alone lists a directory,
+/// unlinks what it listed, then fails with ENOTEMPTY if a writer added an entry in between.
+///
+/// The tree is first renamed to `aside` (a fresh name under the temporary directory): one
+/// atomic step that takes exactly what is there at that instant, as the in-memory driver's
+/// delete does. A write that lands before it goes with the tree; one after it recreates the
+/// path (`rename_into_place` creates the parents again) and is kept, so the delete is ordered
+/// before it instead of failing. Writers resolve paths from the root at every call, so none
+/// can add to the renamed tree, and removing it cannot race. A crash in between leaves the
+/// tree under the temporary directory, removed at the next start like any stale temp file.
+///
+/// Where the rename is impossible (the directory is a mount point, or the temporary directory
+/// is gone), the tree is removed in place, retried a bounded number of times on ENOTEMPTY.
+fn delete_tree(dir: &Path, aside: &Path) -> io::Result<()> {
+    match fs::rename(dir, aside) {
+        Ok(()) => return remove_tree(aside),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !dir.exists() => return Err(e),
+        Err(_) => {}
+    }
+    remove_tree(dir)
+}
+
+/// `remove_dir_all`, retried when an entry appeared in a directory after it was emptied.
+fn remove_tree(dir: &Path) -> io::Result<()> {
+    let mut attempts = 1;
+    loop {
+        match fs::remove_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            // Gone since the first attempt (a concurrent delete finished it): done.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts > 1 => return Ok(()),
+            Err(e)
+                if e.kind() == io::ErrorKind::DirectoryNotEmpty && attempts < REMOVE_ATTEMPTS =>
+            {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -119,28 +170,43 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// How often `rename_into_place` starts again after a concurrent removal got in its way.
+const PLACE_ATTEMPTS: usize = 16;
+
 /// Renames `src` to `dst`, creating `dst`'s parent, then syncs the parent when `sync`.
 ///
-/// Garbage collection removes empty directories (`remove_empty_dir`), possibly between our
-/// `create_dir_all` and `rename`: the rename then fails with `NotFound` although `src` is still
-/// there, and is retried with the parent created again.
+/// Directories on the way may be removed at any moment: garbage collection removes empty ones
+/// (`remove_empty_dir`), a delete takes a whole tree (a manifest DELETE, the tag directory this
+/// PUT writes into). Then `create_dir_all` fails (`NotFound`, or `AlreadyExists` for a
+/// directory that vanished right after `mkdir` saw it) or the rename does (`NotFound`),
+/// although `src` is still there: both are retried with the parents created again, so the
+/// write lands after the removal instead of failing. If the removal comes after the rename,
+/// it took the new file with it, and there is no directory left to sync.
 fn rename_into_place(src: &Path, dst: &Path, sync: bool) -> io::Result<()> {
     let parent = dst
         .parent()
         .ok_or_else(|| io::Error::other("destination has no parent"))?;
-    let mut attempts = 0;
+    let mut attempts = 1;
     loop {
-        fs::create_dir_all(parent)?;
-        match fs::rename(src, dst) {
+        match fs::create_dir_all(parent).and_then(|()| fs::rename(src, dst)) {
             Ok(()) => break,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 5 && src.exists() => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::AlreadyExists
+                ) && attempts < PLACE_ATTEMPTS
+                    && src.exists() =>
+            {
                 attempts += 1;
             }
             Err(e) => return Err(e),
         }
     }
     if sync {
-        sync_dir(parent)?;
+        match sync_dir(parent) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
+        }
     }
     Ok(())
 }
@@ -280,9 +346,10 @@ impl StorageDriver for FilesystemDriver {
 
     async fn delete(&self, path: &str) -> Result<(), StorageError> {
         let full = self.full(path)?;
+        let aside = self.temp_path();
         blocking(path, move || {
             if fs::symlink_metadata(&full)?.is_dir() {
-                fs::remove_dir_all(&full)
+                delete_tree(&full, &aside)
             } else {
                 fs::remove_file(&full)
             }
