@@ -1,9 +1,12 @@
 //! Command-line interface: one `Opts` parsed by clap, one function per subcommand.
+//!
+//! Every command that reads the configuration takes it the same two ways: as its last
+//! argument (registry:2's `registry garbage-collect config.yml`) or with `-c/--config`.
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
 
 use crate::{logging, maintenance, retention, server, setup};
 
@@ -15,14 +18,47 @@ pub struct Opts {
     command: Command,
 }
 
+/// CONFIG, as the last argument or with `-c/--config`; both at once is refused, since the
+/// two could name different files.
+#[derive(Args, Debug)]
+struct ConfigArg {
+    /// Path to a registry:2-compatible config.yml (or -c CONFIG). Without it the embedded
+    /// default is used (filesystem storage in a per-user data directory), as by serve.
+    #[arg(value_name = "CONFIG")]
+    config: Option<PathBuf>,
+    /// Path to a registry:2-compatible config.yml (or CONFIG as the last argument).
+    #[arg(short = 'c', long = "config", value_name = "CONFIG")]
+    config_flag: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// The configuration file given, if any.
+    fn path(self) -> anyhow::Result<Option<PathBuf>> {
+        match (self.config, self.config_flag) {
+            (Some(positional), Some(flag)) => bail!(
+                "the configuration is given twice ({} as CONFIG and {} with -c/--config): give it once, either way",
+                positional.display(),
+                flag.display()
+            ),
+            (positional, flag) => Ok(positional.or(flag)),
+        }
+    }
+
+    /// Loads the configuration given (or the embedded default).
+    fn load(self) -> anyhow::Result<(berth_config::Loaded, Option<PathBuf>)> {
+        let path = self.path()?;
+        Ok((setup::load_config(path.as_deref())?, path))
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the registry. CONFIG is a registry:2 config.yml; without it an embedded default is
     /// used (filesystem storage in a per-user data directory, port 5000, delete enabled).
     /// REGISTRY_* environment variables override the file, as in registry:2.
     Serve {
-        /// Path to a registry:2-compatible config.yml.
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Remove blobs no manifest references, and with --delete-untagged the manifests no tag
     /// reaches (keeping multi-arch children and the referrers of kept manifests). Offline, like
@@ -37,8 +73,8 @@ enum Command {
         /// Print only the summary line.
         #[arg(short = 'q', long)]
         quiet: bool,
-        /// Path to a registry:2-compatible config.yml.
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Storage use per repository: bytes only that repository uses (what deleting it frees)
     /// and bytes it shares, plus what no manifest uses. Reads only; safe while serving.
@@ -46,29 +82,26 @@ enum Command {
         /// Print JSON (the format of `GET /v2/_berth/usage`) instead of a table.
         #[arg(long)]
         json: bool,
-        /// Path to a registry:2-compatible config.yml.
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Write an image (NAME: every tag; NAME:TAG; NAME@DIGEST) with all its platforms and
     /// referrers as an OCI image layout in DIR (new, empty, or a layout to add to). Reads
-    /// only; safe while serving. Without -c the embedded default config is used, as by serve.
+    /// only; safe while serving. Without CONFIG the embedded default config is used, as by
+    /// serve.
     Export {
-        /// Path to a registry:2-compatible config.yml.
-        #[arg(short = 'c', long)]
-        config: Option<PathBuf>,
         /// What to export: NAME, NAME:TAG or NAME@DIGEST.
         image: String,
         /// The layout directory.
         dir: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Store the OCI image layout DIR (every index.json entry, or those named --ref) in
     /// repository NAME with blobs and referrers, tagged by their ref names, or TAG with
     /// NAME:TAG. Every blob is verified; a bad layout is refused with nothing tagged. Safe
-    /// while serving. Without -c the embedded default config is used, as by serve.
+    /// while serving. Without CONFIG the embedded default config is used, as by serve.
     Import {
-        /// Path to a registry:2-compatible config.yml.
-        #[arg(short = 'c', long)]
-        config: Option<PathBuf>,
         /// Import only the entries whose org.opencontainers.image.ref.name is REF.
         #[arg(long = "ref", value_name = "REF")]
         ref_name: Option<String>,
@@ -76,10 +109,19 @@ enum Command {
         dir: PathBuf,
         /// The repository: NAME, or NAME:TAG to tag the one imported image TAG.
         name: String,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Apply the retention policies of storage.maintenance.retention once: delete the tags
     /// they select and, with deleteuntagged, the manifests no remaining tag reaches. Blobs stay
     /// until the next garbage collection. Run with --dry-run first.
+    ///
+    /// Rules given on the command line (--repository with --keep-last, --older-than,
+    /// --delete-tag, --delete-untagged) make one policy that is applied instead of the
+    /// configured ones, as a cleanup script would:
+    ///
+    ///   berth retention --repository 'ci/**' --keep-last 10 --older-than 30d --dry-run config.yml
+    #[command(verbatim_doc_comment)]
     Retention {
         /// Print what would be deleted; change nothing.
         #[arg(short = 'd', long)]
@@ -87,8 +129,11 @@ enum Command {
         /// Print only the summary line.
         #[arg(short = 'q', long)]
         quiet: bool,
-        /// Path to a registry:2-compatible config.yml.
-        config: Option<PathBuf>,
+        // Before the rules: their help heading would otherwise also cover -c and CONFIG.
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        rules: crate::retention::RuleArgs,
     },
     /// Add or update a user's bcrypt entry in an htpasswd file (like `htpasswd -B`), or print
     /// the line without -f (like `htpasswd -nB`). The password is prompted for, twice.
@@ -126,8 +171,8 @@ enum Command {
 enum ConfigCommand {
     /// Validate a configuration and print the effective result (secrets masked).
     Check {
-        /// Path to a registry:2-compatible config.yml.
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -135,12 +180,12 @@ enum ConfigCommand {
 pub fn run(opts: Opts) -> anyhow::Result<()> {
     match opts.command {
         Command::Serve { config } => {
-            let loaded = setup::load_config(config.as_deref())?;
+            let (loaded, path) = config.load()?;
             logging::init(&loaded.config.log)?;
             for warning in &loaded.warnings {
                 tracing::warn!("{warning}");
             }
-            runtime()?.block_on(server::serve(loaded, config))
+            runtime()?.block_on(server::serve(loaded, path))
         }
         Command::GarbageCollect {
             dry_run,
@@ -148,7 +193,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             quiet,
             config,
         } => {
-            let loaded = setup::load_config(config.as_deref())?;
+            let (loaded, _) = config.load()?;
             logging::init(&loaded.config.log)?;
             let options = berth_registry::gc::GcOptions {
                 delete_untagged,
@@ -157,12 +202,12 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             runtime()?.block_on(maintenance::garbage_collect(loaded, options, quiet))
         }
         Command::Du { json, config } => {
-            let loaded = setup::load_config(config.as_deref())?;
+            let (loaded, _) = config.load()?;
             logging::init(&loaded.config.log)?;
             runtime()?.block_on(crate::du::run(loaded, json))
         }
         Command::Export { config, image, dir } => {
-            let loaded = setup::load_config(config.as_deref())?;
+            let (loaded, _) = config.load()?;
             logging::init(&loaded.config.log)?;
             runtime()?.block_on(crate::layout::export(loaded, &image, &dir))
         }
@@ -172,18 +217,21 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             dir,
             name,
         } => {
-            let loaded = setup::load_config(config.as_deref())?;
+            let (loaded, _) = config.load()?;
             logging::init(&loaded.config.log)?;
             runtime()?.block_on(crate::layout::import(loaded, &dir, &name, ref_name))
         }
         Command::Retention {
             dry_run,
             quiet,
+            rules,
             config,
         } => {
-            let loaded = setup::load_config(config.as_deref())?;
+            // Bad rules are reported before the configuration is even read.
+            let policy = rules.policy()?;
+            let (loaded, _) = config.load()?;
             logging::init(&loaded.config.log)?;
-            runtime()?.block_on(retention::run_once(loaded, dry_run, quiet))
+            runtime()?.block_on(retention::run_once(loaded, policy, dry_run, quiet))
         }
         Command::Htpasswd {
             file,
@@ -206,7 +254,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {
-            let loaded = setup::load_config(config.as_deref())?;
+            let (loaded, _) = config.load()?;
             for warning in &loaded.warnings {
                 eprintln!("warning: {warning}");
             }

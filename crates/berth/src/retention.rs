@@ -2,12 +2,15 @@
 //! scheduled runs. Both call [`Registry::apply_retention`] (one code path, dry run or not);
 //! retention deletes tags and untagged manifests only, the blobs stay until a garbage
 //! collection (`berth garbage-collect`, or the online collector) removes them.
+//!
+//! The command also takes one policy from its own options ([`RuleArgs`]), applied instead of
+//! the configured policies, for cleanup scripts that should not need a configuration edit.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context;
-use berth_config::{Loaded, RetentionConfig};
+use anyhow::{bail, Context};
+use berth_config::{Loaded, RetentionConfig, RetentionPolicyConfig};
 use berth_oci::RepoPattern;
 use berth_registry::retention::{Deletion, RetentionPolicy, RetentionReport};
 use berth_registry::{Registry, RegistryError};
@@ -20,39 +23,103 @@ const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Compiles the configured policies (already checked when the configuration was loaded).
 pub fn policies(config: &RetentionConfig) -> anyhow::Result<Vec<RetentionPolicy>> {
+    config.policies.iter().map(compile).collect()
+}
+
+/// Compiles one policy; a bad pattern or regex is named in the error.
+fn compile(p: &RetentionPolicyConfig) -> anyhow::Result<RetentionPolicy> {
     let regexes = |list: &[String]| -> anyhow::Result<Vec<Regex>> {
         list.iter()
             .map(|r| Regex::new(r).with_context(|| format!("retention regex {r:?}")))
             .collect()
     };
-    config
-        .policies
-        .iter()
-        .map(|p| {
-            Ok(RetentionPolicy {
-                repositories: p
-                    .repositories
-                    .iter()
-                    .map(|r| RepoPattern::parse(r).map_err(anyhow::Error::msg))
-                    .collect::<anyhow::Result<_>>()?,
-                keep_last: p.keep_last.map(|n| n as usize),
-                older_than: p.older_than,
-                keep_tags: regexes(&p.keep_tags)?,
-                delete_tags: regexes(&p.delete_tags)?,
-                delete_untagged: p.delete_untagged,
+    Ok(RetentionPolicy {
+        repositories: p
+            .repositories
+            .iter()
+            .map(|r| {
+                RepoPattern::parse(r)
+                    .map_err(|why| anyhow::anyhow!("repository pattern {r:?}: {why}"))
             })
-        })
-        .collect()
+            .collect::<anyhow::Result<_>>()?,
+        keep_last: p.keep_last.map(|n| n as usize),
+        older_than: p.older_than,
+        keep_tags: regexes(&p.keep_tags)?,
+        delete_tags: regexes(&p.delete_tags)?,
+        delete_untagged: p.delete_untagged,
+    })
 }
 
-/// `berth retention`: applies the policies once, printing what is (or would be) deleted.
-pub async fn run_once(loaded: Loaded, dry_run: bool, quiet: bool) -> anyhow::Result<()> {
-    let retention = &loaded.config.storage.maintenance.retention;
-    if retention.policies.is_empty() {
-        println!("no retention policies configured (storage.maintenance.retention.policies); nothing to do");
-        return Ok(());
+/// `berth retention`'s own rules: one policy, applied instead of the configured ones.
+#[derive(clap::Args, Debug, Default)]
+#[command(next_help_heading = "Rules (one policy, used instead of the configured policies)")]
+pub struct RuleArgs {
+    /// Repositories the rules apply to: a name or a pattern (`*` one path segment, `**` any
+    /// depth: 'ci/**', '**' for all). Repeatable; required with the other rules.
+    #[arg(long = "repository", value_name = "PATTERN")]
+    repositories: Vec<String>,
+    /// Keep the newest N tags by push time (among those no --keep-tag/--delete-tag matched).
+    #[arg(long, value_name = "N")]
+    keep_last: Option<u32>,
+    /// Delete tags pushed longer ago than AGE (30d, 12h, 1d12h) and not kept by --keep-last.
+    #[arg(long, value_name = "AGE", value_parser = berth_config::parse_age)]
+    older_than: Option<Duration>,
+    /// Always keep the tags this regex matches. Repeatable.
+    #[arg(long = "keep-tag", value_name = "REGEX")]
+    keep_tags: Vec<String>,
+    /// Always delete the tags this regex matches (unless --keep-tag matches). Repeatable.
+    #[arg(long = "delete-tag", value_name = "REGEX")]
+    delete_tags: Vec<String>,
+    /// Also delete the manifests no remaining tag reaches.
+    #[arg(long)]
+    delete_untagged: bool,
+}
+
+impl RuleArgs {
+    /// The policy the options describe, or `None` when none was given.
+    pub fn policy(self) -> anyhow::Result<Option<RetentionPolicy>> {
+        let config = RetentionPolicyConfig {
+            repositories: self.repositories,
+            keep_last: self.keep_last,
+            older_than: self.older_than,
+            keep_tags: self.keep_tags,
+            delete_tags: self.delete_tags,
+            delete_untagged: self.delete_untagged,
+        };
+        if config == RetentionPolicyConfig::default() {
+            return Ok(None);
+        }
+        // Unlike a configured policy (a warning), a command that can only do nothing, or
+        // that would apply to every repository without saying so, is a mistake to stop on.
+        if config.repositories.is_empty() {
+            bail!(
+                "retention rules need --repository PATTERN (repeatable; '**' for every repository)"
+            );
+        }
+        if !config.deletes_anything() {
+            bail!("--repository needs a rule that deletes: --keep-last, --older-than, --delete-tag or --delete-untagged");
+        }
+        compile(&config).map(Some)
     }
-    let policies = policies(retention)?;
+}
+
+/// `berth retention`: applies `rules` (the command's own policy) or else the configured
+/// policies once, printing what is (or would be) deleted.
+pub async fn run_once(
+    loaded: Loaded,
+    rules: Option<RetentionPolicy>,
+    dry_run: bool,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let retention = &loaded.config.storage.maintenance.retention;
+    let policies = match rules {
+        Some(policy) => vec![policy],
+        None if retention.policies.is_empty() => {
+            println!("no retention policies configured (storage.maintenance.retention.policies) and no rules given (--repository with --keep-last, --older-than, --delete-tag or --delete-untagged); nothing to do");
+            return Ok(());
+        }
+        None => policies(retention)?,
+    };
     let registry = setup::registry(&loaded.config)?;
     // Like `berth garbage-collect`: usable on the data of a registry switched to read-only.
     registry.set_read_only(false);

@@ -170,8 +170,9 @@ fn json_logs_carry_fields_and_access_lines() {
         .iter()
         .find(|l| l["type"] == "access")
         .expect("an access log line");
-    assert_eq!(access["path"], "/v2/nope/tags/list");
-    assert_eq!(access["status"], 404);
+    // registry:2's field names for its "response completed" line.
+    assert_eq!(access["http.request.uri"], "/v2/nope/tags/list");
+    assert_eq!(access["http.response.status"], 404);
     assert!(
         parsed.iter().any(|l| l["code"] == "NAME_UNKNOWN"),
         "rejections are logged with their code"
@@ -319,4 +320,292 @@ fn probes_and_the_healthcheck_command() {
     let out = berth(&["healthcheck", &format!("{}/nope", server.url)], &[]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("404"), "{}", text(&out.stderr));
+}
+
+/// Pushes `tags` of `repo`, each a distinct image, oldest first; returns their digests.
+async fn push_tags(api: &common::oci::Api, repo: &str, tags: &[&str]) -> Vec<String> {
+    let mut digests = Vec::new();
+    for t in tags {
+        digests.push(api.push_image(repo, t, &format!("{repo}:{t}")).await.1);
+    }
+    digests
+}
+
+/// A stopped registry's directory and config, holding what `fill` pushed.
+async fn filled<F: std::future::Future<Output = ()>>(
+    extra: &str,
+    fill: impl FnOnce(common::oci::Api) -> F,
+) -> (tempfile::TempDir, String) {
+    let reg = common::oci::Reg::start(extra);
+    fill(common::oci::Api::new(&reg.url)).await;
+    let common::oci::Reg {
+        server,
+        dir,
+        config,
+        ..
+    } = reg;
+    drop(server);
+    (dir, config)
+}
+
+fn ok_stdout(args: &[&str]) -> String {
+    let out = berth(args, &[]);
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[tokio::test]
+async fn every_command_takes_config_as_last_argument_or_with_c() {
+    let (dir, config) = filled("", |api| async move {
+        push_tags(&api, "app", &["v1"]).await;
+    })
+    .await;
+    let layout = dir.path().join("layout").display().to_string();
+    for base in [
+        vec!["garbage-collect", "--dry-run"],
+        vec!["du"],
+        vec!["retention", "--dry-run"],
+        vec!["config", "check"],
+        vec!["export", "app:v1", &layout],
+        vec!["import", &layout, "copy"],
+    ] {
+        let mut outputs = Vec::new();
+        for form in [
+            vec![config.as_str()],
+            vec!["-c", &config],
+            vec!["--config", &config],
+        ] {
+            let args = [base.as_slice(), form.as_slice()].concat();
+            outputs.push(ok_stdout(&args));
+        }
+        // The same report either way (export and import report bytes written, which change
+        // once the layout or the repository holds the content).
+        let compare = !matches!(base[0], "export" | "import");
+        assert!(
+            !compare || outputs.iter().all(|o| o == &outputs[0]),
+            "{base:?}: {outputs:#?}"
+        );
+        let both = [base.as_slice(), &[config.as_str(), "-c", &config]].concat();
+        let out = berth(&both, &[]);
+        assert!(!out.status.success(), "{both:?} accepted");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("the configuration is given twice") && err.contains("-c/--config"),
+            "{err}"
+        );
+    }
+    let server = Server::start(&["-c", &config], &[]);
+    assert_eq!(server.get("/v2/app/tags/list").0, 200);
+}
+
+#[tokio::test]
+async fn retention_rules_from_the_command_line_replace_the_configured_policies() {
+    let (dir, config) = filled("", |api| async move {
+        push_tags(&api, "team/app", &["b1", "b2", "b3", "b4"]).await;
+        push_tags(&api, "other", &["x1", "x2"]).await;
+    })
+    .await;
+    // The configured policy would delete every tag: the rules given must be used instead.
+    let yaml = std::fs::read_to_string(&config).unwrap().replace(
+        "delete: {enabled: true}",
+        "delete: {enabled: true}\n  maintenance: {retention: {policies: [{repositories: ['**'], deletetags: ['.*']}]}}",
+    );
+    std::fs::write(&config, yaml).unwrap();
+    // b1 was pushed 40 days ago; the others are recent.
+    let link = dir
+        .path()
+        .join("data/docker/registry/v2/repositories/team/app/_manifests/tags/b1/current/link");
+    std::fs::File::options()
+        .write(true)
+        .open(&link)
+        .and_then(|f| {
+            f.set_modified(std::time::SystemTime::now() - Duration::from_secs(40 * 86400))
+        })
+        .unwrap();
+    let tags = |repo: &str| -> Vec<String> {
+        let dir = dir.path().join(format!(
+            "data/docker/registry/v2/repositories/{repo}/_manifests/tags"
+        ));
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+
+    // Older than 30 days AND beyond the newest one: only b1.
+    let aged: Vec<&str> = "retention --dry-run --repository team/* --keep-last 1 --older-than 30d"
+        .split_whitespace()
+        .collect();
+    let dry = ok_stdout(&[&aged[..], &[&config]].concat());
+    let deletions: Vec<&str> = dry.lines().filter(|l| l.contains("would delete")).collect();
+    assert_eq!(deletions.len(), 1, "{dry}");
+    assert!(
+        deletions[0].starts_with("team/app: would delete tag b1 ")
+            && deletions[0].contains("not among the newest 1 and older than 30days"),
+        "{dry}"
+    );
+    assert_eq!(
+        tags("team/app"),
+        ["b1", "b2", "b3", "b4"],
+        "a dry run deletes nothing"
+    );
+
+    // Beyond the newest 2, any age, with -c: b1 and b2 go; other/ is not matched.
+    let real = ok_stdout(&[
+        "retention",
+        "--repository",
+        "team/**",
+        "--keep-last",
+        "2",
+        "-c",
+        &config,
+    ]);
+    assert!(
+        real.contains("team/app: deleted tag b1 ") && real.contains("team/app: deleted tag b2 "),
+        "{real}"
+    );
+    assert!(
+        real.contains(
+            "1 repositories checked, 2 tags kept, 2 tags and 0 untagged manifests deleted"
+        ),
+        "{real}"
+    );
+    assert_eq!(tags("team/app"), ["b3", "b4"]);
+    assert_eq!(tags("other"), ["x1", "x2"]);
+
+    for (args, expected) in [
+        (vec!["--keep-last", "2"], "need --repository PATTERN"),
+        (vec!["--repository", "team/*"], "needs a rule that deletes"),
+        (
+            vec!["--repository", "a//b", "--keep-last", "1"],
+            "repository pattern \"a//b\"",
+        ),
+        (
+            vec!["--repository", "x", "--delete-tag", "("],
+            "retention regex \"(\"",
+        ),
+        (
+            vec!["--repository", "x", "--older-than", "30x"],
+            "--older-than",
+        ),
+    ] {
+        let out = berth(&[&["retention"], &args[..], &[&config]].concat(), &[]);
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let help = ok_stdout(&["retention", "--help"]);
+    for flag in [
+        "--repository <PATTERN>",
+        "--keep-last <N>",
+        "--older-than <AGE>",
+        "--dry-run",
+        "-c, --config <CONFIG>",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}
+
+#[tokio::test]
+async fn garbage_collection_dry_and_real_runs_print_the_same_lines_in_the_same_order() {
+    let (_dir, config) = filled("", |api| async move {
+        for repo in ["a", "b/c", "d"] {
+            push_tags(&api, repo, &["1", "2", "3", "4"]).await;
+        }
+        // Untagged: removed with --delete-untagged, with its blobs.
+        api.push_image("b/c", "gone", "gone").await;
+        assert_eq!(api.delete("/v2/b/c/manifests/gone").await.status, 202);
+    })
+    .await;
+    let run = |extra: &[&str]| {
+        ok_stdout(&[&["garbage-collect", "--delete-untagged"], extra, &[&config]].concat())
+            .replace("would remove", "removed")
+            .lines()
+            .filter(|l| !l.contains("blobs marked"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let (dry, dry_again, real) = (run(&["--dry-run"]), run(&["--dry-run"]), run(&[]));
+    assert_eq!(
+        dry.iter()
+            .filter(|l| l.contains("marking manifest"))
+            .count(),
+        12
+    );
+    assert!(
+        dry.iter().any(|l| l.starts_with("b/c: removed manifest")),
+        "{dry:#?}"
+    );
+    assert_eq!(dry, dry_again);
+    assert_eq!(
+        dry, real,
+        "the dry run must name what the real run removes, in its order"
+    );
+}
+
+#[tokio::test]
+async fn export_of_a_mirror_repository_writes_only_its_report_on_stdout() {
+    let upstream = common::oci::Reg::start("");
+    let (_, digest) = upstream.push_image("library/app", "1", "mirrored").await;
+    let proxy = format!(
+        "proxy:\n  upstreams:\n    - {{host: up.lan, url: {}}}\n",
+        upstream.url
+    );
+    let (dir, config) = filled(&proxy, |api| async move {
+        let r = api
+            .send(
+                "GET",
+                "/v2/up.lan/library/app/manifests/1",
+                &[("accept", common::oci::OCI_MANIFEST)],
+                Vec::new(),
+            )
+            .await;
+        r.assert_status(200);
+        let body: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
+        let mut blobs = vec![body["config"]["digest"].as_str().unwrap().to_owned()];
+        blobs.extend(
+            body["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap().to_owned()),
+        );
+        for blob in blobs {
+            api.get(&format!("/v2/up.lan/library/app/blobs/{blob}"))
+                .await
+                .assert_status(200);
+        }
+    })
+    .await;
+    let layout = dir.path().join("layout").display().to_string();
+    for env in [vec![], vec![("REGISTRY_LOG_FORMATTER", "json")]] {
+        let out = berth(
+            &["export", "up.lan/library/app", &layout, "-c", &config],
+            &env,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 2, "{stdout}");
+        assert_eq!(
+            lines[0],
+            format!("exported up.lan/library/app:1 ({digest})")
+        );
+        assert!(
+            lines[1].starts_with(&format!("{layout}: 1 manifests and 2 blobs")),
+            "{stdout}"
+        );
+        // Whatever the export logs goes to stderr, in the configured format.
+        for line in text(&out.stderr).lines() {
+            assert!(
+                line.contains("level") && line.contains("msg"),
+                "not a log line: {line}"
+            );
+        }
+    }
 }

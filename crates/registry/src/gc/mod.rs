@@ -138,7 +138,14 @@ impl Registry {
         if !options.dry_run {
             self.check_writable()?;
         }
-        let marking = self.mark(options.delete_untagged).await?;
+        let mut marking = self.mark(options.delete_untagged).await?;
+        // Manifests come out of the walk in no fixed order (concurrent reads, hash maps):
+        // sorted, a dry run and the real run print the same lines in the same order, and
+        // their outputs diff cleanly.
+        marking.manifests_marked.sort();
+        marking
+            .dead
+            .sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
         let mut report = GcReport {
             manifests_marked: marking.manifests_marked,
             ..GcReport::default()
@@ -197,6 +204,8 @@ impl Registry {
                 }
             }
         }
+        report.trash_purged.sort();
+        report.trash_restored.sort();
         Ok(report)
     }
 
