@@ -28,6 +28,41 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for in-flight requests when `http.draintimeout` is not set.
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 
+/// The first and the longest pause after a failed accept (Go's net/http uses the same).
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The pause between failed accepts, shared by the TCP and the unix-socket loops. An accept
+/// error such as EMFILE (out of file descriptors) lasts while the pending connection waits in
+/// the backlog, so accepting again at once would spin a core and flood the log: each failure
+/// in a row doubles the pause, up to a second, and a success resets it.
+#[derive(Default)]
+struct AcceptBackoff {
+    delay: Duration,
+}
+
+impl AcceptBackoff {
+    /// The accepted connection, or `None` after logging the error and pausing.
+    async fn accepted<T>(&mut self, result: std::io::Result<T>) -> Option<T> {
+        match result {
+            Ok(conn) => {
+                self.delay = Duration::ZERO;
+                Some(conn)
+            }
+            Err(e) => {
+                self.delay = (self.delay * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+                tracing::warn!(
+                    error = %e,
+                    retry_in_ms = self.delay.as_millis() as u64,
+                    "accept failed"
+                );
+                tokio::time::sleep(self.delay).await;
+                None
+            }
+        }
+    }
+}
+
 /// Runs the registry until a shutdown signal.
 pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let config = &loaded.config;
@@ -105,10 +140,11 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
         let listener = UnixListener::bind(path)
             .with_context(|| format!("cannot listen on unix socket {path}"))?;
         announce(&format!("unix:{path}"), &storage, &loaded.source);
+        let mut backoff = AcceptBackoff::default();
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
+                    let Some((stream, _)) = backoff.accepted(accepted).await else { continue };
                     let app = app.clone();
                     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| app.clone().oneshot(req.map(axum::body::Body::new)));
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
@@ -126,17 +162,11 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
         let local = listener.local_addr().context("listener has no address")?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         announce(&format!("{scheme}://{local}"), &storage, &loaded.source);
+        let mut backoff = AcceptBackoff::default();
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
+                    let Some((stream, peer)) = backoff.accepted(accepted).await else { continue };
                     // Small responses (manifests, upload steps) must not wait for Nagle.
                     let _ = stream.set_nodelay(true);
                     let app = app.clone();

@@ -609,3 +609,93 @@ async fn export_of_a_mirror_repository_writes_only_its_report_on_stdout() {
         }
     }
 }
+
+/// CPU time (user + system, in clock ticks) the process has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (in parentheses, may contain spaces): utime is the 12th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn accept_errors_back_off_on_tcp_and_unix_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let socket = dir.path().join("berth.sock").display().to_string();
+    for unix in [true, false] {
+        let env: Vec<(&str, &str)> = if unix {
+            vec![
+                ("REGISTRY_HTTP_NET", "unix"),
+                ("REGISTRY_HTTP_ADDR", &socket),
+            ]
+        } else {
+            vec![]
+        };
+        let server = Server::start(&[&config], &env);
+        let pid = server.child.id();
+        // Out of file descriptors: two more connections fit, the rest wait in the backlog and
+        // every accept fails with EMFILE until one of them closes.
+        let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count();
+        // Only the soft limit: raising it back afterwards needs no privilege.
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let soft = limits
+            .lines()
+            .find_map(|l| l.strip_prefix("Max open files"))
+            .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
+            .unwrap();
+        let limit = format!("--nofile={}:", open + 2);
+        let status = std::process::Command::new("prlimit")
+            .args(["--pid", &pid.to_string(), &limit])
+            .status()
+            .expect("prlimit (util-linux)");
+        assert!(status.success());
+        let connect = || -> Box<dyn std::any::Any> {
+            if unix {
+                Box::new(std::os::unix::net::UnixStream::connect(&socket).unwrap())
+            } else {
+                let addr = server.url.trim_start_matches("http://");
+                Box::new(std::net::TcpStream::connect(addr).unwrap())
+            }
+        };
+        let clients: Vec<_> = (0..6).map(|_| connect()).collect();
+        let _ = server.logs(Duration::from_millis(200));
+        let before = cpu_ticks(pid);
+        let failures = server
+            .logs(Duration::from_secs(2))
+            .iter()
+            .filter(|l| l.contains("accept failed"))
+            .count();
+        let used = cpu_ticks(pid) - before;
+        // Backing off 5 ms, doubling up to 1 s: about ten failures in 2 s, not thousands,
+        // and the process idles (a spinning loop burns about 200 ticks in 2 s).
+        assert!(used < 50, "unix {unix}: {used} ticks of CPU in 2 s");
+        assert!(
+            (1..=30).contains(&failures),
+            "unix {unix}: {failures} accept failures logged in 2 s"
+        );
+        // Once connections close, accepting works again.
+        drop(clients);
+        let status = std::process::Command::new("prlimit")
+            .args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::thread::sleep(Duration::from_millis(1200));
+        let mut curl = std::process::Command::new("curl");
+        curl.args(["-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}"]);
+        if unix {
+            curl.args(["--unix-socket", &socket, "http://localhost/v2/"]);
+        } else {
+            curl.arg(format!("{}/v2/", server.url));
+        }
+        assert_eq!(text(&curl.output().unwrap().stdout), "200", "unix {unix}");
+    }
+}
