@@ -388,7 +388,9 @@ impl TokenIssuer {
                 }
                 _ => None,
             };
-            let granted = self.rules.grant(subject, resolved.as_ref().unwrap_or(wanted));
+            let granted = self
+                .rules
+                .grant(subject, resolved.as_ref().unwrap_or(wanted));
             match merged.iter_mut().find(|m| m.resource == granted.resource) {
                 Some(m) => {
                     m.actions.extend(granted.actions);

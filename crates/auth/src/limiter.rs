@@ -136,9 +136,7 @@ impl FailureLimiter {
             Some(ip) => counters.clients.check(&ip, self.window),
             None => Ok(()),
         };
-        let by_account = counters
-            .accounts
-            .check(&account_key(account), self.window);
+        let by_account = counters.accounts.check(&account_key(account), self.window);
         match (by_client, by_account) {
             (Ok(()), Ok(())) => Ok(()),
             (Err(a), Err(b)) => Err(a.max(b)),
@@ -262,7 +260,10 @@ mod tests {
         limiter.failed(ip("2001:db8:1:2::ffff"), "b");
         assert!(limiter.check(ip("2001:db8:1:2:abcd::9"), "c").is_err());
         assert!(limiter.check(ip("2001:db8:1:3::1"), "c").is_ok());
-        assert_eq!(client_key("::ffff:10.0.0.1".parse().expect("ip")), ip("10.0.0.1").expect("v4"));
+        assert_eq!(
+            client_key("::ffff:10.0.0.1".parse().expect("ip")),
+            ip("10.0.0.1").expect("v4")
+        );
     }
 
     #[test]

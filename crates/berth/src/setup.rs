@@ -200,6 +200,7 @@ pub fn registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     // Safe for the online collector of any node sharing this storage and configuration: it
     // requires delay >= 4 x refresh (docs/lifecycle.md).
     registry.set_touch_refresh(config.storage.maintenance.gc.delay / 4);
+    registry.set_online_gc(config.storage.maintenance.gc.enabled);
     registry.set_max_references(config.limits.manifest_references);
     Ok(registry)
 }

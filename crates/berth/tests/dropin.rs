@@ -193,3 +193,51 @@ async fn access_log_lines_use_registry2_field_names() {
         .iter()
         .any(|l| l["http.request.uri"] == "/v2/x/tags/list?n=1&password=REDACTED"));
 }
+
+/// A pull-through cache in read-only mode (during a backup) still serves pulls it cannot
+/// store, uncached, instead of failing them; writes are refused as everywhere.
+#[tokio::test]
+async fn a_read_only_mirror_serves_pulls_uncached() {
+    let upstream = Reg::start("");
+    let (manifest, _) = upstream.push_image("ops/app", "v1", "mirrored").await;
+    let mirror = Reg::start(&format!(
+        "proxy: {{remoteurl: \"{}\"}}\n",
+        upstream.server.url
+    ));
+    // The same data and config, restarted read-only (the server is stopped, the directory kept).
+    let common::oci::Reg {
+        server,
+        dir,
+        config,
+        ..
+    } = mirror;
+    drop(server);
+    let readonly = Server::start(
+        &[&config],
+        &[("REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED", "true")],
+    );
+    let api = common::oci::Api::new(&readonly.url);
+    let accept = [("accept", common::oci::OCI_MANIFEST)];
+    let r = api
+        .send("GET", "/v2/ops/app/manifests/v1", &accept, Vec::new())
+        .await;
+    r.assert_status(200);
+    assert_eq!(r.text(), manifest);
+    let layer = sha256(b"layer of mirrored");
+    let r = api.get(&format!("/v2/ops/app/blobs/{layer}")).await;
+    r.assert_status(200);
+    assert_eq!(r.body, b"layer of mirrored");
+    let r = api
+        .send(
+            "PUT",
+            "/v2/ops/app/manifests/v2",
+            &accept,
+            manifest.into_bytes(),
+        )
+        .await;
+    r.assert_error(405, "UNSUPPORTED");
+    let logs = readonly.logs(Duration::from_millis(300)).join("\n");
+    assert!(logs.contains("served but not cached"), "{logs}");
+    drop(readonly);
+    drop(dir);
+}

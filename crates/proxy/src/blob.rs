@@ -93,9 +93,10 @@ impl Download {
         spool_dir: &Path,
         on_end: impl FnOnce() + Send + 'static,
     ) -> Result<Arc<Download>, ProxyError> {
-        let file = Arc::new(tempfile::tempfile_in(spool_dir).map_err(|e| {
-            ProxyError::Storage(format!("spool file in {}: {e}", spool_dir.display()))
-        })?);
+        let file = Arc::new(
+            tempfile::tempfile_in(spool_dir)
+                .map_err(|e| spool_error(&format!("spool file in {}", spool_dir.display()), e))?,
+        );
         let (tx, rx) = watch::channel(Progress::default());
         let fetcher = Fetcher {
             registry,
@@ -186,6 +187,17 @@ impl Download {
                 }
             },
         ))
+    }
+}
+
+/// A spool file error, keeping "disk full" a full-disk error (507 to the client, as a push
+/// gets) rather than an internal one.
+fn spool_error(what: &str, e: io::Error) -> ProxyError {
+    match berth_storage::StorageError::from_io(what, e) {
+        full @ berth_storage::StorageError::Full(_) => {
+            ProxyError::Registry(Arc::new(berth_registry::RegistryError::Storage(full)))
+        }
+        other => ProxyError::Storage(other.to_string()),
     }
 }
 
@@ -426,7 +438,7 @@ impl Fetcher {
         let chunks = std::mem::take(batch);
         write_at(self.file.clone(), written, chunks)
             .await
-            .map_err(|e| ProxyError::Storage(format!("spool write: {e}")))?;
+            .map_err(|e| spool_error("spool write", e))?;
         let written = written + *batched as u64;
         *batched = 0;
         self.tx.send_modify(|p| p.written = written);
@@ -467,5 +479,22 @@ mod tests {
             HeaderValue::from_static("items 1-2/3"),
         );
         assert_eq!(content_range(&h), None);
+    }
+
+    #[test]
+    fn a_full_spool_disk_is_a_full_disk_error() {
+        let full = spool_error("spool write", io::Error::from_raw_os_error(28));
+        assert!(
+            matches!(
+                &full,
+                ProxyError::Registry(e) if matches!(
+                    e.as_ref(),
+                    berth_registry::RegistryError::Storage(berth_storage::StorageError::Full(_))
+                )
+            ),
+            "{full:?}"
+        );
+        let other = spool_error("spool write", io::Error::other("boom"));
+        assert!(matches!(other, ProxyError::Storage(_)), "{other:?}");
     }
 }

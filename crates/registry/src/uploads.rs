@@ -49,7 +49,10 @@ impl UploadStates {
     /// How many sessions have state in memory.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     pub(crate) fn forget(&self, uuid: &str) {
@@ -111,16 +114,29 @@ impl Registry {
         let session = self.uploads.session(uuid);
         let mut state = session.lock().await;
         let (writer, digester) = self.open_existing(repo, uuid, start, &mut state).await?;
-        let (writer, digester, received) = receive(writer, digester, body).await?;
-        let offset = writer.size();
-        writer.close().await?;
-        *state = Some(HashState { offset, digester });
+        let before = HashState {
+            offset: writer.size(),
+            digester: digester.clone(),
+        };
+        let (writer, digester, received) = receive(writer, digester, body, len).await?;
         match len {
-            Some(expected) if expected != received => Err(RegistryError::ChunkLengthMismatch {
-                expected,
-                got: received,
-            }),
-            _ => Ok(offset),
+            // A chunk that is not the length its Content-Range announced (a chunked body
+            // may be longer or shorter) is taken back whole: the 416 the client gets must
+            // mean that nothing of it was stored.
+            Some(expected) if expected != received => {
+                writer.rollback().await?;
+                *state = Some(before);
+                Err(RegistryError::ChunkLengthMismatch {
+                    expected,
+                    got: received,
+                })
+            }
+            _ => {
+                let offset = writer.size();
+                writer.close().await?;
+                *state = Some(HashState { offset, digester });
+                Ok(offset)
+            }
         }
     }
 
@@ -139,7 +155,7 @@ impl Registry {
         let mut state = session.lock().await;
         let (mut writer, mut digester) = self.open_existing(repo, uuid, start, &mut state).await?;
         if let Some(body) = body {
-            (writer, digester, _) = receive(writer, digester, body).await?;
+            (writer, digester, _) = receive(writer, digester, body, None).await?;
         }
         let size = writer.size();
         writer.commit().await?;
@@ -162,7 +178,7 @@ impl Registry {
         let (uuid, writer) = self.new_upload(repo).await?;
         let result = async {
             let (writer, digester, _) =
-                receive(writer, Digester::new(digest.algorithm()), body).await?;
+                receive(writer, Digester::new(digest.algorithm()), body, None).await?;
             let size = writer.size();
             writer.commit().await?;
             self.publish(repo, &uuid, digest, digester, size).await
@@ -302,11 +318,14 @@ impl Registry {
     }
 }
 
-/// Streams a body into a writer while hashing it. Returns the bytes received.
+/// Streams a body into a writer while hashing it. Returns the bytes received. With `limit`,
+/// reading stops at the first chunk that would pass it (the count returned is then over the
+/// limit, and the caller rolls the writer back): an announced length bounds the read.
 async fn receive(
     mut writer: Box<dyn FileWriter>,
     mut digester: Digester,
     mut body: BodyStream,
+    limit: Option<u64>,
 ) -> Result<(Box<dyn FileWriter>, Digester, u64), RegistryError> {
     let mut received = 0u64;
     while let Some(chunk) = body.next().await {
@@ -318,8 +337,11 @@ async fn receive(
                 return Err(RegistryError::Body(e));
             }
         };
+        received = received.saturating_add(chunk.len() as u64);
+        if limit.is_some_and(|limit| received > limit) {
+            break;
+        }
         digester.update(&chunk);
-        received += chunk.len() as u64;
         writer.write(chunk).await?;
     }
     Ok((writer, digester, received))
@@ -335,7 +357,9 @@ mod tests {
     use crate::{Registry, RegistryError, RegistryOptions};
 
     fn body(data: &'static [u8]) -> crate::BodyStream {
-        Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from_static(data))]))
+        Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from_static(
+            data,
+        ))]))
     }
 
     #[tokio::test]
@@ -363,7 +387,9 @@ mod tests {
             .await
             .expect("patch");
         assert_eq!(reg.uploads.len(), 1);
-        reg.purge_uploads(Duration::ZERO, false).await.expect("purge");
+        reg.purge_uploads(Duration::ZERO, false)
+            .await
+            .expect("purge");
         assert_eq!(reg.uploads.len(), 0);
     }
 

@@ -80,7 +80,9 @@ pub const USAGE_REUSE: Duration = Duration::from_secs(30);
 
 /// The last usage report and when it was made.
 #[derive(Default)]
-pub(crate) struct UsageCache(tokio::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<UsageReport>)>>);
+pub(crate) struct UsageCache(
+    tokio::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<UsageReport>)>>,
+);
 
 impl Registry {
     /// [`Registry::usage`], reused for [`USAGE_REUSE`]: concurrent callers wait for one walk

@@ -23,6 +23,7 @@ pub async fn run_all(d: &dyn StorageDriver) {
     ranged_reads(d).await;
     resumable_writer(d).await;
     cancelled_writer_leaves_nothing(d).await;
+    rolled_back_writer_keeps_what_was_there(d).await;
     list_children(d).await;
     move_and_delete(d).await;
     remove_empty_dir_keeps_content(d).await;
@@ -101,6 +102,32 @@ async fn cancelled_writer_leaves_nothing(d: &dyn StorageDriver) {
         .await
         .expect_err("gone")
         .is_not_found());
+}
+
+async fn rolled_back_writer_keeps_what_was_there(d: &dyn StorageDriver) {
+    let mut w = d.writer("/rollback/data", false).await.expect("writer");
+    w.write(Bytes::from_static(b"kept")).await.expect("write");
+    w.close().await.expect("close");
+    // Past the writer's buffer, so some of it has reached the file before the rollback.
+    let mut w = d.writer("/rollback/data", true).await.expect("append");
+    for _ in 0..64 {
+        w.write(Bytes::from(vec![b'x'; 64 * 1024]))
+            .await
+            .expect("write");
+    }
+    w.rollback().await.expect("rollback");
+    assert_eq!(d.get_content("/rollback/data").await.expect("get"), "kept");
+    let mut w = d
+        .writer("/rollback/data", true)
+        .await
+        .expect("append again");
+    assert_eq!(w.size(), 4);
+    w.write(Bytes::from_static(b" more")).await.expect("write");
+    w.commit().await.expect("commit");
+    assert_eq!(
+        d.get_content("/rollback/data").await.expect("get"),
+        "kept more"
+    );
 }
 
 async fn list_children(d: &dyn StorageDriver) {

@@ -100,6 +100,11 @@ pub trait FileWriter: Send {
 
     /// Abandons the write and removes the file.
     async fn cancel(self: Box<Self>) -> Result<(), StorageError>;
+
+    /// Closes the writer leaving the file as it was when opened: what this writer appended
+    /// is discarded. An upload chunk that fails its checks (a `Content-Range` whose length
+    /// the body does not match) is rolled back this way, never left half-appended.
+    async fn rollback(self: Box<Self>) -> Result<(), StorageError>;
 }
 
 /// Rejects paths that are not absolute, have empty components, or try `.`/`..`.

@@ -290,6 +290,7 @@ impl StorageDriver for FilesystemDriver {
             path: path.to_owned(),
             full,
             file: Some(file),
+            opened_at: size,
             size,
             buf: BytesMut::new(),
             sync: self.sync,
@@ -378,6 +379,8 @@ struct FsWriter {
     path: String,
     full: PathBuf,
     file: Option<File>,
+    /// The file's size when opened (what [`FileWriter::rollback`] restores).
+    opened_at: u64,
     size: u64,
     buf: BytesMut,
     sync: bool,
@@ -428,6 +431,14 @@ impl FileWriter for FsWriter {
 
     async fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
         self.flush(true).await
+    }
+
+    async fn rollback(mut self: Box<Self>) -> Result<(), StorageError> {
+        self.buf.clear();
+        let (Some(file), opened_at) = (self.file.take(), self.opened_at) else {
+            return Ok(());
+        };
+        blocking(&self.path, move || file.set_len(opened_at)).await
     }
 
     async fn cancel(mut self: Box<Self>) -> Result<(), StorageError> {

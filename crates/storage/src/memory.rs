@@ -103,6 +103,7 @@ impl StorageDriver for InMemoryDriver {
         Ok(Box::new(MemWriter {
             files: self.files.clone(),
             path: path.to_owned(),
+            opened_at: size,
             size,
         }))
     }
@@ -176,6 +177,8 @@ impl StorageDriver for InMemoryDriver {
 struct MemWriter {
     files: Files,
     path: String,
+    /// The file's size when opened (what [`FileWriter::rollback`] restores).
+    opened_at: u64,
     size: u64,
 }
 
@@ -206,6 +209,13 @@ impl FileWriter for MemWriter {
 
     async fn cancel(self: Box<Self>) -> Result<(), StorageError> {
         lock(&self.files).remove(&self.path);
+        Ok(())
+    }
+
+    async fn rollback(self: Box<Self>) -> Result<(), StorageError> {
+        if let Some(entry) = lock(&self.files).get_mut(&self.path) {
+            entry.data.truncate(self.opened_at as usize);
+        }
         Ok(())
     }
 }

@@ -128,6 +128,9 @@ impl GcReport {
 pub(crate) struct GcState {
     /// Touch markers younger than this (ms) are not rewritten.
     pub touch_refresh_ms: AtomicU64,
+    /// No touch markers at all: no online collector reads them (see
+    /// [`Registry::set_online_gc`]).
+    pub no_touches: std::sync::atomic::AtomicBool,
     /// Blobs requests moved back from the trash.
     pub restores: AtomicU64,
 }

@@ -32,6 +32,15 @@ impl Registry {
         self.gc_state.touch_refresh_ms.store(ms, Ordering::Relaxed);
     }
 
+    /// Whether an online collector works on this storage. Without one, nobody reads touch
+    /// markers, so blob reads and writes skip them (a marker read on every blob GET, a write
+    /// on every push). Nodes sharing storage share `storage.maintenance.gc`, so a node with
+    /// it off never races a collector elsewhere; if it is turned on later, the collector's
+    /// trash-and-restore covers blobs in use that carry no marker (restored on their next use).
+    pub fn set_online_gc(&self, enabled: bool) {
+        self.gc_state.no_touches.store(!enabled, Ordering::Relaxed);
+    }
+
     /// The current touch refresh interval.
     pub fn touch_refresh(&self) -> Duration {
         Duration::from_millis(self.gc_state.touch_refresh_ms.load(Ordering::Relaxed))
@@ -46,6 +55,9 @@ impl Registry {
     /// Records that `digest` is being pushed, mounted or referenced right now. Every writer
     /// calls this *before* it checks that the blob exists (see [`Registry::claim_blob`]).
     pub(crate) async fn touch_blob(&self, digest: &Digest) -> Result<(), RegistryError> {
+        if self.gc_state.no_touches.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let now = now_ms();
         let refresh = self.gc_state.touch_refresh_ms.load(Ordering::Relaxed);
         if refresh > 0 {
@@ -153,5 +165,39 @@ impl Registry {
             .remove_empty_dir(&paths::trash_dir(digest))
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use berth_oci::Digest;
+    use berth_storage::{paths, InMemoryDriver, StorageDriver};
+
+    use crate::{Registry, RegistryOptions};
+
+    async fn has_marker(driver: &InMemoryDriver, digest: &Digest) -> bool {
+        driver.stat(&paths::touch_marker(digest)).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn without_an_online_collector_no_markers_are_read_or_written() {
+        for online_gc in [false, true] {
+            let driver = Arc::new(InMemoryDriver::new());
+            let reg = Registry::new(driver.clone(), RegistryOptions::default());
+            reg.set_online_gc(online_gc);
+            let repo = "a/b".parse().expect("name");
+            let data = bytes::Bytes::from_static(b"blob");
+            let digest = Digest::sha256_of(&data);
+            let body: crate::BodyStream = Box::pin(futures_util::stream::iter([Ok(data)]));
+            reg.put_blob(&repo, &digest, body).await.expect("push");
+            reg.stat_blob(&repo, &digest).await.expect("stat");
+            assert_eq!(
+                has_marker(&driver, &digest).await,
+                online_gc,
+                "online gc {online_gc}"
+            );
+        }
     }
 }
