@@ -331,3 +331,38 @@ async fn tag_lists_come_from_the_upstream_or_the_cache() {
         ProxyError::NotFound { .. }
     ));
 }
+
+/// An upstream manifest that names the digest of a layer stored here only in a private
+/// repository does not make that layer readable from the cached repository: naming a digest
+/// is no proof of having the bytes. The layer is served only if the upstream sends it.
+#[tokio::test]
+async fn naming_a_private_digest_upstream_does_not_expose_it() {
+    let s = setup(|_| {}).await;
+    let secret = b"private layer pushed to team/secret";
+    let digest = sha256(secret);
+    let body: berth_registry::BodyStream = Box::pin(futures_util::stream::iter([Ok(
+        bytes::Bytes::from_static(secret),
+    )]));
+    s.registry
+        .put_blob(&name("team/secret"), &digest.parse().unwrap(), body)
+        .await
+        .unwrap();
+    // The upstream's image names the private layer but does not have it.
+    s.fake.image("evil/app", "1", &[secret]);
+    s.fake.data.lock().unwrap().blobs.remove(&digest);
+    let route = s.proxy.route(&name("evil/app"), None).unwrap();
+    s.proxy.manifest(&route, &reference("1")).await.unwrap();
+    let pulled = pull_blob(&s.proxy, "evil/app", &digest).await;
+    assert!(pulled.is_err(), "the private layer was served: {pulled:?}");
+    assert!(s
+        .registry
+        .stat_blob(&route.local, &digest.parse().unwrap())
+        .await
+        .is_err());
+    // An upstream that does send the bytes gets them linked (after verification).
+    s.fake.blob(secret);
+    assert_eq!(
+        pull_blob(&s.proxy, "evil/app", &digest).await.unwrap(),
+        secret
+    );
+}

@@ -142,8 +142,10 @@ impl Registry {
     /// Stores a manifest fetched by the pull-through cache: the same checks and layout as
     /// [`Registry::put_manifest`], except that the blobs it references need not be here yet
     /// (they are fetched when first pulled) and schema 1 is accepted (upstreams may still serve
-    /// it). Referenced blobs that are already stored are linked into `repo` at once, since the
-    /// upstream has just vouched that the repository holds them.
+    /// it). Referenced blobs are *not* linked into `repo`, even when already stored: naming a
+    /// digest proves nothing, and an upstream (or anyone publishing an image on it) could name
+    /// a private layer's digest to have it served from the cached repository. A blob is linked
+    /// when the upstream has sent its bytes and they matched the digest.
     pub async fn cache_manifest(
         &self,
         repo: &RepoName,
@@ -194,9 +196,7 @@ impl Registry {
         } else {
             stream::iter(distinct(manifest.blob_references()))
                 .map(|blob| async move {
-                    if self.claim_blob(&blob).await?.is_some() {
-                        self.link_blob(repo, &blob).await?;
-                    }
+                    self.claim_blob(&blob).await?;
                     Ok::<(), RegistryError>(())
                 })
                 .buffer_unordered(REFERENCE_CHECKS_IN_FLIGHT)
