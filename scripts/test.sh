@@ -29,10 +29,11 @@ run_suite() { # run_suite NAME COMMAND...
 }
 
 run_suite "cargo test" cargo test --workspace --locked --no-fail-fast -- --test-threads=4
-# Network parsers get a fixed time budget each; the output lists the cases that ran.
-run_suite "parser property tests (bounded time, case counts)" \
+# Network parsers and pagination get a fixed time budget each; the output lists the cases
+# that ran (parser_fuzz and pagination_fuzz).
+run_suite "parser and pagination property tests (bounded time, case counts)" \
   env BERTH_FUZZ_SECONDS="${BERTH_FUZZ_SECONDS:-5}" \
-  cargo test -p berth-api --locked --lib parser_fuzz -- --nocapture
+  cargo test -p berth-api --locked --lib _fuzz:: -- --nocapture
 run_suite "clippy (warnings are errors)" \
   cargo clippy --workspace --all-targets --locked -- -D warnings
 run_suite "rustfmt" cargo fmt --all --check
