@@ -34,7 +34,7 @@ impl AccessController for HalfHidden {
         repository
             .bytes()
             .last()
-            .is_some_and(|b| b.is_ascii_digit() && (b - b'0') % 2 == 0)
+            .is_some_and(|b| b.is_ascii_digit() && (b - b'0').is_multiple_of(2))
     }
 }
 
