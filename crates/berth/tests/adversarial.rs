@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::auth::{add_user, basic, fresh_loopback, send, SERVICE};
+use common::auth::{add_user, basic, builtin_token_auth, fresh_loopback, send, SERVICE};
 use common::oci::{
     descriptor, image_manifest, raw_request, Api, Reg, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST,
 };
@@ -136,14 +136,10 @@ async fn token_endpoint_logins_are_limited_too() {
     let htpasswd = dir.path().join("htpasswd");
     add_user(&htpasswd, "alice", "alice-pw");
     add_user(&htpasswd, "mallory", "mallory-pw");
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "auth:\n  token:\n    realm: http://unused.invalid/auth/token\n    autoredirect: true\n    service: {SERVICE}\n    issuer: adversarial\n    builtin:\n      htpasswd: {}\n      signingkey: {}\nlimits: {{login: {{clientfailures: 4, accountfailures: 100}}}}\n",
-            htpasswd.display(),
-            dir.path().join("key.pem").display()
-        ),
-    );
+    let key = dir.path().join("key.pem");
+    let mut yaml = builtin_token_auth("adversarial", &htpasswd, &key, "");
+    yaml.push_str("limits: {login: {clientfailures: 4, accountfailures: 100}}\n");
+    let config = write_config(dir.path(), &yaml);
     let server = Server::start(&[&config], &[]);
     let attacker = Some(fresh_loopback());
     let path = format!("/auth/token?service={SERVICE}");
@@ -180,13 +176,10 @@ async fn token_endpoint_refuses_credentials_in_the_url() {
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("htpasswd");
     add_user(&htpasswd, "alice", "alice-pw");
+    let key = dir.path().join("key.pem");
     let config = write_config(
         dir.path(),
-        &format!(
-            "auth:\n  token:\n    realm: http://unused.invalid/auth/token\n    autoredirect: true\n    service: {SERVICE}\n    issuer: adversarial\n    builtin:\n      htpasswd: {}\n      signingkey: {}\n",
-            htpasswd.display(),
-            dir.path().join("key.pem").display()
-        ),
+        &builtin_token_auth("adversarial", &htpasswd, &key, ""),
     );
     let server = Server::start(&[&config], &[]);
     let url = &server.url;
@@ -376,13 +369,11 @@ async fn usage_totals_only_for_callers_who_see_everything() {
     let htpasswd = dir.path().join("htpasswd");
     add_user(&htpasswd, "root", "root-pw");
     add_user(&htpasswd, "alice", "alice-pw");
+    let key = dir.path().join("key.pem");
+    let rules = "admins: [root]\nrules:\n  - {repositories: [\"alice/*\"], users: [alice], actions: [pull, push]}";
     let config = write_config(
         dir.path(),
-        &format!(
-            "auth:\n  token:\n    realm: http://unused.invalid/auth/token\n    autoredirect: true\n    service: {SERVICE}\n    issuer: adversarial\n    builtin:\n      htpasswd: {}\n      signingkey: {}\n      admins: [root]\n      rules:\n        - {{repositories: [\"alice/*\"], users: [alice], actions: [pull, push]}}\n",
-            htpasswd.display(),
-            dir.path().join("key.pem").display()
-        ),
+        &builtin_token_auth("adversarial", &htpasswd, &key, rules),
     );
     let server = Server::start(&[&config], &[]);
     let url = &server.url;

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::auth::{self, caller, report, Expect, Fix, Key, Row, Want, SERVICE};
+use common::auth::{self, bearer, caller, report, Expect, Fix, Key, Row, Want, SERVICE};
 use common::oci::{sha256, Reg};
 use Want::X;
 
@@ -86,31 +86,25 @@ async fn fixture(upstream_url: &str, key: &Key) -> Fix {
     for (user, password) in [PULLER, PUSHER, ROOT].map(Option::unwrap) {
         auth::add_user(&htpasswd, user, password);
     }
-    let extra = format!(
-        "auth:
-  token:
-    realm: http://unused.invalid/auth/token
-    autoredirect: true
-    service: {SERVICE}
-    issuer: {ISSUER}
-    builtin:
-      htpasswd: {}
-      signingkey: {}
-      admins: [root]
-      rules:
-        - {{repositories: [team/app], users: [pusher], actions: [pull, push]}}
-        - {{repositories: [\"b/*\"], users: [puller], actions: [pull, push, delete]}}
-        - {{repositories: [\"docker.io/library/*\"], users: [anonymous], actions: [pull]}}
-proxy:
+    let mut extra = auth::builtin_token_auth(
+        ISSUER,
+        &htpasswd,
+        &keyfile,
+        "admins: [root]
+rules:
+  - {repositories: [team/app], users: [pusher], actions: [pull, push]}
+  - {repositories: [\"b/*\"], users: [puller], actions: [pull, push, delete]}
+  - {repositories: [\"docker.io/library/*\"], users: [anonymous], actions: [pull]}",
+    );
+    extra.push_str(&format!(
+        "proxy:
   upstreams:
     - {{host: evil.io, url: \"{upstream_url}\"}}
     - {{host: docker.io, url: \"{upstream_url}\"}}
   default: docker.io
   private: [team, public]
-",
-        htpasswd.display(),
-        keyfile.display()
-    );
+"
+    ));
     // The fixture images Fix pushes (as root) live in these private repositories.
     let owner = [
         "repository:team/app:pull,push",
@@ -121,17 +115,6 @@ proxy:
         bearer(url, ROOT, &owner).await
     })
     .await
-}
-
-async fn bearer(url: &str, login: Option<(&str, &str)>, scopes: &[&str]) -> String {
-    let mut path = format!("/auth/token?service={SERVICE}");
-    for s in scopes {
-        path.push_str(&format!("&scope={s}"));
-    }
-    let authorization = login.map(|(u, p)| auth::basic(u, p));
-    let r = auth::send(url, "GET", &path, authorization.as_deref(), None, None).await;
-    r.assert_status(200);
-    format!("Bearer {}", r.json()["token"].as_str().unwrap())
 }
 
 #[tokio::test]

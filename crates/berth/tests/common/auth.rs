@@ -150,6 +150,43 @@ pub fn fresh_loopback() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 1, (n >> 8) as u8, (n & 0xff) as u8))
 }
 
+/// The `auth:` section of the built-in token server (service [`SERVICE`], `autoredirect`),
+/// with users from `htpasswd`, tokens signed with `signingkey` (created if missing), and
+/// `builtin` YAML lines (admins, rules, ttl) added under `builtin:` as they are.
+pub fn builtin_token_auth(
+    issuer: &str,
+    htpasswd: &Path,
+    signingkey: &Path,
+    builtin: &str,
+) -> String {
+    let mut yaml = format!(
+        "auth:\n  token:\n    realm: http://unused.invalid/auth/token\n    autoredirect: true\n    service: {SERVICE}\n    issuer: {issuer}\n    builtin:\n      htpasswd: {}\n      signingkey: {}\n",
+        htpasswd.display(),
+        signingkey.display()
+    );
+    for line in builtin.lines().filter(|l| !l.trim().is_empty()) {
+        yaml.push_str(&format!("      {line}\n"));
+    }
+    yaml
+}
+
+/// A token from the built-in token server at `url` (asserting 200), for `login` or anonymous.
+pub async fn token(url: &str, login: Option<(&str, &str)>, scopes: &[&str]) -> String {
+    let mut path = format!("/auth/token?service={SERVICE}");
+    for s in scopes {
+        path.push_str(&format!("&scope={s}"));
+    }
+    let authorization = login.map(|(u, p)| basic(u, p));
+    let r = send(url, "GET", &path, authorization.as_deref(), None, None).await;
+    r.assert_status(200);
+    r.json()["token"].as_str().unwrap().to_owned()
+}
+
+/// `Bearer <token>` for `login` or anonymous.
+pub async fn bearer(url: &str, login: Option<(&str, &str)>, scopes: &[&str]) -> String {
+    format!("Bearer {}", token(url, login, scopes).await)
+}
+
 /// One request with an optional `Authorization` header and body, from `from` if given.
 pub async fn send(
     url: &str,
