@@ -63,8 +63,9 @@ const ROWS: &[Row] = &[
     Row("DELETE", "/v2/b/secret/blobs/{ul}",                             "repository:docker.io/b/secret:delete",                                [X,    X,    X,    DENIED, X]),
     // A mount's source is resolved like a pull of it, and needs pull there.
     Row("POST",   "/v2/team/app/blobs/uploads/?mount={l}&from=alpine",   "repository:team/app:pull,push repository:docker.io/library/alpine:pull", [X, X,   S202, S202, X]),
-    // (The admin's earlier pulls cached b/secret's layer under both resolved names.)
-    Row("POST",   "/v2/team/app/blobs/uploads/?mount={ul}&from=b/secret", "repository:team/app:pull,push repository:docker.io/b/secret:pull",    [X,    X,    X,    S201, X]),
+    // The admin's earlier pulls fetched b/secret's layer through evil.io only: docker.io/b/secret
+    // names it in its cached manifest, which does not link it (naming is no proof).
+    Row("POST",   "/v2/team/app/blobs/uploads/?mount={ul}&from=b/secret", "repository:team/app:pull,push repository:docker.io/b/secret:pull",    [X,    X,    X,    S202, X]),
     Row("POST",   "/v2/team/app/blobs/uploads/?mount={ul}&from=evil.io/b/secret", "repository:team/app:pull,push repository:evil.io/b/secret:pull", [X, X, X, S201, X]),
     // Private names are what they say.
     Row("GET",    "/v2/team/app/manifests/v1",                           "repository:team/app:pull",                                            [X,    X,    S200, S200, X]),
