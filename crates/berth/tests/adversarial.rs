@@ -13,15 +13,9 @@ use common::auth::{add_user, basic, builtin_token_auth, fresh_loopback, send, SE
 use common::oci::{
     descriptor, image_manifest, raw_request, Api, Reg, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST,
 };
+use common::process::peak_rss_kib;
 use common::{text, write_config, Server};
 use serde_json::Value;
-
-/// The process's peak resident memory (VmHWM) in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
 
 fn htpasswd_config(dir: &std::path::Path, limits: &str) -> String {
     let htpasswd = dir.join("htpasswd");

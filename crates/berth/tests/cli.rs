@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::process::cpu_ticks;
 use common::{berth, text, write_config, Server};
 
 #[test]
@@ -608,19 +609,6 @@ async fn export_of_a_mirror_repository_writes_only_its_report_on_stdout() {
             );
         }
     }
-}
-
-/// CPU time (user + system, in clock ticks) the process has used.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (in parentheses, may contain spaces): utime is the 12th.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 #[test]

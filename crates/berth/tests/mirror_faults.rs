@@ -11,6 +11,7 @@ mod mirror_kit;
 use std::time::{Duration, Instant};
 
 use common::oci::{sha256, Reg};
+use common::process::peak_rss_kib;
 use futures_util::StreamExt;
 use mirror_kit::{
     data, files_containing, have_registry2, push_image, upstreams_yaml, Mode, Registry2, TestProxy,
@@ -25,17 +26,6 @@ fn layers_of(manifest: &str) -> Vec<String> {
         .iter()
         .map(|l| l["digest"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// Peak resident memory of a process, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,22 +13,12 @@ mod mirror_kit;
 use std::time::Duration;
 
 use common::oci::Reg;
+use common::process::peak_rss_kib;
 use fake::Fake;
 use futures_util::StreamExt;
 use mirror_kit::upstreams_yaml;
 
 const MIB: u64 = 1024 * 1024;
-
-/// Peak resident memory of a process, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn mirror_of(fake: &Fake) -> Reg {
     Reg::start(&upstreams_yaml(

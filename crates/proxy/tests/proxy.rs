@@ -3,59 +3,15 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod fake;
+mod kit;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_oci::{Digest, Reference, RepoName};
-use berth_proxy::{BlobSource, Proxy, ProxyError, Routing, Upstream, UpstreamSettings};
-use berth_registry::{Registry, RegistryOptions};
-use berth_storage::InMemoryDriver;
-use fake::{sha256, Fake};
+use berth_oci::Digest;
+use berth_proxy::{BlobSource, Proxy, ProxyError};
+use fake::sha256;
 use futures_util::TryStreamExt;
-
-struct Setup {
-    fake: Fake,
-    proxy: Arc<Proxy>,
-    registry: Arc<Registry>,
-    _spool: tempfile::TempDir,
-}
-
-async fn setup(tweak: impl FnOnce(&mut UpstreamSettings)) -> Setup {
-    let fake = Fake::start().await;
-    let mut settings = UpstreamSettings {
-        host: "docker.io".into(),
-        url: fake.url(),
-        credentials: None,
-        tag_ttl: Duration::ZERO,
-        proxy: None,
-        timeout: Duration::from_secs(2),
-        allow_private_redirects: false,
-    };
-    tweak(&mut settings);
-    let registry = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());
-    let routing = Routing::Many {
-        upstreams: vec![Arc::new(Upstream::new(settings).unwrap())],
-        default: Some(0),
-        private: vec![],
-    };
-    let spool = tempfile::tempdir().unwrap();
-    let proxy = Proxy::new(registry.clone(), routing, spool.path().to_path_buf());
-    Setup {
-        fake,
-        proxy,
-        registry,
-        _spool: spool,
-    }
-}
-
-fn name(s: &str) -> RepoName {
-    s.parse().unwrap()
-}
-
-fn reference(s: &str) -> Reference {
-    s.parse().unwrap()
-}
+use kit::{data, name, reference, setup, stored};
 
 /// Pulls a blob through the proxy the way the API does and returns its bytes.
 async fn pull_blob(proxy: &Proxy, repo: &str, digest: &str) -> Result<Vec<u8>, String> {
@@ -85,24 +41,6 @@ async fn pull_blob(proxy: &Proxy, repo: &str, digest: &str) -> Result<Vec<u8>, S
         }
         BlobSource::Remote(_) => Err("HEAD answer for a GET".into()),
     }
-}
-
-fn data(n: usize, seed: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
-}
-
-/// Waits until the download task has stored the blob.
-async fn stored(registry: &Registry, repo: &str, digest: &str) -> bool {
-    let digest: Digest = digest.parse().unwrap();
-    for _ in 0..100 {
-        if registry.stat_blob(&name(repo), &digest).await.is_ok() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
 }
 
 #[tokio::test]

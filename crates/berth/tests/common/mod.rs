@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub mod auth;
 pub mod oci;
+pub mod process;
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
