@@ -125,9 +125,8 @@ fn loggable_uri(uri: &http::Uri) -> String {
     let redacted: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if SECRET_PARAMS.contains(&key.to_ascii_lowercase().as_str()) => {
-                format!("{key}=REDACTED")
-            }
+            // Compared decoded, as the handlers read it: `pass%77ord` is a password too.
+            Some((key, _)) if is_secret_param(key) => format!("{key}=REDACTED"),
             _ => pair.to_owned(),
         })
         .collect();
@@ -136,6 +135,14 @@ fn loggable_uri(uri: &http::Uri) -> String {
 
 /// Query parameters whose values are never logged.
 const SECRET_PARAMS: &[&str] = &["password", "access_token", "refresh_token", "token"];
+
+/// Whether a raw (percent-encoded) query key names a secret.
+fn is_secret_param(raw_key: &str) -> bool {
+    let key = percent_encoding::percent_decode_str(&raw_key.replace('+', " "))
+        .decode_utf8_lossy()
+        .to_ascii_lowercase();
+    SECRET_PARAMS.contains(&key.trim())
+}
 
 /// Answers the probes and the token endpoint, then the API `endpoint` (parsed from the path
 /// by [`api_endpoint`]).

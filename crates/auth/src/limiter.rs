@@ -66,6 +66,12 @@ impl<K: Hash + Eq + Clone> Counter<K> {
         if !self.records.contains_key(key) && self.records.len() >= MAX_RECORDS {
             self.records.retain(|_, r| r.since.elapsed() < window);
             if self.records.len() >= MAX_RECORDS {
+                // Still full: a spray of one-off names (or addresses). Drop those, keeping the
+                // records of what is guessed at repeatedly, so a flood of junk cannot switch
+                // off the limit for a real account.
+                self.records.retain(|_, r| r.failures > 1);
+            }
+            if self.records.len() >= MAX_RECORDS {
                 return false;
             }
         }
@@ -279,9 +285,16 @@ mod tests {
     #[test]
     fn memory_stays_bounded_under_a_spray_of_names() {
         let limiter = FailureLimiter::with_limits(u32::MAX, 5, Duration::from_secs(60));
+        // A flood of junk names fills the table, then a real account is guessed at: it is
+        // still counted and locked (the junk makes room), not left unlimited.
         for i in 0..(MAX_RECORDS + 1000) {
             limiter.failed(None, &format!("user{i}"));
         }
+        assert!(limiter.counters().accounts.records.len() <= MAX_RECORDS);
+        for _ in 0..5 {
+            limiter.failed(None, "alice");
+        }
+        assert!(limiter.check(None, "alice").is_err(), "alice is limited");
         assert!(limiter.counters().accounts.records.len() <= MAX_RECORDS);
         let long = "x".repeat(10_000);
         limiter.failed(None, &long);
