@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
 use crate::driver::check_path;
+use crate::read_buffers;
 use crate::{ByteStream, FileInfo, FileWriter, StorageDriver, StorageError};
 
 /// Read and write in chunks of this size: large enough for few syscalls, small enough that
@@ -367,9 +368,14 @@ async fn read_chunk(
     want: usize,
 ) -> Result<Bytes, StorageError> {
     blocking(&path, move || {
-        let mut buf = BytesMut::zeroed(want);
-        file.read_exact_at(&mut buf, start)?;
-        Ok(buf.freeze())
+        if want > read_buffers::SIZE {
+            let mut buf = BytesMut::zeroed(want);
+            file.read_exact_at(&mut buf, start)?;
+            return Ok(buf.freeze());
+        }
+        let mut buf = read_buffers::take();
+        file.read_exact_at(&mut buf[..want], start)?;
+        Ok(read_buffers::freeze(buf, want))
     })
     .await
 }

@@ -13,6 +13,7 @@ mod filesystem;
 mod instrumented;
 mod memory;
 pub mod paths;
+mod read_buffers;
 
 pub use driver::{ByteStream, FileInfo, FileWriter, StorageDriver};
 pub use error::StorageError;
