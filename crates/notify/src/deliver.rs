@@ -164,12 +164,26 @@ async fn attempt(target: &Destination, body: Vec<u8>) -> Result<StatusCode, Fail
         .await
         .map_err(Failed::Error)?;
     let status = response.status();
-    // Read (and discard) the answer so the connection can be reused.
-    let _ = response.bytes().await;
+    drain(response).await;
     if status.is_success() || status.is_redirection() {
         Ok(status)
     } else {
         Err(Failed::Status(status))
+    }
+}
+
+/// How much of a receiver's answer is read (and discarded) so the connection can be reused; a
+/// longer answer is dropped with its connection. Chunks are never kept, so memory stays flat,
+/// and an endless answer cannot hold the delivery task.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+async fn drain(mut response: reqwest::Response) {
+    let mut drained = 0usize;
+    while drained < DRAIN_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => drained += chunk.len(),
+            Ok(None) | Err(_) => break,
+        }
     }
 }
 

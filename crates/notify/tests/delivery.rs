@@ -195,6 +195,54 @@ async fn an_endpoint_that_never_answers_times_out_and_counts_errors() {
     silent.abort();
 }
 
+/// A receiver that accepts and then answers with a body that never ends: the delivery counts
+/// as a success at once and reads only a bounded part of the answer (it used to read the whole
+/// answer into memory until the timeout, and count an error).
+#[tokio::test]
+async fn an_endless_answer_is_not_read_to_its_end() {
+    use std::sync::atomic::AtomicU64;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move || {
+            let counter = counter.clone();
+            async move {
+                let chunks = futures_util::stream::repeat_with(move || {
+                    counter.fetch_add(64 * 1024, Ordering::Relaxed);
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 64 * 1024]))
+                });
+                (StatusCode::ACCEPTED, axum::body::Body::from_stream(chunks))
+            }
+        }),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let n = Notifier::start(
+        &config("endless", &url, Duration::from_secs(30)),
+        SourceRecord::default(),
+    )
+    .unwrap()
+    .unwrap();
+    emit(&n, "sha256:04");
+    let successes = || {
+        metric(
+            "registry_notifications_events_total",
+            &[("type", "Successes"), ("endpoint", "endless")],
+        )
+    };
+    wait("the delivery to succeed", || successes() >= 1.0).await;
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(
+        sent < 64 * 1024 * 1024,
+        "the receiver got to send {sent} bytes"
+    );
+    drop(n);
+    server.abort();
+}
+
 #[test]
 fn disabled_endpoints_and_bad_urls() {
     let mut c = config("off", "http://127.0.0.1:9/", Duration::from_secs(1));
