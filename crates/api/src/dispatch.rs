@@ -33,10 +33,9 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let uri = loggable_uri(request.uri());
-    let host = request::header_str(request.headers(), header::HOST)
-        .map(str::to_owned)
-        .or_else(|| request.uri().authority().map(|a| a.to_string()));
+    // Kept as they came (a `Uri` clone shares its bytes); formatted only for a log line.
+    let uri = request.uri().clone();
+    let host = request.headers().get(header::HOST).cloned();
     let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
     let user_agent = request.headers().get(header::USER_AGENT).cloned();
 
@@ -56,9 +55,9 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
         Ok(response) => response,
         Err(error) => {
             if error.status.is_server_error() {
-                tracing::error!(%method, uri, code = error.code.as_str(), error = error.message, "request failed");
+                tracing::error!(%method, uri = loggable_uri(&uri), code = error.code.as_str(), error = error.message, "request failed");
             } else {
-                tracing::info!(%method, uri, code = error.code.as_str(), status = error.status.as_u16(), error = error.message, "request rejected");
+                tracing::info!(%method, uri = loggable_uri(&uri), code = error.code.as_str(), status = error.status.as_u16(), error = error.message, "request rejected");
             }
             error.into_response()
         }
@@ -98,8 +97,12 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
             // A plain first field: the macro cannot tell a dotted first name from its tail.
             status = response.status().as_u16(),
             http.request.method = %method,
-            http.request.uri = uri,
-            http.request.host = host.as_deref().unwrap_or(""),
+            http.request.uri = loggable_uri(&uri),
+            http.request.host = host
+                .as_ref()
+                .and_then(|h| h.to_str().ok())
+                .or(uri.authority().map(|a| a.as_str()))
+                .unwrap_or(""),
             http.request.remoteaddr = client.map(|c| c.to_string()).unwrap_or_default(),
             http.request.useragent = user_agent.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
             http.response.status = response.status().as_u16(),
@@ -208,7 +211,16 @@ async fn route(
     };
     let mut req = request_of(parts, client);
     // One name from here on: the repository actually read or written.
-    let endpoint = mirror::resolve(ctx, &mut req, endpoint)?;
+    let endpoint = match mirror::resolve(ctx, &mut req, endpoint.clone()) {
+        Ok(resolved) => resolved,
+        // A refused routing (a `?ns=` no upstream stands for) is answered only to a caller
+        // who may use the name as written: nobody learns the configuration by probing.
+        Err(refusal) => {
+            let named = mirror::without_ns(ctx, endpoint);
+            access::authorize(ctx, &req, client, &named).await?;
+            return Err(refusal);
+        }
+    };
     seen.repository = endpoint.repository().map(|r| r.to_string());
     let grant = access::authorize(ctx, &req, client, &endpoint).await?;
     req.user = grant.subject.clone();

@@ -41,6 +41,17 @@ pub fn resolve(ctx: &Ctx, req: &mut Req, endpoint: Endpoint) -> Result<Endpoint,
     Ok(endpoint)
 }
 
+/// The repository `endpoint` reads when its `?ns=` is left out, for authorizing a request
+/// that [`resolve`] refused for its `?ns=`: only a caller who may read what the same path
+/// reads without it learns that no upstream stands for that namespace. (The same resolution
+/// the built-in token server applies to the names it is asked for.)
+pub fn without_ns(ctx: &Ctx, endpoint: Endpoint) -> Endpoint {
+    match endpoint.repository().cloned() {
+        Some(repo) => endpoint.with_repository(resolve_source(ctx, repo)),
+        None => endpoint,
+    }
+}
+
 /// The name a mount's `from` repository resolves to, the same way a pull of it would (host
 /// prefix or default upstream; `?ns=` names the target's registry, not the source's).
 pub fn resolve_source(ctx: &Ctx, from: RepoName) -> RepoName {

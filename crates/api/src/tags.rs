@@ -6,11 +6,16 @@ use axum::response::Response;
 use berth_oci::RepoName;
 use berth_registry::tags::paginate;
 use http::header;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::json;
 
 use crate::dispatch::json;
 use crate::request::{url, Req};
 use crate::{mirror, ApiError, Ctx};
+
+/// What is escaped of a `?ns=` value carried into a `Link`: everything but what host names
+/// are made of.
+const NS_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'-').remove(b':');
 
 /// Lists tags in lexical order.
 pub async fn list(ctx: &Ctx, req: &Req, repo: &RepoName) -> Result<Response, ApiError> {
@@ -28,10 +33,16 @@ pub async fn list(ctx: &Ctx, req: &Req, repo: &RepoName) -> Result<Response, Api
     let mut extra = Vec::new();
     if page.more {
         if let (Some(n), Some(last)) = (n, page.items.last()) {
+            // The next page must route like this one: `?ns=` goes along.
+            let ns = req
+                .query
+                .get("ns")
+                .map(|ns| format!("&ns={}", utf8_percent_encode(ns, NS_ENCODE)))
+                .unwrap_or_default();
             let next = url(
                 ctx,
                 &req.headers,
-                &format!("/v2/{repo}/tags/list?n={n}&last={last}"),
+                &format!("/v2/{repo}/tags/list?n={n}&last={last}{ns}"),
             );
             extra.push((header::LINK, format!("<{next}>; rel=\"next\"")));
         }

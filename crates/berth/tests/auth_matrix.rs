@@ -14,7 +14,8 @@
 mod common;
 
 use common::auth::{
-    self, bearer, caller, report, token, Caller, Expect, Fix, Key, Row, Want, SERVICE,
+    self, bearer, caller, report, token, Caller, Expect, Fix, Key, Row, Want, BU, MU, NU, S200,
+    S201, S202, S204, SERVICE,
 };
 use common::oci::{raw_request, sha256};
 use serde_json::{json, Value};
@@ -32,14 +33,6 @@ const ALL_SCOPES: &[&str] = &[
 const PULLER: Option<(&str, &str)> = Some(("puller", "pull-pw"));
 const PUSHER: Option<(&str, &str)> = Some(("pusher", "push-pw"));
 const ROOT: Option<(&str, &str)> = Some(("root", "root-pw"));
-
-const S200: Want = Want::Ok(200);
-const S201: Want = Want::Ok(201);
-const S202: Want = Want::Ok(202);
-const S204: Want = Want::Ok(204);
-const MU: Want = Want::No(404, "MANIFEST_UNKNOWN");
-const BU: Want = Want::No(404, "BLOB_UNKNOWN");
-const NU: Want = Want::No(404, "NAME_UNKNOWN");
 
 /// Columns of a row's answers: which valid token.
 const ANON: usize = 0;

@@ -12,7 +12,10 @@
 
 mod common;
 
-use common::auth::{self, bearer, caller, report, Expect, Fix, Key, Row, Want, SERVICE};
+use common::auth::{
+    self, bearer, caller, report, Expect, Fix, Key, Row, Want, DENIED, MU, S200, S201, S202,
+    SERVICE,
+};
 use common::oci::{sha256, Reg};
 use Want::X;
 
@@ -30,12 +33,6 @@ const SCOPES: &[&str] = &[
     "repository:docker.io/library/alpine:pull",
     "repository:team/app:pull,push,delete",
 ];
-
-const S200: Want = Want::Ok(200);
-const S201: Want = Want::Ok(201);
-const S202: Want = Want::Ok(202);
-const DENIED: Want = Want::No(403, "DENIED");
-const MU: Want = Want::No(404, "MANIFEST_UNKNOWN");
 
 /// (method, path, challenge scope naming the resolved repository, [anon, puller, pusher,
 /// admin, unused]). `{ul}` is b/secret's layer at the upstream.
@@ -77,6 +74,7 @@ async fn upstream() -> (Reg, String, String) {
     let up = Reg::start("");
     up.push_image("library/alpine", "v1", "alpine").await;
     let (_, manifest) = up.push_image("b/secret", "v1", "upstream secret").await;
+    up.push_image("b/secret", "v2", "a second tag").await;
     (up, manifest, sha256(b"layer of upstream secret"))
 }
 
@@ -190,17 +188,29 @@ async fn tokens_for_plain_names_grant_the_resolved_repository() {
     )
     .await;
     assert_eq!(r.status, 401, "{}", r.text());
-    // An unconfigured ?ns= is a clear 404 naming it, never the default upstream's content.
+    // A tags page through ?ns= links to the next page through the same ?ns=, so the client
+    // stays on the same repository.
     let admin = bearer(url, ROOT, SCOPES).await;
-    let r = auth::send(
-        url,
-        "GET",
-        "/v2/library/alpine/manifests/v1?ns=quay.io",
-        Some(&admin),
-        None,
-        None,
-    )
-    .await;
+    let path = "/v2/b/secret/tags/list?n=1&ns=evil.io";
+    let r = auth::send(url, "GET", path, Some(&admin), None, None).await;
+    r.assert_status(200);
+    assert_eq!(r.json()["tags"], serde_json::json!(["v1"]));
+    assert!(
+        r.header("link").contains("last=v1&ns=evil.io"),
+        "{}",
+        r.header("link")
+    );
+    // An unconfigured ?ns= is a clear 404 naming it, never the default upstream's content;
+    // but only to a caller who may read what the path reads without it
+    // (docker.io/library/alpine): others are challenged for that and learn nothing.
+    let path = "/v2/team/app/manifests/v1?ns=quay.io";
+    let r = auth::send(url, "GET", path, None, None, None).await;
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .contains("repository:team/app:pull"));
+    let path = "/v2/library/alpine/manifests/v1?ns=quay.io";
+    let r = auth::send(url, "GET", path, Some(&anonymous), None, None).await;
     r.assert_error(404, "NAME_UNKNOWN");
     assert!(r.text().contains("quay.io"), "{}", r.text());
 }

@@ -165,22 +165,7 @@ fn at_least_one(
     path: &str,
     max: u64,
 ) -> Result<Option<u64>, ConfigError> {
-    let Some(v) = get(parent, key) else {
-        return Ok(None);
-    };
-    let parsed = match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    };
-    match parsed {
-        Some(n) if (1..=max).contains(&n) => Ok(Some(n)),
-        _ => Err(cx.invalid(
-            &join(path, key),
-            v,
-            &format!("a whole number of at least 1 and at most {max}"),
-        )),
-    }
+    cx.opt_uint_in(parent, key, path, 1, max)
 }
 
 /// `limits.login.window`: a Go duration (read like every other duration of the file), more

@@ -184,6 +184,18 @@ impl Cx<'_> {
         path: &str,
         max: u64,
     ) -> Result<Option<u64>, ConfigError> {
+        self.opt_uint_in(parent, key, path, 0, max)
+    }
+
+    /// An optional integer from `min` to `max`.
+    pub fn opt_uint_in(
+        &self,
+        parent: Option<&Mapping>,
+        key: &str,
+        path: &str,
+        min: u64,
+        max: u64,
+    ) -> Result<Option<u64>, ConfigError> {
         let Some(v) = get(parent, key) else {
             return Ok(None);
         };
@@ -192,13 +204,14 @@ impl Cx<'_> {
             Value::String(s) => s.trim().parse::<u64>().ok(),
             _ => None,
         };
+        let expected = if min == 0 {
+            format!("a whole number from 0 to {max}")
+        } else {
+            format!("a whole number of at least {min} and at most {max}")
+        };
         match parsed {
-            Some(n) if n <= max => Ok(Some(n)),
-            _ => Err(self.invalid(
-                &join(path, key),
-                v,
-                &format!("a whole number from 0 to {max}"),
-            )),
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(self.invalid(&join(path, key), v, &expected)),
         }
     }
 

@@ -113,7 +113,7 @@ impl Registry {
         self.check_space()?;
         let session = self.uploads.session(uuid);
         let mut state = session.lock().await;
-        let (writer, digester) = self.open_existing(repo, uuid, start, &mut state).await?;
+        let (writer, digester) = self.open_session(repo, uuid, start, &mut state).await?;
         let before = HashState {
             offset: writer.size(),
             digester: digester.clone(),
@@ -153,7 +153,7 @@ impl Registry {
         self.check_writable()?;
         let session = self.uploads.session(uuid);
         let mut state = session.lock().await;
-        let (mut writer, mut digester) = self.open_existing(repo, uuid, start, &mut state).await?;
+        let (mut writer, mut digester) = self.open_session(repo, uuid, start, &mut state).await?;
         if let Some(body) = body {
             (writer, digester, _) = receive(writer, digester, body, None).await?;
         }
@@ -219,24 +219,10 @@ impl Registry {
         Ok(())
     }
 
-    /// [`Registry::open_session`], forgetting the in-memory state of a session that does not
-    /// exist: a flood of requests to made-up ids must not grow memory.
-    async fn open_existing(
-        &self,
-        repo: &RepoName,
-        uuid: &str,
-        start: Option<u64>,
-        state: &mut Option<HashState>,
-    ) -> Result<(Box<dyn FileWriter>, Digester), RegistryError> {
-        let result = self.open_session(repo, uuid, start, state).await;
-        if let Err(RegistryError::UploadUnknown(_)) = &result {
-            self.uploads.forget(uuid);
-        }
-        result
-    }
-
     /// Opens the session's data for appending after checking `start`, with a hash state that
-    /// matches the stored bytes (rebuilt from storage when not cached).
+    /// matches the stored bytes (rebuilt from storage when not cached). A session that does
+    /// not exist leaves no in-memory state behind: a flood of requests to made-up ids must not
+    /// grow memory.
     async fn open_session(
         &self,
         repo: &RepoName,
@@ -244,7 +230,15 @@ impl Registry {
         start: Option<u64>,
         state: &mut Option<HashState>,
     ) -> Result<(Box<dyn FileWriter>, Digester), RegistryError> {
-        let size = self.upload_status(repo, uuid).await?;
+        let size = match self.upload_status(repo, uuid).await {
+            Ok(size) => size,
+            Err(e) => {
+                if let RegistryError::UploadUnknown(_) = e {
+                    self.uploads.forget(uuid);
+                }
+                return Err(e);
+            }
+        };
         if let Some(start) = start {
             if start != size {
                 return Err(RegistryError::RangeInvalid {

@@ -266,6 +266,16 @@ pub enum Want {
     X,
 }
 
+/// The answers the matrices' rows use most.
+pub const S200: Want = Want::Ok(200);
+pub const S201: Want = Want::Ok(201);
+pub const S202: Want = Want::Ok(202);
+pub const S204: Want = Want::Ok(204);
+pub const MU: Want = Want::No(404, "MANIFEST_UNKNOWN");
+pub const BU: Want = Want::No(404, "BLOB_UNKNOWN");
+pub const NU: Want = Want::No(404, "NAME_UNKNOWN");
+pub const DENIED: Want = Want::No(403, "DENIED");
+
 /// (method, path template, scope of the challenge, answers per valid-token column).
 pub struct Row(
     pub &'static str,
