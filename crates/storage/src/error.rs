@@ -23,6 +23,15 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    /// A remote store (S3) refused or failed a request after its retries, or could not be
+    /// reached. `message` is the store's answer, for the log; clients get a generic error.
+    #[error("storage backend error on {path}: {message}")]
+    Backend {
+        /// The storage path involved.
+        path: String,
+        /// What the store answered (status, error code, message) or why it could not be reached.
+        message: String,
+    },
 }
 
 impl StorageError {

@@ -14,6 +14,7 @@ mod instrumented;
 mod memory;
 pub mod paths;
 mod read_buffers;
+pub mod s3;
 
 pub use driver::{ByteStream, FileInfo, FileWriter, StorageDriver};
 pub use error::StorageError;
