@@ -209,6 +209,9 @@ impl From<&RegistryError> for ApiError {
             RegistryError::ChunkLengthMismatch { .. } => {
                 ApiError::new(ErrorCode::SizeInvalid, S::RANGE_NOT_SATISFIABLE, msg)
             }
+            RegistryError::UploadInvalid(_) => {
+                ApiError::bad_request(ErrorCode::BlobUploadInvalid, msg)
+            }
             RegistryError::ManifestUnknown(_) => {
                 ApiError::new(ErrorCode::ManifestUnknown, S::NOT_FOUND, msg)
             }
@@ -245,6 +248,16 @@ impl From<&RegistryError> for ApiError {
                     ErrorCode::Denied,
                     S::INSUFFICIENT_STORAGE,
                     "the registry's storage is full; pushes are refused until space is freed",
+                )
+            }
+            // The object store failed or could not be reached (after its retries): clients may
+            // retry later; what the store answered goes to the log only.
+            RegistryError::Storage(StorageError::Backend { path, message }) => {
+                tracing::error!(path, message, "storage backend failed");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    S::SERVICE_UNAVAILABLE,
+                    "the registry's storage is unavailable; try again later",
                 )
             }
             RegistryError::Storage(e) => ApiError::internal(e),

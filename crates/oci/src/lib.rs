@@ -9,6 +9,7 @@ pub mod media_types;
 mod name;
 mod pattern;
 mod reference;
+mod resumable;
 
 pub use digest::{Algorithm, Digest, Digester};
 pub use error::OciError;
@@ -16,3 +17,4 @@ pub use manifest::{Descriptor, Manifest, ManifestKind, MAX_MANIFEST_SIZE};
 pub use name::RepoName;
 pub use pattern::RepoPattern;
 pub use reference::{Reference, Tag};
+pub use resumable::ResumableSha256;

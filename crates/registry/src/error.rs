@@ -39,6 +39,9 @@ pub enum RegistryError {
         /// Bytes actually received.
         got: u64,
     },
+    /// The upload cannot go on as asked (too many chunks).
+    #[error("{0}")]
+    UploadInvalid(String),
     /// The manifest (by tag or digest) is not in this repository.
     #[error("manifest unknown: {0}")]
     ManifestUnknown(String),

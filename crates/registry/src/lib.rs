@@ -28,6 +28,7 @@ pub mod retention;
 #[cfg(test)]
 mod retention_tests;
 pub mod tags;
+mod upload_state;
 pub mod uploads;
 pub mod usage;
 

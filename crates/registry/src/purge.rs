@@ -1,12 +1,13 @@
 //! Upload purging (`storage.maintenance.uploadpurging`): upload sessions older than `age` are
 //! deleted, as registry:2 does, so abandoned pushes do not fill the disk. A session's age is
-//! the modification time of what it has received (its data file, or its directory when it has
-//! none), so an upload that is still receiving chunks is never purged.
+//! the modification time of its state, rewritten after every chunk (for a registry:2 session:
+//! its data file, or its directory when it has none), so an upload that is still receiving
+//! chunks is never purged.
 
 use std::time::{Duration, SystemTime};
 
 use berth_oci::RepoName;
-use berth_storage::paths;
+use berth_storage::{paths, FileInfo};
 
 use crate::{links, Registry, RegistryError};
 
@@ -43,14 +44,9 @@ impl Registry {
             };
             for id in ids {
                 let dir = format!("{uploads}/{id}");
-                let info = match self.driver().stat(&format!("{dir}/data")).await {
-                    Ok(info) => info,
-                    Err(e) if e.is_not_found() => match self.driver().stat(&dir).await {
-                        Ok(info) => info,
-                        Err(e) if e.is_not_found() => continue,
-                        Err(e) => return Err(e.into()),
-                    },
-                    Err(e) => return Err(e.into()),
+                let info = match self.session_age_source(&repo, &id, &dir).await? {
+                    Some(info) => info,
+                    None => continue,
                 };
                 let idle = now.duration_since(info.modified).unwrap_or_default();
                 if idle < age {
@@ -66,6 +62,28 @@ impl Registry {
             }
         }
         Ok(report)
+    }
+
+    /// What dates a session: Berth's state, else registry:2's data file, else the directory;
+    /// `None` when the session vanished meanwhile.
+    async fn session_age_source(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        dir: &str,
+    ) -> Result<Option<FileInfo>, RegistryError> {
+        for path in [paths::upload_state(repo, id), paths::upload_data(repo, id)] {
+            match self.driver().stat(&path).await {
+                Ok(info) => return Ok(Some(info)),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match self.driver().stat(dir).await {
+            Ok(info) => Ok(Some(info)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

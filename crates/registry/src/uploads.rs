@@ -1,9 +1,14 @@
 //! Blob uploads: sessions under `_uploads/<uuid>/` whose content is hashed while it arrives
 //! and published under `blobs/` only once its digest is verified.
 //!
-//! The hash state of an open session is kept in memory between requests. When it is missing
-//! (after a restart, or when another node served the previous chunk) it is rebuilt by hashing
-//! the stored data again, so uploads always survive a restart and can be resumed.
+//! Every chunk (PATCH) is stored as its own immutable part object and the session's state
+//! (bytes received, the SHA-256 state after them, the part list) is saved after it (see
+//! [`crate::upload_state`]). Nothing is ever appended, so the same code runs on a filesystem
+//! and on an object store, and any process continues any session without reading back what
+//! it received: a restart, or the next chunk landing on another node behind a load balancer,
+//! costs one small read. At the end a single part is moved into place (a rename on a
+//! filesystem) and several are composed; an upload whose digest is known up front (`POST
+//! ?digest=`) streams straight to its final path and is published only once verified.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,30 +17,24 @@ use berth_oci::{Algorithm, Digest, Digester, RepoName};
 use berth_storage::{paths, FileWriter};
 use futures_util::{StreamExt, TryStreamExt};
 
+use crate::upload_state::{Part, UploadState, MAX_PARTS};
 use crate::{links, BodyStream, Registry, RegistryError};
 
-/// Hash state of the bytes stored so far in one upload session.
-struct HashState {
-    offset: u64,
-    digester: Digester,
-}
+type SessionLock = Arc<tokio::sync::Mutex<()>>;
 
-type SessionLock = Arc<tokio::sync::Mutex<Option<HashState>>>;
-
-/// Per-session locks and hash states. The lock serialises requests on one session, so two
-/// concurrent PATCHes can never interleave their bytes.
+/// Per-session locks. The lock serialises requests on one session within this process, so
+/// two concurrent PATCHes can never both extend the same state.
 #[derive(Default)]
 pub(crate) struct UploadStates {
     sessions: Mutex<HashMap<String, SessionLock>>,
 }
 
-/// Hash states kept at most. Past this, states of sessions no request is using are dropped:
-/// they are a cache, rebuilt from storage when their session goes on.
+/// Session locks kept at most. Past this, locks no request holds are dropped.
 const MAX_SESSIONS: usize = 10_000;
 
 impl UploadStates {
-    /// The lock of a session. Callers make sure the session exists (or [`forget`] it when it
-    /// turns out not to), so requests for made-up ids leave nothing behind.
+    /// The lock of a session. Callers [`forget`] it when the session turns out not to exist,
+    /// so requests for made-up ids leave nothing behind.
     ///
     /// [`forget`]: UploadStates::forget
     fn session(&self, uuid: &str) -> SessionLock {
@@ -46,7 +45,7 @@ impl UploadStates {
         map.entry(uuid.to_owned()).or_default().clone()
     }
 
-    /// How many sessions have state in memory.
+    /// How many sessions have a lock in memory.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.sessions
@@ -70,33 +69,30 @@ pub fn parse_upload_id(s: &str) -> Option<String> {
     (id == s).then_some(id)
 }
 
+/// How a chunk's body ended.
+enum Received {
+    /// All of it arrived (and matched the announced length, if any).
+    Whole,
+    /// Its length was not the one announced: nothing of it is kept.
+    WrongLength { expected: u64, got: u64 },
+    /// The connection broke: what arrived is kept, so the client can resume from the status.
+    Cut(std::io::Error),
+}
+
 impl Registry {
-    /// Starts an upload session and returns its id.
-    ///
-    /// Only `_uploads/<uuid>/data` is created: registry:2's `startedat` file would be one more
-    /// file to create and delete per blob, which costs real time on ext4 under push load, and
-    /// the data file's modification time serves upload purging just as well. Nothing is
-    /// fsynced: losing a session in a power cut only makes the client start a new one.
+    /// Starts an upload session and returns its id. One small object (the state) is written;
+    /// losing it in a power cut only makes the client start a new session.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<String, RegistryError> {
         self.check_writable()?;
         self.check_space()?;
-        let (uuid, writer) = self.new_upload(repo).await?;
-        writer.close().await?;
-        let session = self.uploads.session(&uuid);
-        *session.lock().await = Some(HashState {
-            offset: 0,
-            digester: Digester::new(Algorithm::Sha256),
-        });
+        let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
+        UploadState::new().save(self.driver(), repo, &uuid).await?;
         Ok(uuid)
     }
 
     /// Bytes received so far by a session.
     pub async fn upload_status(&self, repo: &RepoName, uuid: &str) -> Result<u64, RegistryError> {
-        match self.driver().stat(&paths::upload_data(repo, uuid)).await {
-            Ok(info) => Ok(info.size),
-            Err(e) if e.is_not_found() => Err(RegistryError::UploadUnknown(uuid.to_owned())),
-            Err(e) => Err(e.into()),
-        }
+        Ok(UploadState::load(self.driver(), repo, uuid).await?.offset())
     }
 
     /// Appends a chunk (PATCH). `start` is the Content-Range start, which must equal the bytes
@@ -112,35 +108,21 @@ impl Registry {
         self.check_writable()?;
         self.check_space()?;
         let session = self.uploads.session(uuid);
-        let mut state = session.lock().await;
-        let (writer, digester) = self.open_session(repo, uuid, start, &mut state).await?;
-        let before = HashState {
-            offset: writer.size(),
-            digester: digester.clone(),
-        };
-        let (writer, digester, received) = receive(writer, digester, body, len).await?;
-        match len {
+        let _guard = session.lock().await;
+        let mut state = self.open_session(repo, uuid, start).await?;
+        match self.receive_part(repo, uuid, &mut state, body, len).await? {
+            Received::Whole => Ok(state.offset()),
             // A chunk that is not the length its Content-Range announced (a chunked body
             // may be longer or shorter) is taken back whole: the 416 the client gets must
             // mean that nothing of it was stored.
-            Some(expected) if expected != received => {
-                writer.rollback().await?;
-                *state = Some(before);
-                Err(RegistryError::ChunkLengthMismatch {
-                    expected,
-                    got: received,
-                })
+            Received::WrongLength { expected, got } => {
+                Err(RegistryError::ChunkLengthMismatch { expected, got })
             }
-            _ => {
-                let offset = writer.size();
-                writer.close().await?;
-                *state = Some(HashState { offset, digester });
-                Ok(offset)
-            }
+            Received::Cut(e) => Err(RegistryError::Body(e)),
         }
     }
 
-    /// Finishes a session (PUT): appends the final chunk if any, verifies the digest, publishes
+    /// Finishes a session (PUT): stores the final chunk if any, verifies the digest, publishes
     /// the blob and links it into `repo`. Returns the blob size.
     pub async fn finish_upload(
         &self,
@@ -152,21 +134,24 @@ impl Registry {
     ) -> Result<u64, RegistryError> {
         self.check_writable()?;
         let session = self.uploads.session(uuid);
-        let mut state = session.lock().await;
-        let (mut writer, mut digester) = self.open_session(repo, uuid, start, &mut state).await?;
+        let guard = session.lock().await;
+        let mut state = self.open_session(repo, uuid, start).await?;
         if let Some(body) = body {
-            (writer, digester, _) = receive(writer, digester, body, None).await?;
+            if let Received::Cut(e) = self
+                .receive_part(repo, uuid, &mut state, body, None)
+                .await?
+            {
+                return Err(RegistryError::Body(e));
+            }
         }
-        let size = writer.size();
-        writer.commit().await?;
-        *state = None;
-        let result = self.publish(repo, uuid, digest, digester, size).await;
-        drop(state);
+        let result = self.publish_parts(repo, uuid, digest, state).await;
+        drop(guard);
         self.uploads.forget(uuid);
         result
     }
 
-    /// A monolithic upload (`POST ?digest=` with the whole blob as body).
+    /// A monolithic upload (`POST ?digest=` with the whole blob as body): streamed straight to
+    /// the blob's final path, published only once it hashes to `digest`.
     pub async fn put_blob(
         &self,
         repo: &RepoName,
@@ -175,34 +160,39 @@ impl Registry {
     ) -> Result<u64, RegistryError> {
         self.check_writable()?;
         self.check_space()?;
-        let (uuid, writer) = self.new_upload(repo).await?;
-        let result = async {
-            let (writer, digester, _) =
-                receive(writer, Digester::new(digest.algorithm()), body, None).await?;
-            let size = writer.size();
-            writer.commit().await?;
-            self.publish(repo, &uuid, digest, digester, size).await
+        let writer = self.driver().writer(&paths::blob_data(digest)).await?;
+        let mut digester = Digester::new(digest.algorithm());
+        let (writer, received) = receive(writer, body, None, |chunk| digester.update(chunk)).await;
+        let size = writer.size();
+        match received {
+            Ok((Received::Whole, _)) => {}
+            Ok((Received::Cut(e), _)) => {
+                let _ = writer.cancel().await;
+                return Err(RegistryError::Body(e));
+            }
+            Ok((Received::WrongLength { expected, got }, _)) => {
+                let _ = writer.cancel().await;
+                return Err(RegistryError::ChunkLengthMismatch { expected, got });
+            }
+            Err(e) => {
+                let _ = writer.cancel().await;
+                return Err(e);
+            }
         }
-        .await;
-        if result.is_err() {
-            // Nobody can resume a monolithic upload: free its space now (it matters most when
-            // the error was a full disk).
-            let _ = links::remove(self.driver(), &paths::upload_dir(repo, &uuid)).await;
+        let actual = digester.finish();
+        if &actual != digest {
+            writer.cancel().await?;
+            return Err(RegistryError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
         }
-        result
-    }
-
-    /// Creates `_uploads/<uuid>/data` for a new upload and opens it for writing.
-    async fn new_upload(
-        &self,
-        repo: &RepoName,
-    ) -> Result<(String, Box<dyn FileWriter>), RegistryError> {
-        let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
-        let writer = self
-            .driver()
-            .writer(&paths::upload_data(repo, &uuid), false)
-            .await?;
-        Ok((uuid, writer))
+        // Touch first, then publish: an online collector that trashes an older copy after
+        // this sees the touch and puts it back (the same content).
+        self.touch_blob(digest).await?;
+        writer.commit().await?;
+        self.link_blob(repo, digest).await?;
+        Ok(size)
     }
 
     /// Cancels a session and deletes what it received.
@@ -219,19 +209,16 @@ impl Registry {
         Ok(())
     }
 
-    /// Opens the session's data for appending after checking `start`, with a hash state that
-    /// matches the stored bytes (rebuilt from storage when not cached). A session that does
-    /// not exist leaves no in-memory state behind: a flood of requests to made-up ids must not
-    /// grow memory.
+    /// Loads the session's state after checking `start`. A session that does not exist leaves
+    /// no in-memory state behind: a flood of requests to made-up ids must not grow memory.
     async fn open_session(
         &self,
         repo: &RepoName,
         uuid: &str,
         start: Option<u64>,
-        state: &mut Option<HashState>,
-    ) -> Result<(Box<dyn FileWriter>, Digester), RegistryError> {
-        let size = match self.upload_status(repo, uuid).await {
-            Ok(size) => size,
+    ) -> Result<UploadState, RegistryError> {
+        let state = match UploadState::load(self.driver(), repo, uuid).await {
+            Ok(state) => state,
             Err(e) => {
                 if let RegistryError::UploadUnknown(_) = e {
                     self.uploads.forget(uuid);
@@ -239,56 +226,71 @@ impl Registry {
                 return Err(e);
             }
         };
-        if let Some(start) = start {
-            if start != size {
-                return Err(RegistryError::RangeInvalid {
-                    expected: size,
-                    got: start,
-                });
-            }
+        match start {
+            Some(start) if start != state.offset() => Err(RegistryError::RangeInvalid {
+                expected: state.offset(),
+                got: start,
+            }),
+            _ => Ok(state),
         }
-        let path = paths::upload_data(repo, uuid);
-        let digester = match state.take() {
-            Some(s) if s.offset == size => s.digester,
-            _ => self.hash_stored(&path, Algorithm::Sha256).await?,
-        };
-        let writer = self.driver().writer(&path, true).await?;
-        Ok((writer, digester))
     }
 
-    /// Hashes stored content from the start (resume after restart, or a sha512 digest).
-    async fn hash_stored(
+    /// Stores one chunk as a new part and saves the state that counts it. A chunk of the
+    /// wrong length is not stored; one cut short is stored as far as it arrived.
+    async fn receive_part(
         &self,
-        path: &str,
-        algorithm: Algorithm,
-    ) -> Result<Digester, RegistryError> {
-        let mut digester = Digester::new(algorithm);
-        let mut stream = self.driver().reader(path, 0, None).await?;
-        while let Some(chunk) = stream.try_next().await? {
-            digester.update(&chunk);
+        repo: &RepoName,
+        uuid: &str,
+        state: &mut UploadState,
+        body: BodyStream,
+        len: Option<u64>,
+    ) -> Result<Received, RegistryError> {
+        if state.parts.len() >= MAX_PARTS {
+            return Err(RegistryError::UploadInvalid(format!(
+                "an upload takes at most {MAX_PARTS} chunks; finish it with the rest of the \
+                 content in one request"
+            )));
         }
-        Ok(digester)
+        let nonce = rand::random::<u64>();
+        let path = paths::upload_part(repo, uuid, state.offset(), nonce);
+        let writer = self.driver().writer(&path).await?;
+        let mut hash = state.hash.clone();
+        let (writer, received) = receive(writer, body, len, |chunk| hash.update(chunk)).await;
+        let outcome = match received {
+            Ok((outcome, _)) => outcome,
+            Err(e) => {
+                let _ = writer.cancel().await;
+                return Err(e);
+            }
+        };
+        let size = writer.size();
+        if matches!(outcome, Received::WrongLength { .. }) || size == 0 {
+            writer.cancel().await?;
+            return Ok(outcome);
+        }
+        writer.commit().await?;
+        state.hash = hash;
+        state.parts.push(Part { nonce, size });
+        state.save(self.driver(), repo, uuid).await?;
+        Ok(outcome)
     }
 
-    /// Verifies the digest of a committed upload, then moves it under `blobs/` and links it.
-    /// On a mismatch the upload is discarded, as registry:2 does.
-    async fn publish(
+    /// Verifies a session's digest from its saved hash state, then publishes its parts under
+    /// `blobs/` and links the blob. On a mismatch the upload is discarded, as registry:2 does.
+    async fn publish_parts(
         &self,
         repo: &RepoName,
         uuid: &str,
         digest: &Digest,
-        digester: Digester,
-        size: u64,
+        state: UploadState,
     ) -> Result<u64, RegistryError> {
-        let data = paths::upload_data(repo, uuid);
-        let digester = if std::mem::discriminant(&digester)
-            == std::mem::discriminant(&Digester::new(digest.algorithm()))
-        {
-            digester
-        } else {
-            self.hash_stored(&data, digest.algorithm()).await?
+        let size = state.offset();
+        let parts = state.part_paths(repo, uuid);
+        let actual = match digest.algorithm() {
+            Algorithm::Sha256 => state.hash.finish(),
+            // Only SHA-256 is kept while receiving; other algorithms read the parts back.
+            other => self.hash_parts(&parts, other).await?,
         };
-        let actual = digester.finish();
         let dir = paths::upload_dir(repo, uuid);
         if &actual != digest {
             links::remove(self.driver(), &dir).await?;
@@ -302,43 +304,71 @@ impl Registry {
         // simply replaced by ours.
         self.touch_blob(digest).await?;
         if self.blob_size(digest).await?.is_none() {
-            self.driver()
-                .move_file(&data, &paths::blob_data(digest))
-                .await?;
+            let blob = paths::blob_data(digest);
+            match parts.as_slice() {
+                [] => {
+                    self.driver()
+                        .put_content(&blob, bytes::Bytes::new())
+                        .await?
+                }
+                [one] => self.driver().move_file(one, &blob).await?,
+                many => self.driver().compose(many, &blob).await?,
+            }
         }
         self.link_blob(repo, digest).await?;
         links::remove(self.driver(), &dir).await?;
         Ok(size)
     }
+
+    /// Hashes stored parts from the start (a digest in another algorithm than SHA-256).
+    async fn hash_parts(
+        &self,
+        parts: &[String],
+        algorithm: Algorithm,
+    ) -> Result<Digest, RegistryError> {
+        let mut digester = Digester::new(algorithm);
+        for part in parts {
+            let mut stream = self.driver().reader(part, 0, None).await?;
+            while let Some(chunk) = stream.try_next().await? {
+                digester.update(&chunk);
+            }
+        }
+        Ok(digester.finish())
+    }
 }
 
-/// Streams a body into a writer while hashing it. Returns the bytes received. With `limit`,
-/// reading stops at the first chunk that would pass it (the count returned is then over the
-/// limit, and the caller rolls the writer back): an announced length bounds the read.
+/// Streams a body into a writer, passing every chunk to `hash` first. With `limit`, reading
+/// stops at the first chunk that would pass it: an announced length bounds the read. The
+/// writer is handed back in every case, for the caller to commit or cancel.
 async fn receive(
     mut writer: Box<dyn FileWriter>,
-    mut digester: Digester,
     mut body: BodyStream,
     limit: Option<u64>,
-) -> Result<(Box<dyn FileWriter>, Digester, u64), RegistryError> {
+    mut hash: impl FnMut(&[u8]),
+) -> (Box<dyn FileWriter>, Result<(Received, u64), RegistryError>) {
     let mut received = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
             Ok(c) => c,
-            Err(e) => {
-                // Keep what arrived intact on disk, so the client can resume from the status.
-                let _ = writer.close().await;
-                return Err(RegistryError::Body(e));
-            }
+            Err(e) => return (writer, Ok((Received::Cut(e), received))),
         };
         received = received.saturating_add(chunk.len() as u64);
         if limit.is_some_and(|limit| received > limit) {
             break;
         }
-        digester.update(&chunk);
-        writer.write(chunk).await?;
+        hash(&chunk);
+        if let Err(e) = writer.write(chunk).await {
+            return (writer, Err(e.into()));
+        }
     }
-    Ok((writer, digester, received))
+    let outcome = match limit {
+        Some(expected) if expected != received => Received::WrongLength {
+            expected,
+            got: received,
+        },
+        _ => Received::Whole,
+    };
+    (writer, Ok((outcome, received)))
 }
 
 #[cfg(test)]
@@ -346,7 +376,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use berth_storage::InMemoryDriver;
+    use berth_storage::{InMemoryDriver, StorageDriver};
 
     use crate::{Registry, RegistryError, RegistryOptions};
 
@@ -385,6 +415,144 @@ mod tests {
             .await
             .expect("purge");
         assert_eq!(reg.uploads.len(), 0);
+    }
+
+    /// Reads of stored content (not small files) through a driver, to prove a process that
+    /// continues an upload does not read back what was received.
+    struct CountingReads {
+        inner: InMemoryDriver,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl berth_storage::StorageDriver for CountingReads {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+        async fn get_content(&self, p: &str) -> Result<bytes::Bytes, berth_storage::StorageError> {
+            self.inner.get_content(p).await
+        }
+        async fn put_content(
+            &self,
+            p: &str,
+            c: bytes::Bytes,
+        ) -> Result<(), berth_storage::StorageError> {
+            self.inner.put_content(p, c).await
+        }
+        async fn reader(
+            &self,
+            p: &str,
+            offset: u64,
+            len: Option<u64>,
+        ) -> Result<berth_storage::ByteStream, berth_storage::StorageError> {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.reader(p, offset, len).await
+        }
+        async fn writer(
+            &self,
+            p: &str,
+        ) -> Result<Box<dyn berth_storage::FileWriter>, berth_storage::StorageError> {
+            self.inner.writer(p).await
+        }
+        async fn stat(
+            &self,
+            p: &str,
+        ) -> Result<berth_storage::FileInfo, berth_storage::StorageError> {
+            self.inner.stat(p).await
+        }
+        async fn list(&self, p: &str) -> Result<Vec<String>, berth_storage::StorageError> {
+            self.inner.list(p).await
+        }
+        async fn move_file(&self, a: &str, b: &str) -> Result<(), berth_storage::StorageError> {
+            self.inner.move_file(a, b).await
+        }
+        async fn delete(&self, p: &str) -> Result<(), berth_storage::StorageError> {
+            self.inner.delete(p).await
+        }
+    }
+
+    /// Two registries on one storage are two nodes behind a load balancer: each chunk lands
+    /// on another one, and none reads back what the others stored.
+    #[tokio::test]
+    async fn chunks_on_different_processes_complete_without_rereading() {
+        let driver = Arc::new(CountingReads {
+            inner: InMemoryDriver::new(),
+            reads: Default::default(),
+        });
+        let nodes: Vec<Arc<Registry>> = (0..3)
+            .map(|_| Registry::new(driver.clone(), RegistryOptions::default()))
+            .collect();
+        let repo = "a/b".parse().expect("name");
+        let id = nodes[0].start_upload(&repo).await.expect("start");
+        let mut offset = 0;
+        for (i, chunk) in [&b"first "[..], b"second ", b"third"].iter().enumerate() {
+            let body: crate::BodyStream = Box::pin(futures_util::stream::iter([Ok(
+                bytes::Bytes::copy_from_slice(chunk),
+            )]));
+            let len = chunk.len() as u64;
+            offset = nodes[i]
+                .append_upload(&repo, &id, Some(offset), Some(len), body)
+                .await
+                .expect("patch");
+        }
+        assert_eq!(
+            nodes[2].upload_status(&repo, &id).await.expect("status"),
+            18
+        );
+        assert_eq!(
+            driver.reads.load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "no chunk was read back"
+        );
+        let digest = berth_oci::Digest::sha256_of(b"first second third");
+        let size = nodes[1]
+            .finish_upload(&repo, &id, &digest, Some(18), None)
+            .await
+            .expect("put");
+        assert_eq!(size, 18);
+        assert_eq!(
+            driver.reads.load(std::sync::atomic::Ordering::Relaxed),
+            3,
+            "the compose read each part once"
+        );
+        let stored = driver
+            .inner
+            .get_content(&berth_storage::paths::blob_data(&digest))
+            .await
+            .expect("blob");
+        assert_eq!(stored, "first second third");
+        // The session is gone with its parts.
+        assert!(nodes[0].upload_status(&repo, &id).await.is_err());
+    }
+
+    /// A chunk whose length is not the announced one leaves the session as it was; a wrong
+    /// digest discards it.
+    #[tokio::test]
+    async fn wrong_chunks_and_digests_leave_nothing() {
+        let reg = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());
+        let repo = "a/b".parse().expect("name");
+        let id = reg.start_upload(&repo).await.expect("start");
+        reg.append_upload(&repo, &id, Some(0), Some(3), body(b"abc"))
+            .await
+            .expect("patch");
+        let short = reg
+            .append_upload(&repo, &id, Some(3), Some(10), body(b"def"))
+            .await;
+        assert!(matches!(
+            short,
+            Err(RegistryError::ChunkLengthMismatch { .. })
+        ));
+        assert_eq!(reg.upload_status(&repo, &id).await.expect("status"), 3);
+        let wrong = berth_oci::Digest::sha256_of(b"other");
+        let put = reg.finish_upload(&repo, &id, &wrong, None, None).await;
+        assert!(matches!(put, Err(RegistryError::DigestMismatch { .. })));
+        assert!(reg.upload_status(&repo, &id).await.is_err());
+        assert!(reg
+            .driver()
+            .stat(&berth_storage::paths::blob_data(&wrong))
+            .await
+            .is_err());
     }
 
     #[test]

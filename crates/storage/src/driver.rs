@@ -6,7 +6,8 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt};
 
 use crate::StorageError;
 
@@ -24,21 +25,29 @@ pub struct FileInfo {
     pub is_dir: bool,
 }
 
-/// The one interface every storage backend implements.
+/// One entry of a [`StorageDriver::walk`]: a file's path and what `stat` would say of it.
+pub type WalkEntry = (String, FileInfo);
+
+/// The one interface every storage backend implements, shaped so that an object store is one
+/// more implementation rather than a fork (see `shared/design/storage.md`):
 ///
-/// Contract (checked by [`crate::conformance`]):
-/// - `put_content` and `move_file` never expose partial content: a reader sees the old content,
-///   nothing, or the complete new content.
-/// - A [`FileWriter`] writes to its own path; content becomes durable at `commit`. Readers of
-///   that path may see partial content before then, so writers only ever target private paths
-///   (upload sessions) and publish with `move_file`.
-/// - `list` returns child names in no particular order; `delete` removes a whole subtree.
+/// - `put_content`, a [`FileWriter`]'s `commit`, `copy`, `compose` and `move_file` never
+///   expose partial content: a reader sees the old content, nothing, or the complete new one.
+/// - A [`FileWriter`] writes a whole new object, invisible until `commit`; `cancel` (or a
+///   crash) leaves nothing at its path. There is no append: resumable uploads are built above
+///   the driver from immutable part objects (see `berth_registry`'s uploads).
+/// - `list` returns child names in no particular order; `walk` returns every file under a
+///   prefix, flat, with its size and modification time (one paginated listing on S3 instead
+///   of a listing per directory level plus a HEAD per object).
+/// - `delete` removes a file or a whole subtree (a prefix, on object stores).
+///
+/// Checked by [`crate::conformance`] against every backend.
 #[async_trait]
 pub trait StorageDriver: Send + Sync + 'static {
     /// A short name for logs and metrics (`filesystem`, `inmemory`, `s3`).
     fn name(&self) -> &'static str;
 
-    /// Reads a whole small file (links, manifests, upload metadata).
+    /// Reads a whole small file (links, manifests, upload state).
     async fn get_content(&self, path: &str) -> Result<Bytes, StorageError>;
 
     /// Writes a whole small file, replacing any previous content without exposing a partial one.
@@ -52,9 +61,9 @@ pub trait StorageDriver: Send + Sync + 'static {
         len: Option<u64>,
     ) -> Result<ByteStream, StorageError>;
 
-    /// Opens a writer on `path`; with `append`, it continues after the existing content
-    /// (resumable uploads), otherwise it starts empty.
-    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>, StorageError>;
+    /// Opens a streamed write of a whole new file at `path`, replacing any existing one at
+    /// `commit`. Nothing of it is visible before then.
+    async fn writer(&self, path: &str) -> Result<Box<dyn FileWriter>, StorageError>;
 
     /// Size, modification time and kind of a path.
     async fn stat(&self, path: &str) -> Result<FileInfo, StorageError>;
@@ -62,7 +71,46 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// Names (not paths) of the direct children of a directory, in no particular order.
     async fn list(&self, path: &str) -> Result<Vec<String>, StorageError>;
 
-    /// Moves a file; afterwards `dst` holds the complete content and `src` is gone.
+    /// Every file under the directory `path`, at any depth, with its size and modification
+    /// time, in no particular order. A missing directory walks as empty. Object stores answer
+    /// it with one flat paginated listing; the default walks `list` and `stat`.
+    fn walk<'a>(&'a self, path: &'a str) -> BoxStream<'a, Result<WalkEntry, StorageError>> {
+        walk_by_listing(self, path)
+    }
+
+    /// Copies a file; `dst` is replaced whole. Object stores copy on the server side.
+    async fn copy(&self, src: &str, dst: &str) -> Result<(), StorageError> {
+        self.compose(&[src.to_owned()], dst).await
+    }
+
+    /// Writes the concatenation of `parts` to `dst` (an upload's chunks into its blob),
+    /// published whole at the end. The default streams every part through a [`FileWriter`].
+    async fn compose(&self, parts: &[String], dst: &str) -> Result<(), StorageError> {
+        let mut writer = self.writer(dst).await?;
+        for part in parts {
+            let mut stream = match self.reader(part, 0, None).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = writer.cancel().await;
+                    return Err(e);
+                }
+            };
+            while let Some(chunk) = stream.next().await {
+                let written = match chunk {
+                    Ok(chunk) => writer.write(chunk).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = written {
+                    let _ = writer.cancel().await;
+                    return Err(e);
+                }
+            }
+        }
+        writer.commit().await
+    }
+
+    /// Moves a file; afterwards `dst` holds the complete content and `src` is gone. O(1) on a
+    /// filesystem; a copy and a delete on object stores.
     async fn move_file(&self, src: &str, dst: &str) -> Result<(), StorageError>;
 
     /// Deletes a file or a whole directory tree. Deleting a missing path is `NotFound`.
@@ -83,28 +131,52 @@ pub trait StorageDriver: Send + Sync + 'static {
     }
 }
 
-/// A streaming writer returned by [`StorageDriver::writer`].
+/// A streamed whole-object write returned by [`StorageDriver::writer`].
 #[async_trait]
 pub trait FileWriter: Send {
-    /// Appends data. Implementations may buffer; memory use stays bounded.
+    /// Adds data. Implementations buffer at most about one part; memory use stays bounded.
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError>;
 
-    /// Bytes in the file so far (existing content included when appending).
+    /// Bytes written so far.
     fn size(&self) -> u64;
 
-    /// Flushes and closes without the durability barrier: the upload can be resumed later.
-    async fn close(self: Box<Self>) -> Result<(), StorageError>;
-
-    /// Flushes and makes the content durable (fsync on a filesystem).
+    /// Makes the content durable and visible at the writer's path, all at once.
     async fn commit(self: Box<Self>) -> Result<(), StorageError>;
 
-    /// Abandons the write and removes the file.
+    /// Abandons the write; nothing of it is ever visible.
     async fn cancel(self: Box<Self>) -> Result<(), StorageError>;
+}
 
-    /// Closes the writer leaving the file as it was when opened: what this writer appended
-    /// is discarded. An upload chunk that fails its checks (a `Content-Range` whose length
-    /// the body does not match) is rolled back this way, never left half-appended.
-    async fn rollback(self: Box<Self>) -> Result<(), StorageError>;
+/// [`StorageDriver::walk`] for backends with real directories: `list` each directory, `stat`
+/// each entry. Memory holds the directories still to visit, never the whole tree's files.
+pub fn walk_by_listing<'a, D: StorageDriver + ?Sized>(
+    driver: &'a D,
+    path: &'a str,
+) -> BoxStream<'a, Result<WalkEntry, StorageError>> {
+    let start = (vec![path.to_owned()], Vec::<WalkEntry>::new());
+    futures_util::stream::unfold(start, move |(mut dirs, mut ready)| async move {
+        loop {
+            if let Some(entry) = ready.pop() {
+                return Some((Ok(entry), (dirs, ready)));
+            }
+            let dir = dirs.pop()?;
+            let names = match driver.list(&dir).await {
+                Ok(names) => names,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Some((Err(e), (Vec::new(), Vec::new()))),
+            };
+            for name in names {
+                let child = format!("{}/{name}", dir.trim_end_matches('/'));
+                match driver.stat(&child).await {
+                    Ok(info) if info.is_dir => dirs.push(child),
+                    Ok(info) => ready.push((child, info)),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Some((Err(e), (Vec::new(), Vec::new()))),
+                }
+            }
+        }
+    })
+    .boxed()
 }
 
 /// Rejects paths that are not absolute, have empty components, or try `.`/`..`.

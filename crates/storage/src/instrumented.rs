@@ -1,7 +1,7 @@
 //! A driver decorator that times every storage action into Distribution's
 //! `registry_storage_action_seconds{driver,action}` histogram (action names as registry:2's
 //! `base` driver reports them: `GetContent`, `PutContent`, `Reader`, `Writer`, `Stat`, `List`,
-//! `Move`, `Delete`, `RedirectURL`; Berth adds `RemoveEmptyDir`). `Reader` and `Writer` time
+//! `Move`, `Delete`, `RedirectURL`; Berth adds `RemoveEmptyDir`, `Copy`, `Compose`). `Reader` and `Writer` time
 //! opening the stream, as in registry:2, not the transfer.
 
 use std::future::Future;
@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use prometheus::{register_histogram_vec, HistogramVec};
 
-use crate::{ByteStream, FileInfo, FileWriter, StorageDriver, StorageError};
+use futures_util::stream::BoxStream;
+
+use crate::{ByteStream, FileInfo, FileWriter, StorageDriver, StorageError, WalkEntry};
 
 #[allow(clippy::expect_used)] // Registration only fails on a duplicate name: a programming error.
 static ACTION_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
@@ -70,8 +72,21 @@ impl StorageDriver for Instrumented {
             .await
     }
 
-    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>, StorageError> {
-        self.timed("Writer", self.inner.writer(path, append)).await
+    async fn writer(&self, path: &str) -> Result<Box<dyn FileWriter>, StorageError> {
+        self.timed("Writer", self.inner.writer(path)).await
+    }
+
+    fn walk<'a>(&'a self, path: &'a str) -> BoxStream<'a, Result<WalkEntry, StorageError>> {
+        // A walk is a stream consumed at the caller's pace: there is no one call to time.
+        self.inner.walk(path)
+    }
+
+    async fn copy(&self, src: &str, dst: &str) -> Result<(), StorageError> {
+        self.timed("Copy", self.inner.copy(src, dst)).await
+    }
+
+    async fn compose(&self, parts: &[String], dst: &str) -> Result<(), StorageError> {
+        self.timed("Compose", self.inner.compose(parts, dst)).await
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo, StorageError> {

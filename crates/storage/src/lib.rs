@@ -16,7 +16,7 @@ pub mod paths;
 mod read_buffers;
 pub mod s3;
 
-pub use driver::{ByteStream, FileInfo, FileWriter, StorageDriver};
+pub use driver::{walk_by_listing, ByteStream, FileInfo, FileWriter, StorageDriver, WalkEntry};
 pub use error::StorageError;
 pub use filesystem::FilesystemDriver;
 pub use instrumented::Instrumented;

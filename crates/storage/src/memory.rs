@@ -89,22 +89,12 @@ impl StorageDriver for InMemoryDriver {
         Ok(Box::pin(futures_util::stream::iter([Ok(chunk)])))
     }
 
-    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>, StorageError> {
+    async fn writer(&self, path: &str) -> Result<Box<dyn FileWriter>, StorageError> {
         check_path(path)?;
-        let mut files = self.lock();
-        let entry = files.entry(path.to_owned()).or_insert_with(|| Entry {
-            data: Vec::new(),
-            modified: SystemTime::now(),
-        });
-        if !append {
-            entry.data.clear();
-        }
-        let size = entry.data.len() as u64;
         Ok(Box::new(MemWriter {
             files: self.files.clone(),
             path: path.to_owned(),
-            opened_at: size,
-            size,
+            data: Vec::new(),
         }))
     }
 
@@ -174,48 +164,37 @@ impl StorageDriver for InMemoryDriver {
     }
 }
 
+/// Collects the content and inserts it whole at `commit`.
 struct MemWriter {
     files: Files,
     path: String,
-    /// The file's size when opened (what [`FileWriter::rollback`] restores).
-    opened_at: u64,
-    size: u64,
+    data: Vec<u8>,
 }
 
 #[async_trait]
 impl FileWriter for MemWriter {
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
-        let mut files = lock(&self.files);
-        let entry = files
-            .get_mut(&self.path)
-            .ok_or_else(|| StorageError::NotFound(self.path.clone()))?;
-        entry.data.extend_from_slice(&data);
-        entry.modified = SystemTime::now();
-        self.size += data.len() as u64;
+        self.data.extend_from_slice(&data);
         Ok(())
     }
 
     fn size(&self) -> u64 {
-        self.size
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), StorageError> {
-        Ok(())
+        self.data.len() as u64
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StorageError> {
+        let this = *self;
+        lock(&this.files).insert(
+            this.path,
+            Entry {
+                data: this.data,
+                modified: SystemTime::now(),
+            },
+        );
         Ok(())
     }
 
     async fn cancel(self: Box<Self>) -> Result<(), StorageError> {
-        lock(&self.files).remove(&self.path);
-        Ok(())
-    }
-
-    async fn rollback(self: Box<Self>) -> Result<(), StorageError> {
-        if let Some(entry) = lock(&self.files).get_mut(&self.path) {
-            entry.data.truncate(self.opened_at as usize);
-        }
         Ok(())
     }
 }

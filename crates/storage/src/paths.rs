@@ -17,9 +17,11 @@
 //!         │       ├── <alg>/<subject hex>/<alg>/<hex>/link   (registry:2 skips unknown dirs here)
 //!         │       └── indexed                           marker: every older revision was scanned
 //!         └── _uploads/<uuid>/
-//!             ├── data                                  upload content so far
-//!             └── startedat                             RFC 3339 start time (registry:2 only;
-//!                                                       Berth uses data's mtime instead)
+//!             ├── data                                  upload content so far (registry:2 only)
+//!             ├── startedat                             RFC 3339 start time (registry:2 only)
+//!             ├── berthstate                            Berth: bytes received, the SHA-256
+//!             │                                         state after them, the part list
+//!             └── berthparts/<offset>-<random>          Berth: one immutable object per chunk
 //! ```
 //!
 //! Berth-only state for online garbage collection lives beside them, under `_berth/`, which
@@ -162,7 +164,22 @@ pub fn upload_dir(name: &RepoName, uuid: &str) -> String {
     format!("{}/_uploads/{uuid}", repo_dir(name))
 }
 
-/// Content received so far by an upload session.
+/// A Berth upload session's state: offset, saved hash state and parts (see
+/// `berth_registry`'s uploads). Written whole after every chunk; its presence is the session's.
+pub fn upload_state(name: &RepoName, uuid: &str) -> String {
+    format!("{}/berthstate", upload_dir(name, uuid))
+}
+
+/// One chunk of a Berth upload session, starting at `offset`; `nonce` makes every part name
+/// new, so a part is never overwritten, only listed or not in the session's state.
+pub fn upload_part(name: &RepoName, uuid: &str, offset: u64, nonce: u64) -> String {
+    format!(
+        "{}/berthparts/{offset:020}-{nonce:016x}",
+        upload_dir(name, uuid)
+    )
+}
+
+/// Content received so far by a registry:2 upload session.
 pub fn upload_data(name: &RepoName, uuid: &str) -> String {
     format!("{}/data", upload_dir(name, uuid))
 }
