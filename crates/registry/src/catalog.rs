@@ -6,6 +6,9 @@
 //! costs one walk, not one per page as in registry:2. The cache is dropped when this process
 //! creates a repository, and trusted only briefly otherwise, since other processes sharing the
 //! storage may create repositories too.
+//!
+//! On object stores the listing comes from the repository index instead of a walk (see
+//! [`crate::catalog_index`]).
 
 use std::cmp::Ordering;
 use std::sync::{Arc, Mutex};
@@ -72,7 +75,11 @@ impl Registry {
         let all = match self.catalog_cache.get(max_age) {
             Some(list) => list,
             None => {
-                let list = Arc::new(self.walk_repositories().await?);
+                let list = match self.indexed_repositories().await? {
+                    Some(indexed) => indexed,
+                    None => self.walk_repositories().await?,
+                };
+                let list = Arc::new(list);
                 self.catalog_cache.put(list.clone());
                 list
             }

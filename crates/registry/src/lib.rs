@@ -11,6 +11,7 @@ pub mod cache;
 #[cfg(test)]
 mod cache_tests;
 pub mod catalog;
+mod catalog_index;
 #[cfg(test)]
 mod delete_race_tests;
 mod error;
@@ -63,6 +64,7 @@ pub struct Registry {
     uploads: uploads::UploadStates,
     manifest_cache: manifest_cache::ManifestCache,
     catalog_cache: catalog::CatalogCache,
+    catalog_index: catalog_index::CatalogIndex,
     gc_state: gc::GcState,
     /// How many blobs and child manifests one manifest may reference (`limits.manifests`).
     max_references: std::sync::atomic::AtomicUsize,
@@ -86,6 +88,7 @@ impl Registry {
             uploads: uploads::UploadStates::default(),
             manifest_cache: manifest_cache::ManifestCache::new(64 * 1024 * 1024),
             catalog_cache: catalog::CatalogCache::default(),
+            catalog_index: catalog_index::CatalogIndex::default(),
             gc_state: gc::GcState::default(),
             max_references: DEFAULT_MAX_REFERENCES.into(),
             usage_cache: usage::UsageCache::default(),

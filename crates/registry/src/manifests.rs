@@ -215,6 +215,7 @@ impl Registry {
         let _links = self.repo_locks.write_links(repo).await;
         links::write(d, &paths::revision_link(repo, &digest), &digest).await?;
         self.catalog_cache.note(repo);
+        self.index_repository(repo).await?;
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
         if let Some(subject) = &subject {
             links::write(d, &paths::referrer_link(repo, subject, &digest), &digest).await?;

@@ -35,6 +35,9 @@
 //! │                                                     pushed, mounted or referenced
 //! ├── trash/<alg>/<hex>/<trashed-at, unix ms>           blob content moved out of blobs/ by
 //! │                                                     online GC, until purged or restored
+//! ├── catalog/<name, any depth>/_repository            repository index for `_catalog` on object
+//! │                                                     stores (one flat listing, not a walk)
+//! ├── catalog-complete                                  marker: the index covers every repository
 //! └── pulled/<name, any depth>/_revisions/<alg>/<hex>   unix time (ms) a manifest of a cached
 //!                                                       repository was last pulled through
 //!                                                       the pull-through cache (eviction)
@@ -157,6 +160,22 @@ pub fn referrer_link(name: &RepoName, subject: &Digest, referrer: &Digest) -> St
 /// Berth served the repository (e.g. by registry:2).
 pub fn referrers_indexed_marker(name: &RepoName) -> String {
     format!("{}/_manifests/referrers/indexed", repo_dir(name))
+}
+
+/// Root of the repository index (`_catalog` on object stores).
+pub fn catalog_index_root() -> String {
+    format!("{ROOT}/_berth/catalog")
+}
+
+/// The index entry of one repository. `_repository` cannot be a name component (those never
+/// start with `_`), so `a` and `a/b` have entries that never collide.
+pub fn catalog_index_entry(name: &RepoName) -> String {
+    format!("{}/{name}/_repository", catalog_index_root())
+}
+
+/// Written once the index was built from a full walk: from then on it is trusted.
+pub fn catalog_index_complete() -> String {
+    format!("{ROOT}/_berth/catalog-complete")
 }
 
 /// Directory of one upload session.
