@@ -15,7 +15,7 @@
 use serde_yaml::{Mapping, Value};
 
 use crate::error::ConfigError;
-use crate::keys::{closest, find_field, join, key_text, Node, ROOT};
+use crate::keys::{closest, find_field, join, key_text, Field, Node, ROOT};
 
 /// The prefix of override variables.
 pub const ENV_PREFIX: &str = "REGISTRY_";
@@ -87,10 +87,10 @@ fn validate(node: &'static Node, segments: &[&str], prefix: &str) -> Result<(), 
         Node::Any => Ok(()),
         Node::Map(inner) => validate(inner, rest, &format!("{prefix}{segment}_")),
         Node::Seq(inner) => validate(inner, rest, &format!("{prefix}{segment}_")),
-        Node::Struct { fields, open } => match find_field(fields, segment) {
-            Some(field) => validate(
+        Node::Struct { fields, open } => match match_field(fields, segments) {
+            Some((field, taken)) => validate(
                 field.node,
-                rest,
+                &segments[taken..],
                 &format!("{prefix}{}_", field.name.to_ascii_uppercase()),
             ),
             None if *open => Ok(()),
@@ -104,6 +104,15 @@ fn validate(node: &'static Node, segments: &[&str], prefix: &str) -> Result<(), 
             })),
         },
     }
+}
+
+/// The field named by the longest run of leading `segments` joined with `_`, and how many
+/// segments it took: `REGISTRY_STORAGE_S3_ACCESSKEY_FILE` reaches `accesskey_file`, whose name
+/// has the separator in it, instead of a `file` key below `accesskey`.
+fn match_field(fields: &'static [Field], segments: &[&str]) -> Option<(&'static Field, usize)> {
+    (1..=segments.len())
+        .rev()
+        .find_map(|n| find_field(fields, &segments[..n].join("_")).map(|field| (field, n)))
 }
 
 /// Sets `segments` (relative to `value`, whose shape is `node`) to the YAML value of `payload`.
@@ -129,8 +138,16 @@ fn set(
             payload,
             var,
         ),
-        Node::Struct { fields, .. } => match find_field(fields, segment) {
-            Some(field) => descend_map(value, field.name, field.node, rest, path, payload, var),
+        Node::Struct { fields, .. } => match match_field(fields, segments) {
+            Some((field, taken)) => descend_map(
+                value,
+                field.name,
+                field.node,
+                &segments[taken..],
+                path,
+                payload,
+                var,
+            ),
             None => descend_map(
                 value,
                 &segment.to_ascii_lowercase(),

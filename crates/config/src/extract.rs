@@ -249,21 +249,7 @@ fn driver(cx: &Cx<'_>, storage: &Mapping, name: &str) -> Result<StorageDriverCon
             }
         }
         "inmemory" => StorageDriverConfig::InMemory,
-        "s3" => StorageDriverConfig::S3 {
-            params: params(p),
-            settings: S3Settings {
-                region: cx.opt_string(p, "region", &path)?,
-                bucket: cx.opt_string(p, "bucket", &path)?,
-                regionendpoint: cx.opt_string(p, "regionendpoint", &path)?,
-                accesskey: cx.opt_string(p, "accesskey", &path)?,
-                secretkey: cx.opt_string(p, "secretkey", &path)?,
-                rootdirectory: cx.opt_string(p, "rootdirectory", &path)?,
-                forcepathstyle: cx.opt_bool(p, "forcepathstyle", &path)?,
-                encrypt: cx.opt_bool(p, "encrypt", &path)?,
-                secure: cx.opt_bool(p, "secure", &path)?,
-                chunksize: cx.opt_uint(p, "chunksize", &path, u64::MAX)?,
-            },
-        },
+        "s3" => crate::s3::extract(cx, p)?,
         other => {
             if !KNOWN_DRIVERS.contains(&other) {
                 let mut text = format!(

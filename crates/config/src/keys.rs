@@ -89,6 +89,36 @@ static FILESYSTEM: Node = closed(&[
     yes("fsync", &SCALAR),
 ]);
 static INMEMORY: Node = closed(&[]);
+/// registry:2's `storage.s3` parameters (2.8 and 3.x). Berth reads them all; the ones it has no
+/// use for are warned about in `extract` when set to something that would matter.
+static S3: Node = closed(&[
+    yes("accesskey", &SCALAR),
+    yes("secretkey", &SCALAR),
+    yes("sessiontoken", &SCALAR),
+    yes("region", &SCALAR),
+    yes("regionendpoint", &SCALAR),
+    yes("forcepathstyle", &SCALAR),
+    yes("bucket", &SCALAR),
+    yes("encrypt", &SCALAR),
+    yes("keyid", &SCALAR),
+    yes("secure", &SCALAR),
+    yes("skipverify", &SCALAR),
+    yes("v4auth", &SCALAR),
+    yes("chunksize", &SCALAR),
+    yes("multipartcopychunksize", &SCALAR),
+    yes("multipartcopymaxconcurrency", &SCALAR),
+    yes("multipartcopythresholdsize", &SCALAR),
+    yes("rootdirectory", &SCALAR),
+    yes("storageclass", &SCALAR),
+    yes("useragent", &SCALAR),
+    yes("usedualstack", &SCALAR),
+    yes("accelerate", &SCALAR),
+    yes("objectacl", &SCALAR),
+    yes("loglevel", &SCALAR),
+    // Berth extensions: credentials from files (Kubernetes secrets).
+    yes("accesskey_file", &SCALAR),
+    yes("secretkey_file", &SCALAR),
+]);
 static DELETE: Node = closed(&[yes("enabled", &SCALAR)]);
 static REDIRECT: Node = closed(&[yes("disable", &SCALAR)]);
 static CACHE: Node = closed(&[
@@ -156,7 +186,7 @@ static STORAGE: Node = Node::Struct {
     fields: &[
         yes("filesystem", &FILESYSTEM),
         yes("inmemory", &INMEMORY),
-        yes("s3", &ANY),
+        yes("s3", &S3),
         yes("gcs", &ANY),
         yes("azure", &ANY),
         yes("swift", &ANY),

@@ -29,6 +29,7 @@ mod model;
 mod proxy;
 mod proxy_cache;
 mod retention;
+mod s3;
 mod values;
 
 use std::cell::RefCell;

@@ -121,8 +121,8 @@ pub enum StorageDriverConfig {
     S3 {
         /// Every parameter as written (after overrides).
         params: BTreeMap<String, Value>,
-        /// The commonly used parameters, typed.
-        settings: S3Settings,
+        /// The parameters Berth acts on, typed (boxed: they are many and this is one variant).
+        settings: Box<S3Settings>,
     },
     /// Any other driver (gcs, azure, swift, oss, or an unknown name): kept so the server can
     /// say which driver it does not support.
@@ -146,7 +146,8 @@ impl StorageDriverConfig {
     }
 }
 
-/// Typed view of the main `storage.s3` parameters (all optional; validated for type only).
+/// Typed view of the `storage.s3` parameters Berth acts on (all optional here; the driver
+/// applies registry:2's defaults and the AWS environment variables).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct S3Settings {
     /// `region`, e.g. `us-east-1`.
@@ -155,20 +156,30 @@ pub struct S3Settings {
     pub bucket: Option<String>,
     /// `regionendpoint`: URL of an S3-compatible service.
     pub regionendpoint: Option<String>,
-    /// `accesskey` (secret-adjacent; masked in output).
+    /// `accesskey`, or the content of the file named by `accesskey_file` (masked in output).
     pub accesskey: Option<String>,
-    /// `secretkey` (masked in output).
+    /// `secretkey`, or the content of the file named by `secretkey_file` (masked in output).
     pub secretkey: Option<String>,
+    /// `sessiontoken` (masked in output).
+    pub sessiontoken: Option<String>,
     /// `rootdirectory`: key prefix inside the bucket.
     pub rootdirectory: Option<String>,
-    /// `forcepathstyle`: path-style bucket URLs.
+    /// `forcepathstyle`: path-style bucket URLs (unset: on when `regionendpoint` is set).
     pub forcepathstyle: Option<bool>,
-    /// `encrypt`: server-side encryption.
+    /// `encrypt`: server-side encryption (SSE-S3, or SSE-KMS with `keyid`).
     pub encrypt: Option<bool>,
-    /// `secure`: HTTPS to the endpoint.
+    /// `keyid`: the KMS key for `encrypt`.
+    pub keyid: Option<String>,
+    /// `secure`: HTTPS to the endpoint (default true).
     pub secure: Option<bool>,
-    /// `chunksize`: multipart chunk size in bytes.
+    /// `skipverify`: accept any TLS certificate from the endpoint.
+    pub skipverify: Option<bool>,
+    /// `chunksize`: multipart part size in bytes (at least 5 MiB).
     pub chunksize: Option<u64>,
+    /// `storageclass`, e.g. `STANDARD`, `REDUCED_REDUNDANCY`, or `NONE` to send none.
+    pub storageclass: Option<String>,
+    /// `useragent`: the User-Agent of requests to the store.
+    pub useragent: Option<String>,
 }
 
 /// `storage.cache`.

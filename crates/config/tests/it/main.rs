@@ -7,6 +7,7 @@ mod limits;
 mod masking;
 mod proxy;
 mod proxy_cache;
+mod s3;
 mod stock;
 mod warnings_errors;
 
