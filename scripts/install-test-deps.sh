@@ -6,6 +6,7 @@
 # ansible-core with ansible-lint for the Ansible role).
 # Also the Rust pieces a fresh rustup toolchain lacks: the x86_64-unknown-linux-musl target (the
 # static binary) and the clippy and rustfmt components (the lint and format suites).
+# The S3 test servers: moto_server (PyPI moto[server]) and, under CI, Garage (cargo install).
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
@@ -41,6 +42,14 @@ python3 -c 'import yaml, hcl2, kubernetes_validate, helm_sdkpy' 2>/dev/null || {
 # yamllint from PyPI, which comes before Debian's on a pip-managed PATH.
 { python3 -c 'import ansible, ansiblelint' 2>/dev/null && command -v ansible-playbook >/dev/null 2>&1 &&
   command -v ansible-lint >/dev/null 2>&1; } || python3 -m pip install -q ansible-core==2.19.14 ansible-lint==26.10.1
+
+# The S3 servers of the S3 driver's tests (scripts/s3-test-servers.sh): moto from PyPI, Garage
+# built from crates.io (~8 min on 2 cores) only under CI and only when no binary is there yet.
+command -v moto_server >/dev/null 2>&1 || python3 -m pip install -q 'moto[server]'
+if [ "${CI:-}" = "true" ] && ! command -v garage >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/garage" ]; then
+  echo "install-test-deps: building garage (cargo install garage --locked)"
+  cargo install garage --locked
+fi
 
 need=()
 for pair in skopeo:skopeo ctr:containerd containerd:containerd umoci:umoci jq:jq curl:curl \

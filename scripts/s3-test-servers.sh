@@ -4,6 +4,7 @@
 #   s3-test-servers.sh garage-start DIR [BUCKET]   single-node Garage (replication 1, sqlite)
 #   s3-test-servers.sh moto-start DIR [BUCKET]     moto_server (PyPI moto[server])
 #   s3-test-servers.sh stop DIR                    stops what DIR's start launched
+#   s3-test-servers.sh garage-resume DIR           restarts a stopped Garage: same ports, data
 #
 # A start prints shell-style lines for `eval` (or `source DIR/env`), e.g. for Garage:
 #   BERTH_TEST_GARAGE_ENDPOINT=http://127.0.0.1:PORT
@@ -124,6 +125,21 @@ EOF
   cat "$dir/env"
 }
 
+garage_resume() {
+  local dir=$1 bin
+  bin=$(garage_bin) || { echo "s3-test-servers: garage not found" >&2; exit 3; }
+  [ -f "$dir/garage.toml" ] && [ -f "$dir/env" ] || die "$dir holds no Garage started by garage-start"
+  [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null && die "Garage in $dir is running"
+  local endpoint
+  endpoint=$(sed -n 's/^BERTH_TEST_GARAGE_ENDPOINT=//p' "$dir/env")
+  RUST_LOG=${GARAGE_LOG:-warn} "$bin" -c "$dir/garage.toml" server >>"$dir/garage.log" 2>&1 &
+  local pid=$!
+  echo "$pid" >"$dir/pid"
+  wait_http "$endpoint/" "$pid" "$dir/garage.log"
+  sed -i "s/^BERTH_TEST_GARAGE_PID=.*/BERTH_TEST_GARAGE_PID=$pid/" "$dir/env"
+  cat "$dir/env"
+}
+
 stop() {
   local dir=$1 pid
   [ -f "$dir/pid" ] || return 0
@@ -139,7 +155,8 @@ stop() {
 
 case "${1:-}" in
   garage-start) [ $# -ge 2 ] || die "usage: $0 garage-start DIR [BUCKET]"; garage_start "$2" "${3:-}" ;;
+  garage-resume) [ $# -ge 2 ] || die "usage: $0 garage-resume DIR"; garage_resume "$2" ;;
   moto-start) [ $# -ge 2 ] || die "usage: $0 moto-start DIR [BUCKET]"; moto_start "$2" "${3:-}" ;;
   stop) [ $# -ge 2 ] || die "usage: $0 stop DIR"; stop "$2" ;;
-  *) die "usage: $0 {garage-start|moto-start|stop} DIR [BUCKET]" ;;
+  *) die "usage: $0 {garage-start|garage-resume|moto-start|stop} DIR [BUCKET]" ;;
 esac

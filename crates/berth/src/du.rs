@@ -9,7 +9,7 @@ use crate::setup;
 
 /// Runs the report and prints it.
 pub async fn run(loaded: Loaded, json: bool) -> anyhow::Result<()> {
-    let registry = setup::registry(&loaded.config)?;
+    let registry = setup::registry(&loaded.config).await?;
     let report = registry.usage().await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

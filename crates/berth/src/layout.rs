@@ -17,7 +17,7 @@ use crate::setup;
 /// `berth export`: writes `image` (NAME, NAME:TAG or NAME@DIGEST) into the layout `dir`.
 pub async fn export(loaded: Loaded, image: &str, dir: &Path) -> anyhow::Result<()> {
     let (repo, selection) = parse_image(image)?;
-    let registry = setup::registry(&loaded.config)?;
+    let registry = setup::registry(&loaded.config).await?;
     let report = registry
         .export_layout(&repo, &selection, dir)
         .await
@@ -54,7 +54,7 @@ pub async fn import(
         Selection::Tag(tag) => Some(tag),
         Selection::Digest(_) => bail!("{name}: import into NAME or NAME:TAG, not a digest"),
     };
-    let registry = setup::registry(&loaded.config)?;
+    let registry = setup::registry(&loaded.config).await?;
     let options = ImportOptions { ref_name, tag };
     let report = match registry.import_layout(dir, &repo, &options).await {
         Err(LayoutError::Registry(RegistryError::ReadOnly)) => bail!(

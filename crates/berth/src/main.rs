@@ -14,6 +14,7 @@ mod memory;
 mod online_gc;
 mod proxy_cache;
 mod retention;
+mod s3;
 mod server;
 mod setup;
 mod tls;

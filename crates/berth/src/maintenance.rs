@@ -15,7 +15,7 @@ pub async fn garbage_collect(
     options: GcOptions,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let registry = setup::registry(&loaded.config)?;
+    let registry = setup::registry(&loaded.config).await?;
     // The documented way to collect is to put the serving registry in read-only mode and run
     // this with the same configuration, so the read-only flag must not stop the collector.
     registry.set_read_only(false);

@@ -120,7 +120,7 @@ pub async fn run_once(
         }
         None => policies(retention)?,
     };
-    let registry = setup::registry(&loaded.config)?;
+    let registry = setup::registry(&loaded.config).await?;
     // Like `berth garbage-collect`: usable on the data of a registry switched to read-only.
     registry.set_read_only(false);
     // Each line is printed as soon as its deletion is done, so an interrupted run shows

@@ -67,7 +67,7 @@ impl AcceptBackoff {
 pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let config = &loaded.config;
     setup::check_supported(config)?;
-    let registry = setup::registry(config)?;
+    let registry = setup::registry(config).await?;
     for note in setup::not_yet_implemented(config) {
         tracing::warn!("{note}");
     }

@@ -36,12 +36,11 @@ pub fn check_supported(config: &Config) -> anyhow::Result<()> {
         ),
     }
     match &config.storage.driver {
-        StorageDriverConfig::Filesystem { .. } | StorageDriverConfig::InMemory => Ok(()),
-        StorageDriverConfig::S3 { .. } => {
-            bail!("storage.s3 is not supported by this Berth build yet; use storage.filesystem")
-        }
+        StorageDriverConfig::Filesystem { .. }
+        | StorageDriverConfig::InMemory
+        | StorageDriverConfig::S3 { .. } => Ok(()),
         StorageDriverConfig::Other { name, .. } => {
-            bail!("storage driver {name:?} is not supported by Berth; use storage.filesystem")
+            bail!("storage driver {name:?} is not supported by Berth; use storage.filesystem or storage.s3")
         }
     }
 }
@@ -137,6 +136,20 @@ pub fn storage_description(config: &Config) -> String {
             format!("filesystem at {}", rootdirectory.display())
         }
         StorageDriverConfig::InMemory => "in memory (lost on exit)".to_owned(),
+        StorageDriverConfig::S3 { settings, .. } => {
+            let options = crate::s3::options(config, settings);
+            let root = options.root_directory.trim_matches('/');
+            let under = if root.is_empty() {
+                String::new()
+            } else {
+                format!(" under {root}/")
+            };
+            format!(
+                "s3 bucket {}{under} at {}",
+                options.bucket,
+                options.service_url()
+            )
+        }
         other => format!("{other:?}"),
     }
 }
@@ -158,8 +171,9 @@ pub fn notifier(config: &Config) -> anyhow::Result<Option<berth_notify::Notifier
     Ok(berth_notify::Notifier::start(notifications, source)?)
 }
 
-/// Builds the storage driver and the registry core.
-pub fn registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
+/// Builds the storage driver and the registry core. An S3 bucket is checked first (and probed
+/// for conditional writes): a bad setting stops here with the key to fix.
+pub async fn registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let driver: Arc<dyn StorageDriver> = match &config.storage.driver {
         StorageDriverConfig::Filesystem {
             rootdirectory,
@@ -176,6 +190,7 @@ pub fn registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
                 .with_sync(*fsync),
         ),
         StorageDriverConfig::InMemory => Arc::new(InMemoryDriver::new()),
+        StorageDriverConfig::S3 { settings, .. } => crate::s3::driver(config, settings).await?,
         _ => {
             check_supported(config)?;
             bail!("unsupported storage driver")

@@ -103,6 +103,35 @@ impl TestServer {
         S3Driver::new(&self.options(root)).expect("driver")
     }
 
+    /// Stops the server (by PID); its data stays for [`TestServer::resume`].
+    #[allow(dead_code)]
+    pub fn stop(&self) {
+        let status = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .status()
+            .expect("run s3-test-servers.sh stop");
+        assert!(status.success(), "stop failed");
+    }
+
+    /// Starts a stopped Garage again on the same port with the same data.
+    #[allow(dead_code)]
+    pub fn resume(&self) {
+        assert_eq!(self.kind, Kind::Garage, "only Garage keeps its data");
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("garage-resume")
+            .arg(self.dir.path())
+            .output()
+            .expect("run s3-test-servers.sh garage-resume");
+        assert!(
+            out.status.success(),
+            "resume failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The server's log, for failure messages.
     #[allow(dead_code)]
     pub fn log(&self) -> String {
