@@ -39,7 +39,7 @@ use crate::{ByteStream, FileInfo, FileWriter, StorageDriver, StorageError, WalkE
 
 /// Parts that may be uploading in the background across all writers, in bytes. Above it a
 /// writer uploads its full part before accepting more data.
-const INFLIGHT_BUDGET: u64 = 96 << 20;
+const INFLIGHT_BUDGET: u64 = 64 << 20;
 
 /// A single CopyObject is limited to 5 GiB on AWS; larger copies are streamed.
 const MAX_COPY_OBJECT: u64 = 5 << 30;

@@ -7,9 +7,6 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
 use super::{map_err, S3Driver, S3SetupError};
 use crate::StorageError;
 
-/// Where the probe writes, under the root directory, with Berth's other private state.
-const PROBE_DIR: &str = "/_berth/probe";
-
 impl S3Driver {
     /// Lists at most one key of the bucket (under the root directory). A missing bucket, refused
     /// credentials or an unreachable endpoint come back as an error naming the `storage.s3` key
@@ -29,7 +26,12 @@ impl S3Driver {
     /// Writes a probe object twice with `If-None-Match: *` and records whether the second write
     /// was refused (see [`S3Driver::conditional_writes`]); the probe object is deleted again.
     pub async fn probe_conditional_writes(&self) -> Result<bool, StorageError> {
-        let path = format!("{PROBE_DIR}/conditional-{:016x}", rand::random::<u64>());
+        // With Berth's other private state, which registry:2 never reads.
+        let path = format!(
+            "{}/probe/conditional-{:016x}",
+            crate::paths::berth_root(),
+            rand::random::<u64>()
+        );
         let key = self.key(&path)?;
         let create = || PutOptions {
             mode: PutMode::Create,

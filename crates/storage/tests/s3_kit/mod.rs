@@ -1,6 +1,7 @@
 //! Test S3 servers (Garage, moto) for the S3 driver's tests: started on 127.0.0.1 by
 //! `scripts/s3-test-servers.sh` (the same script the shell suites use) and stopped by PID when
 //! the [`TestServer`] is dropped, even when a test panics.
+#![allow(dead_code)] // each test binary uses part of the kit
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -104,7 +105,6 @@ impl TestServer {
     }
 
     /// Stops the server (by PID); its data stays for [`TestServer::resume`].
-    #[allow(dead_code)]
     pub fn stop(&self) {
         let status = Command::new("bash")
             .arg(script())
@@ -116,7 +116,6 @@ impl TestServer {
     }
 
     /// Starts a stopped Garage again on the same port with the same data.
-    #[allow(dead_code)]
     pub fn resume(&self) {
         assert_eq!(self.kind, Kind::Garage, "only Garage keeps its data");
         let out = Command::new("bash")
@@ -133,7 +132,6 @@ impl TestServer {
     }
 
     /// The server's log, for failure messages.
-    #[allow(dead_code)]
     pub fn log(&self) -> String {
         let name = format!("{}.log", self.kind.name());
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
