@@ -14,7 +14,8 @@
 #   BERTH_TEST_GARAGE_BUCKET=berth-test
 #   BERTH_TEST_GARAGE_PID=1234
 # and the same with MOTO for moto. The bucket exists and the key may read and write it.
-# Exit status 3 means the server's binary is missing (callers may skip outside CI).
+# Exit status 3 means the server's binary is missing (callers may skip outside CI). GARAGE_BIN
+# names the garage binary (default: garage on PATH, else ~/.cargo/bin/garage).
 # Used by crates/storage/tests (the Rust helper calls this script) and the shell suites.
 set -euo pipefail
 
@@ -40,7 +41,7 @@ wait_http() {
 random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
 
 garage_bin() {
-  if [ -n "${GARAGE_BIN:-}" ]; then echo "$GARAGE_BIN"; return; fi
+  if [ -n "${GARAGE_BIN:-}" ]; then [ -x "$GARAGE_BIN" ] && echo "$GARAGE_BIN"; return; fi
   command -v garage 2>/dev/null && return
   [ -x "$HOME/.cargo/bin/garage" ] && { echo "$HOME/.cargo/bin/garage"; return; }
   return 1
