@@ -5,12 +5,14 @@
 #   tls-htpasswd  TLS with a self-signed certificate (verified with --cacert) and htpasswd
 #                 users made with `berth htpasswd`
 #   tls-token     TLS and Berth's built-in token server (bearer tokens, per-repository rules)
+#   s3-garage     HTTP, storage.s3 on a single-node Garage started for the run (loopback)
+#   s3-moto       HTTP, storage.s3 on moto server (strict part sizes, conditional writes)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 mode=${1:-plain}
 work=$(mktemp -d /tmp/berth-compat.XXXXXX)
-trap 'stop_pid "${BERTH_PID:-0}"; rm -rf "$work"' EXIT
+trap 'stop_pid "${BERTH_PID:-0}"; stop_s3 "$work"; rm -rf "$work"' EXIT
 
 # A self-signed certificate for 127.0.0.1, the kit's CA file.
 make_cert() {
@@ -23,6 +25,11 @@ client_args=(--tls-verify=false)
 write_config "$work/config.yml" "$work/data"
 case "$mode" in
   plain) ;;
+  s3-garage | s3-moto)
+    kind=${mode#s3-}
+    start_s3 "$kind" "$work" || { echo "compat ($mode): could not start $kind" >&2; exit 1; }
+    use_s3_storage "$work/config.yml" "$kind" /compat
+    ;;
   tls-htpasswd)
     make_cert
     printf '%s\n' 'compat-pass' | "$BERTH_BIN" htpasswd -f "$work/htpasswd" --password-stdin compat

@@ -30,9 +30,12 @@ start_berth() {
 }
 
 # start_registry2 CONFIG LOG: starts Debian's docker-registry; sets R2_PID and R2_ADDR.
+# AWS_CA_BUNDLE is removed from its environment: with the s3 driver, docker-registry 2.8.2
+# panics at startup when it is set ("LoadCustomCABundleError ... transport unsupported type");
+# Berth honours it.
 start_registry2() {
   local config=$1 log=$2
-  docker-registry serve "$config" >"$log" 2>&1 &
+  env -u AWS_CA_BUNDLE docker-registry serve "$config" >"$log" 2>&1 &
   R2_PID=$!
   R2_ADDR=$(wait_listening "$log" "$R2_PID")
 }
@@ -82,4 +85,57 @@ storage:
 http:
   addr: 127.0.0.1:0
 YAML
+}
+
+# start_s3 KIND WORK: starts a loopback S3 server (KIND garage or moto) with its state under
+# WORK/s3 (scripts/s3-test-servers.sh) and exports its BERTH_TEST_* variables; stop it with
+# stop_s3 WORK. Exit status 3 from the script means the server binary is missing.
+start_s3() {
+  local kind=$1 work=$2
+  "$REPO_ROOT/scripts/s3-test-servers.sh" "$kind-start" "$work/s3" >/dev/null || return $?
+  set -a
+  # shellcheck disable=SC1091
+  source "$work/s3/env"
+  set +a
+}
+
+stop_s3() {
+  "$REPO_ROOT/scripts/s3-test-servers.sh" stop "$1/s3" || true
+}
+
+# use_s3_storage CONFIG KIND [ROOTDIRECTORY]: swaps write_config's filesystem storage for
+# registry:2's storage.s3 on the server start_s3 started (KIND garage or moto). The keys are
+# exactly registry:2's, so docker-registry reads the same file.
+use_s3_storage() {
+  local config=$1 kind=${2^^} root=${3:-/}
+  local endpoint region key secret bucket
+  endpoint=$(eval echo "\$BERTH_TEST_${kind}_ENDPOINT")
+  region=$(eval echo "\$BERTH_TEST_${kind}_REGION")
+  key=$(eval echo "\$BERTH_TEST_${kind}_KEY_ID")
+  secret=$(eval echo "\$BERTH_TEST_${kind}_SECRET_KEY")
+  bucket=$(eval echo "\$BERTH_TEST_${kind}_BUCKET")
+  python3 - "$config" <<PY
+import sys
+p = sys.argv[1]
+lines = open(p).read().splitlines()
+out = []
+for line in lines:
+    if line.startswith("  filesystem:"):
+        out += [
+            "  s3:",
+            "    accesskey: $key",
+            "    secretkey: $secret",
+            "    region: $region",
+            "    regionendpoint: $endpoint",
+            "    forcepathstyle: true",
+            "    bucket: $bucket",
+            "    secure: false",
+            "    v4auth: true",
+            "    rootdirectory: $root",
+            "  redirect: {disable: true}",
+        ]
+    else:
+        out.append(line)
+open(p, "w").write("\n".join(out) + "\n")
+PY
 }

@@ -4,14 +4,27 @@
 #      data directory;
 #   2. images pushed to Berth pull byte-identical from docker-registry on that directory.
 # Every manifest is compared by digest of the raw bytes; skopeo verifies every blob on pull.
+# Usage: scripts/roundtrip-registry2.sh [filesystem|garage]: the shared storage is a data
+# directory, or one bucket on a single-node Garage (both servers with registry:2's storage.s3
+# keys from one config file).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 work=$(mktemp -d /tmp/berth-roundtrip.XXXXXX)
-trap 'stop_pid "${BERTH_PID:-0}"; stop_pid "${R2_PID:-0}"; rm -rf "$work"' EXIT
+trap 'stop_pid "${BERTH_PID:-0}"; stop_pid "${R2_PID:-0}"; stop_s3 "$work"; rm -rf "$work"' EXIT
 "$SHARED/compat/make-images.sh" "$work/images" >"$work/make-images.log" 2>&1
 images=$work/images
 write_config "$work/config.yml" "$work/data"
+storage=${1:-filesystem}
+case "$storage" in
+  filesystem) ;;
+  garage)
+    start_s3 garage "$work" || { echo "roundtrip: could not start Garage" >&2; exit 1; }
+    use_s3_storage "$work/config.yml" garage /roundtrip
+    ;;
+  *) echo "roundtrip: unknown storage $storage" >&2; exit 2 ;;
+esac
+echo "roundtrip: shared storage is $storage"
 
 passed=0 failed=0
 pass() { echo "PASS $*"; passed=$((passed + 1)); }

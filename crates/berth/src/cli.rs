@@ -76,6 +76,12 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Rebuild the repository index `_catalog` answers from on S3 storage (Berth keeps it up
+    /// to date itself; run this after registry:2 wrote to the same bucket). Safe while serving.
+    CatalogIndex {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Storage use per repository: bytes only that repository uses (what deleting it frees)
     /// and bytes it shares, plus what no manifest uses. Reads only; safe while serving.
     Du {
@@ -200,6 +206,11 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
                 dry_run,
             };
             runtime()?.block_on(maintenance::garbage_collect(loaded, options, quiet))
+        }
+        Command::CatalogIndex { config } => {
+            let (loaded, _) = config.load()?;
+            logging::init(&loaded.config.log)?;
+            runtime()?.block_on(maintenance::rebuild_catalog_index(loaded))
         }
         Command::Du { json, config } => {
             let (loaded, _) = config.load()?;

@@ -70,3 +70,14 @@ pub async fn garbage_collect(
     );
     Ok(())
 }
+
+/// `berth catalog-index`: rebuilds the repository index from a full walk of the storage.
+pub async fn rebuild_catalog_index(loaded: Loaded) -> anyhow::Result<()> {
+    let registry = setup::registry(&loaded.config).await?;
+    let n = registry
+        .rebuild_catalog_index()
+        .await
+        .context("could not rebuild the repository index")?;
+    println!("repository index rebuilt: {n} repositories");
+    Ok(())
+}

@@ -63,6 +63,26 @@ impl AcceptBackoff {
     }
 }
 
+/// Builds the repository index once when the storage has none yet (the first start on a
+/// bucket, registry:2's included); until it is complete, `_catalog` walks the tree.
+async fn complete_catalog_index(registry: Arc<Registry>) {
+    match registry.catalog_index_needs_rebuild().await {
+        Ok(false) => {}
+        Ok(true) => {
+            tracing::info!(
+                "building the repository index for _catalog (first start on this storage)"
+            );
+            match registry.rebuild_catalog_index().await {
+                Ok(n) => tracing::info!(repositories = n, "repository index complete"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not build the repository index; _catalog walks the storage until the next start")
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not check the repository index"),
+    }
+}
+
 /// Runs the registry until a shutdown signal.
 pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let config = &loaded.config;
@@ -75,6 +95,9 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
     if purging.enabled {
         let (age, interval, dry_run) = (purging.age, purging.interval, purging.dryrun);
         tokio::spawn(purge_uploads(registry.clone(), age, interval, dry_run));
+    }
+    if !config.storage.maintenance.readonly_enabled {
+        tokio::spawn(complete_catalog_index(registry.clone()));
     }
     let gc_wake = crate::online_gc::spawn(&config.storage.maintenance.gc, registry.clone());
     crate::retention::spawn(&config.storage.maintenance.retention, registry.clone())?;

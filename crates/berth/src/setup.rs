@@ -212,6 +212,12 @@ pub async fn registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
         read_only: config.storage.maintenance.readonly_enabled,
     };
     let registry = Registry::new(driver, options);
+    // On an object store a directory walk costs a request per directory: `_catalog` comes
+    // from the repository index there (rebuilt by the server when incomplete).
+    registry.set_catalog_index(matches!(
+        config.storage.driver,
+        StorageDriverConfig::S3 { .. }
+    ));
     // Safe for the online collector of any node sharing this storage and configuration: it
     // requires delay >= 4 x refresh (docs/lifecycle.md).
     registry.set_touch_refresh(config.storage.maintenance.gc.delay / 4);

@@ -120,16 +120,13 @@ impl Registry {
             .into_iter()
             .filter(|name| !present.contains(name.as_str()))
             .collect();
-        let writes =
-            repos
-                .iter()
-                .filter_map(|r| r.parse::<RepoName>().ok())
-                .map(|repo| async move {
-                    self.driver()
-                        .put_content(&paths::catalog_index_entry(&repo), Bytes::new())
-                        .await
-                });
-        futures_util::stream::iter(writes)
+        let entries: Vec<String> = repos
+            .iter()
+            .filter_map(|r| r.parse::<RepoName>().ok())
+            .map(|repo| paths::catalog_index_entry(&repo))
+            .collect();
+        futures_util::stream::iter(entries)
+            .map(|entry| async move { self.driver().put_content(&entry, Bytes::new()).await })
             .buffer_unordered(REBUILD_CONCURRENCY)
             .try_collect::<()>()
             .await?;
