@@ -5,6 +5,7 @@
 #   - registry-mirrors: `docker pull mirrortest:1` (docker.io) is served by Berth.
 # dockerd gets an empty config file and a dead loopback proxy, so its fallback to docker.io
 # fails at once instead of leaving the machine.
+# BERTH_TEST_STORAGE=garage runs it with Berth on S3 (a single-node Garage).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -16,6 +17,7 @@ DOCKERD_PID=0
 cleanup() {
   stop_pid "$DOCKERD_PID"
   stop_pid "${BERTH_PID:-0}"
+  stop_s3 "$work"
   # vfs layers can be read-only copies; make them removable.
   chmod -R u+w "$work" 2>/dev/null || true
   rm -rf "$work"
@@ -29,6 +31,7 @@ fail() { echo "FAIL $*"; failed=$((failed + 1)); }
 "$SHARED/compat/make-images.sh" "$work/images" >"$work/make-images.log" 2>&1
 skopeo copy --quiet "oci:$work/images/small:1" "docker-archive:$work/small.tar:berth-test/small:1"
 write_config "$work/config.yml" "$work/data"
+berth_storage "$work/config.yml" "$work"
 start_berth "$work/config.yml" "$work/berth.log"
 
 start_dockerd "$work" --registry-mirror "http://$BERTH_ADDR" \

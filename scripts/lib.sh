@@ -139,3 +139,19 @@ for line in lines:
 open(p, "w").write("\n".join(out) + "\n")
 PY
 }
+
+# berth_storage CONFIG WORK: Berth's storage as BERTH_TEST_STORAGE says: filesystem (the
+# default, as write_config wrote it) or garage / moto (a server started under WORK, stopped
+# by stop_s3 WORK). Lets a suite run unchanged on S3.
+berth_storage() {
+  local config=$1 work=$2 kind=${BERTH_TEST_STORAGE:-filesystem}
+  case "$kind" in
+    filesystem) ;;
+    garage | moto)
+      start_s3 "$kind" "$work" || { echo "could not start $kind" >&2; return 1; }
+      use_s3_storage "$config" "$kind" /berth
+      echo "storage: $kind at $(eval echo "\$BERTH_TEST_${kind^^}_ENDPOINT")"
+      ;;
+    *) echo "unknown BERTH_TEST_STORAGE $kind" >&2; return 2 ;;
+  esac
+}

@@ -10,6 +10,7 @@
 #   4. dockerd with registry-mirrors (plain names go to the default upstream, alpine -> library/alpine);
 #   5. the upstream stopped: the same pulls still succeed from the cache.
 # Every process is started on 127.0.0.1 with an OS-chosen port and stopped by PID.
+# BERTH_TEST_STORAGE=garage runs it with Berth on S3 (a single-node Garage).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -17,7 +18,7 @@ work=$(mktemp -d /tmp/berth-mirror.XXXXXX)
 CTRD_PID=0 DOCKERD_PID=0
 cleanup() {
   stop_pid "$DOCKERD_PID"; stop_pid "$CTRD_PID"
-  stop_pid "${BERTH_PID:-0}"; stop_pid "${R2_PID:-0}"
+  stop_pid "${BERTH_PID:-0}"; stop_pid "${R2_PID:-0}"; stop_s3 "$work"
   chmod -R u+w "$work" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -51,6 +52,7 @@ push multiarch org/multi:1
 # Berth: four upstream hosts (all served by the one local upstream), docker.io the default
 # for plain names, compat/... private.
 write_config "$work/berth.yml" "$work/data"
+berth_storage "$work/berth.yml" "$work"
 cat >>"$work/berth.yml" <<YAML
 proxy:
   upstreams:

@@ -8,7 +8,10 @@
 #   3. the in-place round trip with Debian's docker-registry 2.8.2;
 #   4. garbage collection compared with docker-registry's own on the same data;
 #   5. the Docker CLI (Debian's dockerd): push, pull, pull by digest, registry-mirrors;
-#   6. the deployment files (docs/deployment.md): static binary, image, compose, Kubernetes,
+#   6. S3 storage: the compat kit on Garage and on moto, the round trip with docker-registry
+#      on one Garage bucket (both directions), the pull-through cache and the Docker CLI with
+#      Berth on Garage (the cargo tests run the driver suite on Garage and moto too);
+#   7. the deployment files (docs/deployment.md): static binary, image, compose, Kubernetes,
 #      Helm, Nomad, systemd and the Grafana dashboard, validated offline.
 # Under CI=true a missing tool is a failure, never a skip.
 set -euo pipefail
@@ -49,8 +52,13 @@ if [ -x target/release/berth ]; then
   run_suite "pull-through cache: compat kit as docker.io mirror, ctr hosts.toml, dockerd registry-mirrors" scripts/mirror.sh
   run_suite "garbage collection against docker-registry 2.8.2" scripts/gc-registry2.sh
   run_suite "Docker CLI push/pull and registry-mirrors" scripts/docker-cli.sh
+  run_suite "compat kit (S3 storage on Garage)" scripts/compat.sh s3-garage
+  run_suite "compat kit (S3 storage on moto)" scripts/compat.sh s3-moto
+  run_suite "round trip with docker-registry 2.8.2 on one Garage bucket" scripts/roundtrip-registry2.sh garage
+  run_suite "pull-through cache with Berth on Garage" env BERTH_TEST_STORAGE=garage scripts/mirror.sh
+  run_suite "Docker CLI with Berth on Garage" env BERTH_TEST_STORAGE=garage scripts/docker-cli.sh
 else
-  suites_failed=$((suites_failed + 7))
+  suites_failed=$((suites_failed + 12))
 fi
 
 echo "test.sh: $suites_passed passed, $suites_failed failed"
