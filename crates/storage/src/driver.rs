@@ -78,6 +78,13 @@ pub trait StorageDriver: Send + Sync + 'static {
         walk_by_listing(self, path)
     }
 
+    /// Whether `walk` is one flat paginated listing (object stores): then walking a tree and
+    /// reading sizes from it is far cheaper than a listing per directory plus a `stat` per
+    /// file, which is what the default `walk` costs.
+    fn walk_is_flat(&self) -> bool {
+        false
+    }
+
     /// Copies a file; `dst` is replaced whole. Object stores copy on the server side.
     async fn copy(&self, src: &str, dst: &str) -> Result<(), StorageError> {
         self.compose(&[src.to_owned()], dst).await

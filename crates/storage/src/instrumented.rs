@@ -81,6 +81,10 @@ impl StorageDriver for Instrumented {
         self.inner.walk(path)
     }
 
+    fn walk_is_flat(&self) -> bool {
+        self.inner.walk_is_flat()
+    }
+
     async fn copy(&self, src: &str, dst: &str) -> Result<(), StorageError> {
         self.timed("Copy", self.inner.copy(src, dst)).await
     }

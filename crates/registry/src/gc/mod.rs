@@ -161,17 +161,22 @@ impl Registry {
                 self.remove_revision(repo, digest, manifest).await?;
             }
         }
-        let (kept, unmarked): (Vec<Digest>, Vec<Digest>) = self
-            .all_blob_digests()
+        let (kept, unmarked): (Vec<_>, Vec<_>) = self
+            .blob_listing()
             .await?
             .into_iter()
-            .partition(|digest| marking.marked.contains(digest));
+            .partition(|(digest, _)| marking.marked.contains(digest));
         report.blobs_kept = kept.len();
-        // Only the blobs that go are looked at (their size, for the report), concurrently.
+        // Only the blobs that go are looked at (their size, for the report, unless the
+        // listing gave it), concurrently.
         let removed: Vec<Option<(Digest, u64)>> = futures_util::stream::iter(unmarked)
-            .map(|digest| async move {
-                let Some(size) = self.blob_size(&digest).await? else {
-                    return Ok(None);
+            .map(|(digest, listed)| async move {
+                let size = match listed {
+                    Some(info) => info.size,
+                    None => match self.blob_size(&digest).await? {
+                        Some(size) => size,
+                        None => return Ok(None),
+                    },
                 };
                 if !options.dry_run {
                     links::remove(self.driver(), &paths::blob_dir(&digest)).await?;

@@ -326,6 +326,10 @@ impl StorageDriver for S3Driver {
         Ok(names)
     }
 
+    fn walk_is_flat(&self) -> bool {
+        true
+    }
+
     fn walk<'a>(&'a self, path: &'a str) -> BoxStream<'a, Result<WalkEntry, StorageError>> {
         let key = match self.key(path) {
             Ok(key) => key,
