@@ -182,25 +182,35 @@ impl Registry {
             let digests = self.all_blob_digests().await?;
             return Ok(digests.into_iter().map(|d| (d, None)).collect());
         }
+        // A listing is paginated, one page after the other: the 256 prefix directories of
+        // each algorithm are walked concurrently instead (~200 blobs each, one page).
         let root = paths::blobs_root();
+        let mut dirs = Vec::new();
+        for algorithm in self.list_or_empty(&root).await? {
+            for prefix in self.list_or_empty(&format!("{root}/{algorithm}")).await? {
+                dirs.push(format!("{root}/{algorithm}/{prefix}"));
+            }
+        }
         let prefix = format!("{root}/");
-        self.driver()
-            .walk(&root)
-            .try_filter_map(|(path, info)| {
-                // <alg>/<2 hex>/<hex>/data; anything else under blobs/ is not a blob.
-                let parts: Vec<&str> = path
-                    .strip_prefix(&prefix)
-                    .map(|rest| rest.split('/').collect())
-                    .unwrap_or_default();
-                let digest = match parts.as_slice() {
-                    [alg, _, hex, "data"] => format!("{alg}:{hex}").parse::<Digest>().ok(),
-                    _ => None,
-                };
-                futures_util::future::ready(Ok(digest.map(|d| (d, Some(info)))))
+        let walks: Vec<Vec<(Digest, Option<FileInfo>)>> = futures_util::stream::iter(dirs)
+            .map(|dir| {
+                let prefix = &prefix;
+                async move {
+                    self.driver()
+                        .walk(&dir)
+                        .try_filter_map(|(path, info)| {
+                            futures_util::future::ready(Ok(
+                                blob_of(prefix, &path).map(|d| (d, Some(info)))
+                            ))
+                        })
+                        .try_collect::<Vec<_>>()
+                        .await
+                }
             })
+            .buffer_unordered(READ_CONCURRENCY)
             .try_collect()
-            .await
-            .map_err(RegistryError::from)
+            .await?;
+        Ok(walks.into_iter().flatten().collect())
     }
 
     /// Every stored blob with its size and modification time (from a flat walk on object
@@ -231,6 +241,16 @@ impl Registry {
             Err(e) if e.is_not_found() => Ok(Vec::new()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// The digest of a blob's content path `<prefix><alg>/<2 hex>/<hex>/data`; `None` for anything
+/// else under `blobs/`.
+fn blob_of(prefix: &str, path: &str) -> Option<Digest> {
+    let parts: Vec<&str> = path.strip_prefix(prefix)?.split('/').collect();
+    match parts.as_slice() {
+        [alg, _, hex, "data"] => format!("{alg}:{hex}").parse().ok(),
+        _ => None,
     }
 }
 
