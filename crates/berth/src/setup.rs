@@ -214,10 +214,13 @@ pub async fn registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let registry = Registry::new(driver, options);
     // On an object store a directory walk costs a request per directory: `_catalog` comes
     // from the repository index there (rebuilt by the server when incomplete).
-    registry.set_catalog_index(matches!(
-        config.storage.driver,
-        StorageDriverConfig::S3 { .. }
-    ));
+    let object_store = matches!(config.storage.driver, StorageDriverConfig::S3 { .. });
+    registry.set_catalog_index(object_store);
+    // There, too, a manifest GET would cost two round trips for its links: a resolution is
+    // reused for a second (docs/storage.md says what other nodes may see meanwhile).
+    if object_store {
+        registry.set_resolve_cache_ttl(std::time::Duration::from_secs(1));
+    }
     // Safe for the online collector of any node sharing this storage and configuration: it
     // requires delay >= 4 x refresh (docs/lifecycle.md).
     registry.set_touch_refresh(config.storage.maintenance.gc.delay / 4);

@@ -175,6 +175,7 @@ impl Registry {
                 Err(RegistryError::ManifestUnknown(_)) => {
                     let link = paths::revision_link(repo, digest);
                     links::remove(self.driver(), link.trim_end_matches("/link")).await?;
+                    self.resolve_cache.forget(repo);
                 }
                 Err(e) => return Err(e),
             }

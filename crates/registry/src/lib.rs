@@ -25,6 +25,7 @@ pub mod manifests;
 pub mod purge;
 pub mod referrers;
 mod repo_lock;
+mod resolve_cache;
 pub mod retention;
 #[cfg(test)]
 mod retention_tests;
@@ -65,6 +66,7 @@ pub struct Registry {
     manifest_cache: manifest_cache::ManifestCache,
     catalog_cache: catalog::CatalogCache,
     catalog_index: catalog_index::CatalogIndex,
+    resolve_cache: resolve_cache::ResolveCache,
     gc_state: gc::GcState,
     /// How many blobs and child manifests one manifest may reference (`limits.manifests`).
     max_references: std::sync::atomic::AtomicUsize,
@@ -89,11 +91,19 @@ impl Registry {
             manifest_cache: manifest_cache::ManifestCache::new(64 * 1024 * 1024),
             catalog_cache: catalog::CatalogCache::default(),
             catalog_index: catalog_index::CatalogIndex::default(),
+            resolve_cache: resolve_cache::ResolveCache::default(),
             gc_state: gc::GcState::default(),
             max_references: DEFAULT_MAX_REFERENCES.into(),
             usage_cache: usage::UsageCache::default(),
             repo_locks: repo_lock::RepoLocks::default(),
         })
+    }
+
+    /// How long a successful tag or digest resolution may be reused (0, the default: never).
+    /// On object stores it saves two round trips per manifest GET; a change made by another
+    /// process sharing the storage is seen within this time ([`resolve_cache`]).
+    pub fn set_resolve_cache_ttl(&self, ttl: std::time::Duration) {
+        self.resolve_cache.set_ttl(ttl);
     }
 
     /// Caps how many blobs and child manifests one manifest may reference, pushed or fetched

@@ -50,6 +50,10 @@ impl Registry {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<Digest, RegistryError> {
+        if let Some(digest) = self.resolve_cache.get(repo, reference) {
+            return Ok(digest);
+        }
+        let read_at = std::time::Instant::now();
         let d = self.driver();
         let digest = match reference {
             Reference::Digest(digest) => digest.clone(),
@@ -64,6 +68,7 @@ impl Registry {
         {
             return Err(RegistryError::ManifestUnknown(reference.to_string()));
         }
+        self.resolve_cache.put(repo, reference, &digest, read_at);
         Ok(digest)
     }
 
@@ -224,6 +229,7 @@ impl Registry {
             links::write(d, &paths::tag_index_link(repo, tag, &digest), &digest).await?;
             links::write(d, &paths::tag_current_link(repo, tag), &digest).await?;
         }
+        self.resolve_cache.forget(repo);
         let media_type = manifest.media_type;
         self.manifest_cache.put(
             digest.clone(),
@@ -326,6 +332,7 @@ impl Registry {
                 }
                 let link = paths::revision_link(repo, &digest);
                 links::remove(d, link.trim_end_matches("/link")).await?;
+                self.resolve_cache.forget(repo);
             }
         }
         Ok(())

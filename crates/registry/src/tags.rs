@@ -108,6 +108,7 @@ impl Registry {
         let current = paths::tag_current_link(repo, tag);
         links::remove(d, current.trim_end_matches("/link")).await?;
         links::remove(d, &paths::tag_dir(repo, tag)).await?;
+        self.resolve_cache.forget(repo);
         Ok(())
     }
 }

@@ -230,6 +230,7 @@ impl Registry {
         }
         let link = paths::revision_link(repo, digest);
         links::remove(self.driver(), link.trim_end_matches("/link")).await?;
+        self.resolve_cache.forget(repo);
         Ok(())
     }
 }

@@ -1,0 +1,112 @@
+//! A short-lived cache of what tags and digests resolve to in a repository, for object stores:
+//! resolving a manifest reference reads two links (the tag's current link, then the revision
+//! link), two round trips to S3 on every manifest GET and HEAD, which is what a pull asks most.
+//!
+//! Only successful resolutions are kept, each for at most the configured lifetime (1 s on S3,
+//! off on a filesystem, where a link read is a page-cache hit), and every manifest or tag
+//! change this process makes in a repository drops that repository's entries at once. So a
+//! process always sees its own writes, and a change made by another process sharing the
+//! storage is seen within the lifetime. Nothing negative is cached: a tag pushed through one
+//! node is found by every other node at once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use berth_oci::{Digest, Reference, RepoName};
+
+/// Repositories with entries at most; past this everything is dropped (entries are cheap to
+/// rebuild: one or two link reads).
+const MAX_REPOSITORIES: usize = 10_000;
+/// Entries per repository at most.
+const MAX_PER_REPOSITORY: usize = 1_000;
+
+type Entries = HashMap<String, (Instant, Digest)>;
+
+/// Reference → digest per repository, with a lifetime.
+#[derive(Default)]
+pub(crate) struct ResolveCache {
+    ttl: Mutex<Duration>,
+    repos: Mutex<HashMap<String, Entries>>,
+}
+
+impl ResolveCache {
+    pub(crate) fn set_ttl(&self, ttl: Duration) {
+        *lock(&self.ttl) = ttl;
+        lock(&self.repos).clear();
+    }
+
+    fn ttl(&self) -> Duration {
+        *lock(&self.ttl)
+    }
+
+    /// The cached resolution of `reference` in `repo`, if still fresh.
+    pub(crate) fn get(&self, repo: &RepoName, reference: &Reference) -> Option<Digest> {
+        let ttl = self.ttl();
+        if ttl.is_zero() {
+            return None;
+        }
+        let repos = lock(&self.repos);
+        let (at, digest) = repos.get(repo.as_str())?.get(&reference.to_string())?;
+        (at.elapsed() < ttl).then(|| digest.clone())
+    }
+
+    /// Remembers that `reference` resolved to `digest`, read from storage at `read_at` (taken
+    /// before the read: an entry never outlives the lifetime counted from what it saw).
+    pub(crate) fn put(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        digest: &Digest,
+        read_at: Instant,
+    ) {
+        if self.ttl().is_zero() {
+            return;
+        }
+        let mut repos = lock(&self.repos);
+        if repos.len() >= MAX_REPOSITORIES && !repos.contains_key(repo.as_str()) {
+            repos.clear();
+        }
+        let entries = repos.entry(repo.as_str().to_owned()).or_default();
+        if entries.len() >= MAX_PER_REPOSITORY {
+            entries.clear();
+        }
+        entries.insert(reference.to_string(), (read_at, digest.clone()));
+    }
+
+    /// Drops every entry of `repo`: this process changed a manifest or tag there.
+    pub(crate) fn forget(&self, repo: &RepoName) {
+        lock(&self.repos).remove(repo.as_str());
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use berth_oci::{Digest, Reference, RepoName};
+
+    use super::ResolveCache;
+
+    #[test]
+    fn entries_expire_and_are_forgotten() {
+        let cache = ResolveCache::default();
+        let repo: RepoName = "a/b".parse().expect("name");
+        let tag: Reference = "t".parse().expect("tag");
+        let d = Digest::sha256_of(b"x");
+        cache.put(&repo, &tag, &d, Instant::now());
+        assert_eq!(cache.get(&repo, &tag), None, "off by default");
+        cache.set_ttl(Duration::from_secs(60));
+        cache.put(&repo, &tag, &d, Instant::now());
+        assert_eq!(cache.get(&repo, &tag), Some(d.clone()));
+        cache.forget(&repo);
+        assert_eq!(cache.get(&repo, &tag), None);
+        let long_ago = Instant::now() - Duration::from_secs(120);
+        cache.put(&repo, &tag, &d, long_ago);
+        assert_eq!(cache.get(&repo, &tag), None, "expired");
+    }
+}
