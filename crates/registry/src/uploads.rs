@@ -136,15 +136,28 @@ impl Registry {
         let session = self.uploads.session(uuid);
         let guard = session.lock().await;
         let mut state = self.open_session(repo, uuid, start).await?;
-        if let Some(body) = body {
-            if let Received::Cut(e) = self
-                .receive_part(repo, uuid, &mut state, body, None)
-                .await?
-            {
-                return Err(RegistryError::Body(e));
+        let result = match body {
+            // The whole blob in the closing request (POST, then PUT with the body: registry
+            // clients' "monolithic" upload): nothing to resume, so it streams straight to the
+            // blob's final path like `POST ?digest=`, with no part to move or compose.
+            Some(body) if state.parts.is_empty() => {
+                let stored = self.stream_to_blob(repo, digest, body).await;
+                if stored.is_ok() || matches!(stored, Err(RegistryError::DigestMismatch { .. })) {
+                    self.discard_session(repo, uuid, &state).await?;
+                }
+                stored
             }
-        }
-        let result = self.publish_parts(repo, uuid, digest, state).await;
+            Some(body) => {
+                if let Received::Cut(e) = self
+                    .receive_part(repo, uuid, &mut state, body, None)
+                    .await?
+                {
+                    return Err(RegistryError::Body(e));
+                }
+                self.publish_parts(repo, uuid, digest, state).await
+            }
+            None => self.publish_parts(repo, uuid, digest, state).await,
+        };
         drop(guard);
         self.uploads.forget(uuid);
         result
@@ -160,6 +173,17 @@ impl Registry {
     ) -> Result<u64, RegistryError> {
         self.check_writable()?;
         self.check_space()?;
+        self.stream_to_blob(repo, digest, body).await
+    }
+
+    /// Streams `body` to `digest`'s final path through a writer that is committed only once
+    /// the content hashes to `digest` (nothing is visible before), then links it into `repo`.
+    async fn stream_to_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        body: BodyStream,
+    ) -> Result<u64, RegistryError> {
         let writer = self.driver().writer(&paths::blob_data(digest)).await?;
         let mut digester = Digester::new(digest.algorithm());
         let (writer, received) = receive(writer, body, None, |chunk| digester.update(chunk)).await;
@@ -193,6 +217,27 @@ impl Registry {
         writer.commit().await?;
         self.link_blob(repo, digest).await?;
         Ok(size)
+    }
+
+    /// Deletes a finished or failed session: its parts and state by name (one request each
+    /// on an object store, where deleting a prefix costs a listing too), then the
+    /// directories where they are real. A part no state listed (a crash between the two
+    /// writes) stays until upload purging removes the session's leftovers by age.
+    async fn discard_session(
+        &self,
+        repo: &RepoName,
+        uuid: &str,
+        state: &UploadState,
+    ) -> Result<(), RegistryError> {
+        let d = self.driver();
+        for part in state.part_paths(repo, uuid) {
+            links::remove(d, &part).await?;
+        }
+        links::remove(d, &paths::upload_state(repo, uuid)).await?;
+        d.remove_empty_dir(&paths::upload_parts_dir(repo, uuid))
+            .await?;
+        d.remove_empty_dir(&paths::upload_dir(repo, uuid)).await?;
+        Ok(())
     }
 
     /// Cancels a session and deletes what it received.
@@ -287,13 +332,12 @@ impl Registry {
         let size = state.offset();
         let parts = state.part_paths(repo, uuid);
         let actual = match digest.algorithm() {
-            Algorithm::Sha256 => state.hash.finish(),
+            Algorithm::Sha256 => state.hash.clone().finish(),
             // Only SHA-256 is kept while receiving; other algorithms read the parts back.
             other => self.hash_parts(&parts, other).await?,
         };
-        let dir = paths::upload_dir(repo, uuid);
         if &actual != digest {
-            links::remove(self.driver(), &dir).await?;
+            self.discard_session(repo, uuid, &state).await?;
             return Err(RegistryError::DigestMismatch {
                 expected: digest.clone(),
                 actual,
@@ -316,7 +360,7 @@ impl Registry {
             }
         }
         self.link_blob(repo, digest).await?;
-        links::remove(self.driver(), &dir).await?;
+        self.discard_session(repo, uuid, &state).await?;
         Ok(size)
     }
 
@@ -553,6 +597,36 @@ mod tests {
             .stat(&berth_storage::paths::blob_data(&wrong))
             .await
             .is_err());
+    }
+
+    /// POST then PUT with the whole body streams to the blob's path and leaves no session
+    /// object behind; a wrong digest stores nothing and ends the session too.
+    #[tokio::test]
+    async fn closing_put_with_the_whole_body_streams_straight_to_the_blob() {
+        use futures_util::TryStreamExt;
+        let reg = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());
+        let repo = "a/b".parse().expect("name");
+        let id = reg.start_upload(&repo).await.expect("start");
+        let digest = berth_oci::Digest::sha256_of(b"whole");
+        let size = reg
+            .finish_upload(&repo, &id, &digest, None, Some(body(b"whole")))
+            .await
+            .expect("put");
+        assert_eq!(size, 5);
+        let blob = berth_storage::paths::blob_data(&digest);
+        assert_eq!(reg.driver().get_content(&blob).await.expect("blob"), "whole");
+        let dir = berth_storage::paths::upload_dir(&repo, &id);
+        let left: Vec<_> = reg.driver().walk(&dir).try_collect().await.expect("walk");
+        assert!(left.is_empty(), "session objects left: {left:?}");
+        let id = reg.start_upload(&repo).await.expect("start");
+        let wrong = berth_oci::Digest::sha256_of(b"other");
+        let put = reg
+            .finish_upload(&repo, &id, &wrong, None, Some(body(b"whole")))
+            .await;
+        assert!(matches!(put, Err(RegistryError::DigestMismatch { .. })));
+        assert!(reg.upload_status(&repo, &id).await.is_err());
+        let blob = berth_storage::paths::blob_data(&wrong);
+        assert!(reg.driver().stat(&blob).await.is_err());
     }
 
     #[test]

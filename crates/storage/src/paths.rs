@@ -189,13 +189,15 @@ pub fn upload_state(name: &RepoName, uuid: &str) -> String {
     format!("{}/berthstate", upload_dir(name, uuid))
 }
 
+/// The directory of a Berth upload session's chunks.
+pub fn upload_parts_dir(name: &RepoName, uuid: &str) -> String {
+    format!("{}/berthparts", upload_dir(name, uuid))
+}
+
 /// One chunk of a Berth upload session, starting at `offset`; `nonce` makes every part name
 /// new, so a part is never overwritten, only listed or not in the session's state.
 pub fn upload_part(name: &RepoName, uuid: &str, offset: u64, nonce: u64) -> String {
-    format!(
-        "{}/berthparts/{offset:020}-{nonce:016x}",
-        upload_dir(name, uuid)
-    )
+    format!("{}/{offset:020}-{nonce:016x}", upload_parts_dir(name, uuid))
 }
 
 /// Content received so far by a registry:2 upload session.
