@@ -51,17 +51,26 @@ impl Registry {
     /// it is a reuse: the blob is touched for the online collector (best effort: a pull must
     /// not fail on a marker) and restored from its trash if needed.
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<u64, RegistryError> {
-        if !self.blob_linked(repo, digest).await? {
+        let cached = self.blob_size_cache.get(repo, digest);
+        let read_at = std::time::Instant::now();
+        if cached.is_none() && !self.blob_linked(repo, digest).await? {
             return Err(RegistryError::BlobUnknown(digest.clone()));
         }
+        // A reuse, even when the size comes from the cache.
         if !self.read_only() {
             if let Err(e) = self.touch_blob(digest).await {
                 tracing::warn!(%digest, error = %e, "could not record blob use for garbage collection");
             }
         }
-        self.present_blob(digest)
+        if let Some(size) = cached {
+            return Ok(size);
+        }
+        let size = self
+            .present_blob(digest)
             .await?
-            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
+        self.blob_size_cache.put(repo, digest, &size, read_at);
+        Ok(size)
     }
 
     /// Streams `len` bytes (or the rest) of a blob from `offset`. Callers check the range
@@ -113,6 +122,7 @@ impl Registry {
         // Remove the link's directory, as registry:2 does, so no empty digest dir is left behind.
         let dir = link.trim_end_matches("/link");
         links::remove(self.driver(), dir).await?;
+        self.blob_size_cache.forget(repo);
         Ok(())
     }
 

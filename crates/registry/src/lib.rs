@@ -4,6 +4,9 @@
 //! several Berth processes can share it and registry:2 can read it; the only in-process state
 //! is caches and upload hash states that can always be rebuilt from storage.
 //!
+//! The read endpoints see the registry through [`read::ReadStore`], which the pull-through
+//! cache implements too, as a decorator over the registry.
+//!
 //! [`layout`] writes and reads OCI image layouts (`berth export`, `berth import`).
 
 pub mod blobs;
@@ -23,6 +26,7 @@ mod links;
 mod manifest_cache;
 pub mod manifests;
 pub mod purge;
+pub mod read;
 pub mod referrers;
 mod repo_lock;
 mod resolve_cache;
@@ -67,6 +71,7 @@ pub struct Registry {
     catalog_cache: catalog::CatalogCache,
     catalog_index: catalog_index::CatalogIndex,
     resolve_cache: resolve_cache::ResolveCache,
+    blob_size_cache: resolve_cache::BlobSizeCache,
     gc_state: gc::GcState,
     /// How many blobs and child manifests one manifest may reference (`limits.manifests`).
     max_references: std::sync::atomic::AtomicUsize,
@@ -92,6 +97,7 @@ impl Registry {
             catalog_cache: catalog::CatalogCache::default(),
             catalog_index: catalog_index::CatalogIndex::default(),
             resolve_cache: resolve_cache::ResolveCache::default(),
+            blob_size_cache: resolve_cache::BlobSizeCache::default(),
             gc_state: gc::GcState::default(),
             max_references: DEFAULT_MAX_REFERENCES.into(),
             usage_cache: usage::UsageCache::default(),
@@ -99,11 +105,13 @@ impl Registry {
         })
     }
 
-    /// How long a successful tag or digest resolution may be reused (0, the default: never).
-    /// On object stores it saves two round trips per manifest GET; a change made by another
-    /// process sharing the storage is seen within this time ([`resolve_cache`]).
+    /// How long a successful tag or digest resolution, or a blob's size, may be reused (0, the
+    /// default: never). On object stores it saves two round trips per manifest GET and per
+    /// blob HEAD; a change made by another process sharing the storage is seen within this
+    /// time ([`resolve_cache`]).
     pub fn set_resolve_cache_ttl(&self, ttl: std::time::Duration) {
         self.resolve_cache.set_ttl(ttl);
+        self.blob_size_cache.set_ttl(ttl);
     }
 
     /// Caps how many blobs and child manifests one manifest may reference, pushed or fetched

@@ -1,6 +1,7 @@
-//! A short-lived cache of what tags and digests resolve to in a repository, for object stores:
-//! resolving a manifest reference reads two links (the tag's current link, then the revision
-//! link), two round trips to S3 on every manifest GET and HEAD, which is what a pull asks most.
+//! Short-lived per-repository caches for object stores: what tags and digests resolve to
+//! (resolving a manifest reference reads two links, the tag's current link and the revision
+//! link: two round trips to S3 on every manifest GET and HEAD, what a pull asks most), and the
+//! size of a blob a repository may serve (a link read and a HEAD on every blob HEAD and GET).
 //!
 //! Only successful resolutions are kept, each for at most the configured lifetime (1 s on S3,
 //! off on a filesystem, where a link read is a page-cache hit), and every manifest or tag
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use berth_oci::{Digest, Reference, RepoName};
+use berth_oci::{Digest, RepoName};
 
 /// Repositories with entries at most; past this everything is dropped (entries are cheap to
 /// rebuild: one or two link reads).
@@ -21,16 +22,30 @@ const MAX_REPOSITORIES: usize = 10_000;
 /// Entries per repository at most.
 const MAX_PER_REPOSITORY: usize = 1_000;
 
-type Entries = HashMap<String, (Instant, Digest)>;
+type Entries<V> = HashMap<String, (Instant, V)>;
 
-/// Reference → digest per repository, with a lifetime.
-#[derive(Default)]
-pub(crate) struct ResolveCache {
+/// Key → value per repository, with a lifetime.
+pub(crate) struct RepoCache<V> {
     ttl: Mutex<Duration>,
-    repos: Mutex<HashMap<String, Entries>>,
+    repos: Mutex<HashMap<String, Entries<V>>>,
 }
 
-impl ResolveCache {
+impl<V> Default for RepoCache<V> {
+    fn default() -> Self {
+        RepoCache {
+            ttl: Mutex::new(Duration::ZERO),
+            repos: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Tag or digest → the digest it resolves to.
+pub(crate) type ResolveCache = RepoCache<Digest>;
+
+/// Blob digest → its size, for blobs the repository may serve.
+pub(crate) type BlobSizeCache = RepoCache<u64>;
+
+impl<V: Clone> RepoCache<V> {
     pub(crate) fn set_ttl(&self, ttl: Duration) {
         *lock(&self.ttl) = ttl;
         lock(&self.repos).clear();
@@ -40,26 +55,20 @@ impl ResolveCache {
         *lock(&self.ttl)
     }
 
-    /// The cached resolution of `reference` in `repo`, if still fresh.
-    pub(crate) fn get(&self, repo: &RepoName, reference: &Reference) -> Option<Digest> {
+    /// The cached value of `key` in `repo`, if still fresh.
+    pub(crate) fn get(&self, repo: &RepoName, key: &impl ToString) -> Option<V> {
         let ttl = self.ttl();
         if ttl.is_zero() {
             return None;
         }
         let repos = lock(&self.repos);
-        let (at, digest) = repos.get(repo.as_str())?.get(&reference.to_string())?;
-        (at.elapsed() < ttl).then(|| digest.clone())
+        let (at, value) = repos.get(repo.as_str())?.get(&key.to_string())?;
+        (at.elapsed() < ttl).then(|| value.clone())
     }
 
-    /// Remembers that `reference` resolved to `digest`, read from storage at `read_at` (taken
-    /// before the read: an entry never outlives the lifetime counted from what it saw).
-    pub(crate) fn put(
-        &self,
-        repo: &RepoName,
-        reference: &Reference,
-        digest: &Digest,
-        read_at: Instant,
-    ) {
+    /// Remembers `value` for `key`, read from storage at `read_at` (taken before the read: an
+    /// entry never outlives the lifetime counted from what it saw).
+    pub(crate) fn put(&self, repo: &RepoName, key: &impl ToString, value: &V, read_at: Instant) {
         if self.ttl().is_zero() {
             return;
         }
@@ -71,10 +80,10 @@ impl ResolveCache {
         if entries.len() >= MAX_PER_REPOSITORY {
             entries.clear();
         }
-        entries.insert(reference.to_string(), (read_at, digest.clone()));
+        entries.insert(key.to_string(), (read_at, value.clone()));
     }
 
-    /// Drops every entry of `repo`: this process changed a manifest or tag there.
+    /// Drops every entry of `repo`: this process changed a manifest, tag or blob link there.
     pub(crate) fn forget(&self, repo: &RepoName) {
         lock(&self.repos).remove(repo.as_str());
     }
