@@ -1,94 +1,65 @@
-//! Blob endpoints: `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`. A repository that routes
-//! to an upstream is served through the pull-through cache: from storage when cached, else
+//! Blob endpoints: `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`. Reads go to the store the
+//! dispatcher picked: from storage (or its redirect URL), or, through the pull-through cache,
 //! streamed from the shared upstream download while it arrives.
 
 use axum::body::Body;
 use axum::response::Response;
 use berth_oci::{Digest, RepoName};
-use berth_proxy::BlobSource;
+use berth_registry::read::{Blob, ReadStore};
 use futures_util::TryStreamExt;
 use http::{header, HeaderValue, StatusCode};
 
 use crate::dispatch::empty;
 use crate::request::{header_str, parse_range, Req};
-use crate::{mirror, notify, ApiError, Ctx, ErrorCode};
+use crate::{notify, ApiError, Ctx, ErrorCode};
 
 /// Serves a blob, whole or one `Range` (206), or redirects to the storage's URL.
 pub async fn get(
     ctx: &Ctx,
     req: &Req,
+    store: &dyn ReadStore,
     repo: &RepoName,
     digest: &Digest,
     head: bool,
 ) -> Result<Response, ApiError> {
-    let response = serve(ctx, req, repo, digest, head).await?;
+    let response = serve(req, store, repo, digest, head).await?;
     notify::pulled_blob(ctx, req, repo, digest, &response);
     Ok(response)
 }
 
 /// [`get`] without the notification.
 async fn serve(
-    ctx: &Ctx,
     req: &Req,
+    store: &dyn ReadStore,
     repo: &RepoName,
     digest: &Digest,
     head: bool,
 ) -> Result<Response, ApiError> {
-    let Some(route) = req.route.clone() else {
-        let size = ctx.registry.stat_blob(repo, digest).await?;
-        return get_stored(ctx, req, digest, size, head).await;
-    };
-    let proxy = ctx
-        .proxy
-        .as_ref()
-        .ok_or_else(|| ApiError::internal("route without proxy"))?;
-    match proxy
-        .blob(&route, digest, head)
-        .await
-        .map_err(mirror::error)?
-    {
-        BlobSource::Local(Some(size)) => get_stored(ctx, req, digest, size, head).await,
-        BlobSource::Local(None) => {
-            let size = ctx.registry.stat_blob(&route.local, digest).await?;
-            get_stored(ctx, req, digest, size, head).await
+    match store.blob(repo, digest, head).await? {
+        Blob::Redirect(url) => empty(
+            StatusCode::TEMPORARY_REDIRECT,
+            vec![(header::LOCATION, url)],
+        ),
+        Blob::Stored { size } => {
+            // The range is resolved before the body is opened, so open it afterwards.
+            let range = resolve_range(req, Some(size))?;
+            let (offset, len) = range.map_or((0, size), |(start, end)| (start, end - start + 1));
+            let body = if head || len == 0 {
+                Body::empty()
+            } else {
+                let stream = store.read_blob(repo, digest, offset, Some(len)).await?;
+                Body::from_stream(stream.map_err(|e| {
+                    tracing::error!(error = %e, "blob read failed mid-stream");
+                    e
+                }))
+            };
+            respond(req, digest, Some(size), head, |_, _| Ok(body))
         }
-        BlobSource::Remote(size) => respond(req, digest, size, true, |_, _| Ok(Body::empty())),
-        BlobSource::Fetching(size, download) => respond(req, digest, size, head, |offset, len| {
-            Ok(Body::from_stream(download.stream(offset, len)))
+        Blob::Unfetched { size } => respond(req, digest, size, true, |_, _| Ok(Body::empty())),
+        Blob::Arriving { size, bytes } => respond(req, digest, size, head, |offset, len| {
+            Ok(Body::from_stream(bytes.stream(offset, len)))
         }),
     }
-}
-
-/// Serves a blob from storage; `size` comes from [`berth_registry::Registry::stat_blob`], which
-/// also checked that the repository may serve it.
-async fn get_stored(
-    ctx: &Ctx,
-    req: &Req,
-    digest: &Digest,
-    size: u64,
-    head: bool,
-) -> Result<Response, ApiError> {
-    if !head {
-        if let Some(url) = ctx.registry.blob_redirect_url(digest).await? {
-            return empty(
-                StatusCode::TEMPORARY_REDIRECT,
-                vec![(header::LOCATION, url)],
-            );
-        }
-    }
-    // The range is resolved before the body is opened, so open it afterwards.
-    let range = resolve_range(req, Some(size))?;
-    let (offset, len) = range.map_or((0, size), |(start, end)| (start, end - start + 1));
-    let body = if head || len == 0 {
-        Body::empty()
-    } else {
-        let stream = ctx.registry.read_blob(digest, offset, Some(len)).await?;
-        Body::from_stream(stream.map_err(|e| {
-            tracing::error!(error = %e, "blob read failed mid-stream");
-            e
-        }))
-    };
-    respond(req, digest, Some(size), head, |_, _| Ok(body))
 }
 
 /// The `Range` of the request resolved against the size: `None` for the whole blob (also when
@@ -159,14 +130,13 @@ fn respond(
     Ok(response)
 }
 
-/// Unlinks a blob from the repository (202), when deletes are enabled.
+/// Unlinks a blob from the repository (202); the write policy already allowed it.
 pub async fn delete(
     ctx: &Ctx,
     req: &Req,
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<Response, ApiError> {
-    mirror::check_write(ctx, req, repo)?;
     ctx.registry.delete_blob(repo, digest).await?;
     notify::deleted_blob(ctx, req, repo, digest);
     empty(

@@ -1,5 +1,7 @@
-//! The dispatcher: parse the endpoint, match (method, endpoint) to a handler, render errors,
-//! add the headers every response carries, and write the access log line.
+//! The dispatcher: parse the endpoint, resolve its repository, authorize it and apply the write
+//! policy, pick the read store (registry or pull-through cache), match (method, endpoint) to a
+//! handler, render errors, add the headers every response carries, and write the access log
+//! line.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,12 +12,13 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, Method, StatusCode};
 
 use berth_oci::OciError;
+use berth_registry::read::ReadStore;
 
 use crate::endpoint::{self, Endpoint, PathError};
 use crate::request::{self, Query, Req};
 use crate::{
-    access, blobs, catalog, manifests, metrics, mirror, referrers, tags, token, uploads, ApiError,
-    ClientAddr, Ctx, ErrorCode,
+    access, blobs, catalog, manifests, metrics, mirror, policy, referrers, tags, token, uploads,
+    ApiError, ClientAddr, Ctx, ErrorCode,
 };
 
 /// What the access log tells of a request beyond what the dispatcher sees itself: set by
@@ -225,14 +228,22 @@ async fn route(
     let grant = access::authorize(ctx, &req, client, &endpoint).await?;
     req.user = grant.subject.clone();
     seen.user = grant.subject.clone();
+    policy::check(ctx, &req, &endpoint)?;
+    // Reads go to one store, picked here once: the pull-through cache for a routed
+    // repository, else the registry.
+    let through = mirror::read_through(ctx, &req);
+    let store: &dyn ReadStore = match &through {
+        Some(through) => through,
+        None => ctx.registry.as_ref(),
+    };
     let head = req.method == Method::HEAD;
     match (req.method.clone(), endpoint) {
         (Method::GET | Method::HEAD, Endpoint::Base) => Ok(base()),
         (Method::GET, Endpoint::Catalog) => catalog::list(ctx, &req, &grant).await,
         (Method::GET, Endpoint::Usage) => catalog::usage(ctx, &grant).await,
-        (Method::GET, Endpoint::Tags(repo)) => tags::list(ctx, &req, &repo).await,
+        (Method::GET, Endpoint::Tags(repo)) => tags::list(ctx, &req, store, &repo).await,
         (Method::GET | Method::HEAD, Endpoint::Manifest(repo, reference)) => {
-            manifests::get(ctx, &req, &repo, &reference, head).await
+            manifests::get(ctx, &req, store, &repo, &reference, head).await
         }
         (Method::PUT, Endpoint::Manifest(repo, reference)) => {
             manifests::put(ctx, &req, &repo, &reference, body).await
@@ -241,7 +252,7 @@ async fn route(
             manifests::delete(ctx, &req, &repo, &reference).await
         }
         (Method::GET | Method::HEAD, Endpoint::Blob(repo, digest)) => {
-            blobs::get(ctx, &req, &repo, &digest, head).await
+            blobs::get(ctx, &req, store, &repo, &digest, head).await
         }
         (Method::DELETE, Endpoint::Blob(repo, digest)) => {
             blobs::delete(ctx, &req, &repo, &digest).await
@@ -254,11 +265,9 @@ async fn route(
         (Method::PUT, Endpoint::Upload(repo, id)) => {
             uploads::finish(ctx, &req, &repo, &id, body).await
         }
-        (Method::DELETE, Endpoint::Upload(repo, id)) => {
-            uploads::cancel(ctx, &req, &repo, &id).await
-        }
+        (Method::DELETE, Endpoint::Upload(repo, id)) => uploads::cancel(ctx, &repo, &id).await,
         (Method::GET, Endpoint::Referrers(repo, digest)) => {
-            referrers::list(ctx, &req, &repo, &digest).await
+            referrers::list(&req, store, &repo, &digest).await
         }
         _ => Err(ApiError::method_not_allowed()),
     }

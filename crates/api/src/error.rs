@@ -1,10 +1,12 @@
 //! The one API error type: an OCI error code, an HTTP status and a message, rendered as the
 //! spec's `{"errors":[{"code","message","detail"}]}`. Internal failures are logged with their
-//! detail and answered with a generic message.
+//! detail and answered with a generic message. Every lower error (registry, reads through the
+//! pull-through cache, paths) maps to it here, once.
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use berth_oci::OciError;
+use berth_registry::read::{ReadError, What};
 use berth_registry::RegistryError;
 use berth_storage::StorageError;
 use http::{header, HeaderValue, StatusCode};
@@ -182,7 +184,7 @@ impl From<RegistryError> for ApiError {
 }
 
 /// By reference, so an error shared by every client of one pull-through fetch
-/// ([`berth_proxy::ProxyError::Registry`]) keeps its kind too.
+/// ([`ReadError::Registry`]) keeps its kind too.
 impl From<&RegistryError> for ApiError {
     fn from(e: &RegistryError) -> Self {
         use StatusCode as S;
@@ -264,6 +266,59 @@ impl From<&RegistryError> for ApiError {
             e @ (RegistryError::WouldLoseData(_) | RegistryError::Corrupt(_)) => {
                 ApiError::internal(e)
             }
+        }
+    }
+}
+
+/// A failed read, from the registry or through the pull-through cache. An upstream's own
+/// words are logged, not sent.
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        use StatusCode as S;
+        match e {
+            ReadError::NotFound { what, host, detail } => {
+                tracing::info!(upstream = host, detail, "not found upstream");
+                let (code, thing) = match what {
+                    What::Manifest => (ErrorCode::ManifestUnknown, "manifest unknown"),
+                    What::Blob => (ErrorCode::BlobUnknown, "blob unknown to registry"),
+                    What::Repository => (
+                        ErrorCode::NameUnknown,
+                        "repository name not known to registry",
+                    ),
+                };
+                ApiError::new(
+                    code,
+                    S::NOT_FOUND,
+                    format!("{thing}: not found at upstream {host}"),
+                )
+            }
+            ReadError::TooManyRequests { host, retry_after } => {
+                let e = ApiError::new(
+                    ErrorCode::TooManyRequests,
+                    S::TOO_MANY_REQUESTS,
+                    format!("upstream {host} is rate limiting this registry and the content is not cached yet; try again later"),
+                );
+                match retry_after {
+                    Some(d) => {
+                        e.with_header(header::RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)))
+                    }
+                    None => e,
+                }
+            }
+            ReadError::Unavailable { host, detail } => {
+                tracing::warn!(
+                    upstream = host,
+                    detail,
+                    "upstream failed and nothing is cached"
+                );
+                ApiError::new(
+                    ErrorCode::Unknown,
+                    S::BAD_GATEWAY,
+                    format!("upstream {host} is unavailable and the content is not cached yet; try again later"),
+                )
+            }
+            ReadError::Registry(e) => ApiError::from(e.as_ref()),
+            ReadError::Storage(detail) => ApiError::internal(detail),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The HTTP API: the OCI Distribution endpoints. A request path is parsed once into an
 //! [`Endpoint`]; one `match` in [`dispatch`] sends it to a free-function handler in the module
-//! of its API area. Handlers call the registry core and never touch storage paths.
+//! of its API area. Handlers call the registry core and never touch storage paths; read
+//! handlers get the store the dispatcher picked (the registry, or the pull-through cache for a
+//! routed repository) and never ask which one it is.
 
 mod access;
 mod blobs;
@@ -17,6 +19,7 @@ mod notify;
 mod pagination_fuzz;
 #[cfg(test)]
 mod parser_fuzz;
+mod policy;
 mod referrers;
 mod request;
 mod tags;

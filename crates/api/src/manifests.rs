@@ -3,31 +3,27 @@
 use axum::body::Body;
 use axum::response::Response;
 use berth_oci::{Reference, RepoName, MAX_MANIFEST_SIZE};
+use berth_registry::read::ReadStore;
 use http::{header, HeaderName, HeaderValue, StatusCode};
 
 use crate::dispatch::empty;
 use crate::request::{content_length, header_str, read_limited, url, Req};
-use crate::{mirror, notify, ApiError, Ctx, ErrorCode};
+use crate::{notify, ApiError, Ctx, ErrorCode};
 
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 
-/// Serves the stored bytes with the media type they were pushed with; a repository that routes
-/// to an upstream goes through the pull-through cache.
+/// Serves a manifest's exact bytes with the media type they were pushed with, from the store
+/// the dispatcher picked (the registry, or the pull-through cache).
 pub async fn get(
     ctx: &Ctx,
     req: &Req,
+    store: &dyn ReadStore,
     repo: &RepoName,
     reference: &Reference,
     head: bool,
 ) -> Result<Response, ApiError> {
-    let m = match (req.route.clone(), &ctx.proxy) {
-        (Some(route), Some(proxy)) => proxy
-            .manifest(&route, reference)
-            .await
-            .map_err(mirror::error)?,
-        _ => ctx.registry.get_manifest(repo, reference).await?,
-    };
+    let m = store.manifest(repo, reference).await?;
     notify::pulled_manifest(ctx, req, repo, reference, &m);
     let len = m.body.len();
     let mut response = Response::new(if head {
@@ -62,7 +58,6 @@ pub async fn put(
     reference: &Reference,
     body: Body,
 ) -> Result<Response, ApiError> {
-    mirror::check_write(ctx, req, repo)?;
     if content_length(&req.headers).is_some_and(|len| len > MAX_MANIFEST_SIZE as u64) {
         return Err(ApiError::new(
             ErrorCode::ManifestInvalid,
@@ -99,7 +94,6 @@ pub async fn delete(
     repo: &RepoName,
     reference: &Reference,
 ) -> Result<Response, ApiError> {
-    mirror::check_write(ctx, req, repo)?;
     let tags = notify::tags_to_delete(ctx, repo, reference).await;
     ctx.registry.delete_manifest(repo, reference).await?;
     notify::deleted_manifest(ctx, req, repo, reference, &tags);

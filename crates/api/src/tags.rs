@@ -4,30 +4,29 @@
 
 use axum::response::Response;
 use berth_oci::RepoName;
-use berth_registry::tags::paginate;
+use berth_registry::read::ReadStore;
 use http::header;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::json;
 
 use crate::dispatch::json;
 use crate::request::{url, Req};
-use crate::{mirror, ApiError, Ctx};
+use crate::{ApiError, Ctx};
 
 /// What is escaped of a `?ns=` value carried into a `Link`: everything but what host names
 /// are made of.
 const NS_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'-').remove(b':');
 
-/// Lists tags in lexical order.
-pub async fn list(ctx: &Ctx, req: &Req, repo: &RepoName) -> Result<Response, ApiError> {
+/// Lists tags in lexical order, from the store the dispatcher picked.
+pub async fn list(
+    ctx: &Ctx,
+    req: &Req,
+    store: &dyn ReadStore,
+    repo: &RepoName,
+) -> Result<Response, ApiError> {
     let n = req.query.page_size()?;
     let last = req.query.get("last");
-    let page = match (req.route.clone(), &ctx.proxy) {
-        (Some(route), Some(proxy)) => {
-            let all = proxy.tags(&route).await.map_err(mirror::error)?;
-            paginate(all, n, last)
-        }
-        _ => ctx.registry.list_tags(repo, n, last).await?,
-    };
+    let page = store.tags(repo, n, last).await?;
     // The client's own name goes back to it (what it listed), not the stored one.
     let repo = req.requested.as_ref().unwrap_or(repo);
     let mut extra = Vec::new();

@@ -97,7 +97,6 @@ pub async fn start(
     repo: &RepoName,
     body: Body,
 ) -> Result<Response, ApiError> {
-    mirror::check_write(ctx, req, repo)?;
     if let Some(mount) = req.query.get("mount") {
         // Mount arguments that do not parse (or a mount that may not be tried) start a
         // session (202) like registry:2: the client uploads the blob, which the spec allows
@@ -161,7 +160,6 @@ pub async fn patch(
     id: &str,
     body: Body,
 ) -> Result<Response, ApiError> {
-    mirror::check_write(ctx, req, repo)?;
     let range = chunk_range(req)?;
     let size = ctx
         .registry
@@ -185,7 +183,6 @@ pub async fn finish(
     id: &str,
     body: Body,
 ) -> Result<Response, ApiError> {
-    mirror::check_write(ctx, req, repo)?;
     let digest = digest_param(req)?.ok_or_else(|| {
         ApiError::bad_request(
             ErrorCode::DigestInvalid,
@@ -208,8 +205,7 @@ pub async fn finish(
 }
 
 /// Cancels an upload (204).
-pub async fn cancel(ctx: &Ctx, req: &Req, repo: &RepoName, id: &str) -> Result<Response, ApiError> {
-    mirror::check_write(ctx, req, repo)?;
+pub async fn cancel(ctx: &Ctx, repo: &RepoName, id: &str) -> Result<Response, ApiError> {
     ctx.registry.cancel_upload(repo, id).await?;
     empty(StatusCode::NO_CONTENT, vec![])
 }

@@ -16,6 +16,8 @@ use crate::UpstreamError;
 /// Largest manifest accepted from an upstream: the registry's own manifest limit
 /// ([`berth_oci::MAX_MANIFEST_SIZE`], 4 MiB), so the cache never takes what a push could not.
 pub const MAX_MANIFEST: usize = berth_oci::MAX_MANIFEST_SIZE;
+/// Largest referrers index: an index is a manifest, so the manifest limit (4 MiB).
+pub const MAX_REFERRERS_INDEX: usize = MAX_MANIFEST;
 /// Largest page of a tag list: 4 MiB (tens of thousands of tags).
 pub const MAX_TAG_PAGE: usize = 4 * 1024 * 1024;
 /// Largest tag list, all pages together: 16 MiB.

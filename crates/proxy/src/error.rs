@@ -1,59 +1,14 @@
-//! Why a pull through the cache failed. Errors are `Clone` because one upstream fetch answers
-//! every client waiting for it (single flight).
+//! Why a pull through the cache failed: what an upstream did ([`UpstreamError`]), and what the
+//! client is answered when nothing is cached ([`ProxyError`]). Errors are `Clone` because one
+//! upstream fetch answers every client waiting for it (single flight).
 
 use std::time::Duration;
 
-/// What was asked for, so the API can answer with the matching OCI error code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum What {
-    /// A manifest (by tag or digest).
-    Manifest,
-    /// A blob.
-    Blob,
-    /// A repository (tag list).
-    Repository,
-}
-
-/// A failed pull through the cache. A client only sees one of these when Berth never had the
-/// content: with a cached copy, upstream failures are logged and the copy is served.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ProxyError {
-    /// The upstream does not have it, or refuses access to it (Docker Hub answers 401 for
-    /// repositories that do not exist).
-    #[error("{what:?} not found upstream {host}: {detail}")]
-    NotFound {
-        /// Manifest, blob or repository.
-        what: What,
-        /// The upstream's host (`docker.io`).
-        host: String,
-        /// What the upstream answered.
-        detail: String,
-    },
-    /// The upstream rate-limits us (429) and nothing is cached.
-    #[error("upstream {host} is rate limiting requests and the content is not cached")]
-    TooManyRequests {
-        /// The upstream's host.
-        host: String,
-        /// The upstream's `Retry-After`, passed on to the client.
-        retry_after: Option<Duration>,
-    },
-    /// The upstream failed (unreachable, timed out, 5xx, invalid content) and nothing is cached.
-    #[error("upstream {host} failed and the content is not cached: {detail}")]
-    Unavailable {
-        /// The upstream's host.
-        host: String,
-        /// What went wrong, for the log.
-        detail: String,
-    },
-    /// The registry underneath refused or failed (read-only, disk full, damaged content,
-    /// storage down): kept whole, so the client gets the answer it would get without the
-    /// cache. Shared, because one fetch answers every client waiting for it.
-    #[error("{0}")]
-    Registry(std::sync::Arc<berth_registry::RegistryError>),
-    /// The cache's own spool files failed; details are logged, not sent.
-    #[error("storage: {0}")]
-    Storage(String),
-}
+/// A failed pull through the cache: the read side's error ([`berth_registry::read::ReadError`]),
+/// since the cache is one of the read stores, under the name the cache's callers know. A client
+/// only sees one when Berth never had the content: with a cached copy, upstream failures are
+/// logged and the copy is served.
+pub use berth_registry::read::{ReadError as ProxyError, What};
 
 /// What went wrong talking to an upstream.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -131,11 +86,5 @@ impl UpstreamError {
                 detail: e.to_string(),
             },
         }
-    }
-}
-
-impl From<berth_registry::RegistryError> for ProxyError {
-    fn from(e: berth_registry::RegistryError) -> Self {
-        ProxyError::Registry(std::sync::Arc::new(e))
     }
 }

@@ -11,6 +11,10 @@
 //! `proxy.remoteurl`, or Berth's many upstreams selected by containerd's `?ns=`, a host path
 //! prefix, or a default upstream for plain names.
 //!
+//! [`ReadThrough`] is the cache as the API sees it: the registry's read store trait for one
+//! route, so cached repositories are served by the same handlers as private ones, referrers
+//! ([`referrers`]) included.
+//!
 //! [`cache`] bounds what is kept: images not pulled within the expiry, and beyond a size limit
 //! the least recently pulled ones, are evicted by a periodic pass.
 
@@ -26,7 +30,9 @@ mod flight;
 pub mod guard;
 mod manifest;
 mod metrics;
+pub mod referrers;
 pub mod route;
+pub mod store;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -44,6 +50,7 @@ pub use blob::Download;
 pub use cache::{CachePolicy, PassReport};
 pub use error::{ProxyError, UpstreamError, What};
 pub use route::{Route, Routing, Via};
+pub use store::ReadThrough;
 pub use upstream::{Upstream, UpstreamSettings};
 
 /// Counters for operators (logged with the events that change them).
@@ -97,6 +104,7 @@ pub struct Proxy {
     >,
     blob_heads: flight::Flights<DownloadKey, Result<Option<u64>, ProxyError>>,
     tag_lists: flight::Flights<RepoName, Result<Vec<String>, ProxyError>>,
+    referrer_checks: flight::Flights<DownloadKey, Vec<berth_oci::Descriptor>>,
     checked: Mutex<HashMap<(RepoName, String), Instant>>,
     cache: Option<CachePolicy>,
     pulls: Mutex<HashMap<DownloadKey, Instant>>,
@@ -126,6 +134,7 @@ impl Proxy {
             manifests: flight::Flights::default(),
             blob_heads: flight::Flights::default(),
             tag_lists: flight::Flights::default(),
+            referrer_checks: flight::Flights::default(),
             checked: Mutex::new(HashMap::new()),
             cache,
             pulls: Mutex::new(HashMap::new()),

@@ -36,7 +36,9 @@ impl Proxy {
         served
     }
 
-    async fn manifest_uncounted(
+    /// [`Proxy::manifest`] without the request metrics and pull records: for manifests the
+    /// cache fetches on its own account (referrers).
+    pub(crate) async fn manifest_uncounted(
         &self,
         route: &Route,
         reference: &Reference,

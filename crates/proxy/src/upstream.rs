@@ -361,7 +361,7 @@ impl Upstream {
 
     /// Sends with retries when `cold` (nothing cached to fall back on); with a fallback, one
     /// attempt, skipped while the upstream is marked down. Non-success statuses are errors.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,
@@ -539,7 +539,7 @@ impl Upstream {
     }
 
     /// Reads a body of at most `limit` bytes, stopping as soon as more arrives.
-    async fn small_body(
+    pub(crate) async fn small_body(
         &self,
         response: Response,
         limit: usize,
@@ -563,7 +563,7 @@ pub(crate) fn send_error(e: &reqwest::Error, timeout: Duration) -> UpstreamError
 }
 
 /// `repository:<name>:pull`.
-fn pull_scope(repo: &RepoName) -> String {
+pub(crate) fn pull_scope(repo: &RepoName) -> String {
     format!("repository:{repo}:pull")
 }
 

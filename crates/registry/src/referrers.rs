@@ -39,16 +39,8 @@ impl Registry {
                 Err(RegistryError::ManifestUnknown(_)) => continue,
                 Err(e) => return Err(e),
             };
-            let Ok(manifest) = Manifest::parse(&cached.body, Some(&cached.media_type)) else {
+            let Some((descriptor, _)) = describe(digest, &cached.body, &cached.media_type) else {
                 continue;
-            };
-            let descriptor = Descriptor {
-                media_type: cached.media_type.clone(),
-                digest,
-                size: cached.body.len() as u64,
-                urls: Vec::new(),
-                annotations: manifest.annotations.clone(),
-                artifact_type: manifest.effective_artifact_type(),
             };
             if artifact_type.is_none() || descriptor.artifact_type.as_deref() == artifact_type {
                 found.push(descriptor);
@@ -57,6 +49,26 @@ impl Registry {
         found.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(found)
     }
+}
+
+/// A manifest as a referrers index lists it, with the subject it refers to; `None` when the
+/// body does not parse. Read-through stores describe manifests they fetched but could not store
+/// (read-only mode) the same way the index describes stored ones.
+pub fn describe(
+    digest: Digest,
+    body: &[u8],
+    media_type: &str,
+) -> Option<(Descriptor, Option<Digest>)> {
+    let manifest = Manifest::parse(body, Some(media_type)).ok()?;
+    let descriptor = Descriptor {
+        media_type: media_type.to_owned(),
+        digest,
+        size: body.len() as u64,
+        urls: Vec::new(),
+        annotations: manifest.annotations.clone(),
+        artifact_type: manifest.effective_artifact_type(),
+    };
+    Some((descriptor, manifest.subject.map(|s| s.digest)))
 }
 
 impl Registry {

@@ -4,7 +4,7 @@
 //! with a fault status or hang, and counts what it was asked. Hostile answers too: huge
 //! manifests and token responses (generated lazily, never held in memory, and counted as they
 //! are produced), a token realm on another host name, blobs sent chunked (no length) or with
-//! junk appended.
+//! junk appended. Optionally the OCI 1.1 referrers API, also with a huge index.
 //!
 //! Also compiled into the proxy's unit tests (`src/upstream_tests.rs`) and the binary's
 //! `crates/berth/tests/mirror_hostile.rs`, which include this file by path.
@@ -63,12 +63,19 @@ pub struct Behaviour {
     pub chunked: bool,
     /// Append this many junk bytes to blob bodies (sent chunked).
     pub blob_extra: u64,
+    /// Answer the OCI 1.1 referrers API (without it, 404 as registry:2 answers).
+    pub referrers_api: bool,
+    /// Answer referrers requests with this many bytes of JSON-looking junk, with a
+    /// `Content-Length` when the flag is set, else chunked.
+    pub huge_referrers: Option<(u64, bool)>,
 }
 
 #[derive(Default)]
 pub struct Data {
     pub manifests: HashMap<String, (String, Bytes)>,
     pub blobs: HashMap<String, Bytes>,
+    /// Referrers index entries by `repo@subject`.
+    pub referrers: HashMap<String, Vec<serde_json::Value>>,
     pub behaviour: Behaviour,
     /// "METHOD path" of every request, in order.
     pub log: Vec<String>,
@@ -159,6 +166,62 @@ impl Fake {
             .insert(format!("{repo}:{tag}"), entry.clone());
         data.manifests.insert(format!("{repo}@{digest}"), entry);
         digest
+    }
+
+    /// Adds an OCI 1.1 artifact manifest in `repo` whose subject is `subject` (a manifest
+    /// digest, size `subject_size`), listed in the referrers index of `subject`; returns its
+    /// digest.
+    pub fn artifact(
+        &self,
+        repo: &str,
+        subject: &str,
+        subject_size: usize,
+        artifact_type: &str,
+    ) -> String {
+        let layer = self.blob(format!("{artifact_type} of {subject}").as_bytes());
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": artifact_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": self.blob(b"{}"), "size": 2},
+            "layers": [{"mediaType": "application/octet-stream", "digest": layer, "size": format!("{artifact_type} of {subject}").len()}],
+            "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": subject_size},
+        })
+        .to_string();
+        let digest = sha256(body.as_bytes());
+        let entry = serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "size": body.len(),
+            "artifactType": artifact_type,
+        });
+        let mut data = self.data.lock().expect("lock");
+        data.manifests.insert(
+            format!("{repo}@{digest}"),
+            (
+                "application/vnd.oci.image.manifest.v1+json".to_owned(),
+                Bytes::from(body),
+            ),
+        );
+        data.referrers
+            .entry(format!("{repo}@{subject}"))
+            .or_default()
+            .push(entry);
+        digest
+    }
+
+    /// Lists the manifest `digest` (of any subject) among the referrers of `subject` too.
+    pub fn list_referrer(&self, repo: &str, subject: &str, digest: &str) {
+        let mut data = self.data.lock().expect("lock");
+        let (_, body) = data.manifests[&format!("{repo}@{digest}")].clone();
+        data.referrers
+            .entry(format!("{repo}@{subject}"))
+            .or_default()
+            .push(serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest,
+                "size": body.len(),
+            }));
     }
 
     /// Requests whose "METHOD path" starts with `prefix`.
@@ -284,6 +347,33 @@ async fn handle(
         }
         tags.sort();
         return json(&serde_json::json!({"name": repo, "tags": tags}).to_string());
+    }
+    if let Some((repo, subject)) = rest.rsplit_once("/referrers/") {
+        if !behaviour.referrers_api {
+            return status(StatusCode::NOT_FOUND, "404 page not found");
+        }
+        let index_type = "application/vnd.oci.image.index.v1+json";
+        if let Some((len, announce)) = behaviour.huge_referrers {
+            let generated = data.lock().expect("lock").generated.clone();
+            let mut r = Response::new(lazy_body(b"{\"schemaVersion\":2,\"x\":\"", len, generated));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, index_type.parse().expect("value"));
+            if announce {
+                r.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+            }
+            return r;
+        }
+        let key = format!("{repo}@{subject}");
+        let listed = data.lock().expect("lock").referrers.get(&key).cloned();
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": index_type,
+            "manifests": listed.unwrap_or_default(),
+        });
+        let mut r = json(&body.to_string());
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, index_type.parse().expect("value"));
+        return r;
     }
     if let (Some((len, announce)), true) = (behaviour.huge_manifest, method == http::Method::GET) {
         if rest.contains("/manifests/") {
