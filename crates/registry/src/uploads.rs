@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use berth_oci::{Algorithm, Digest, Digester, RepoName};
-use berth_storage::{paths, FileWriter};
+use berth_storage::{paths, FileWriter, StorageError};
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::upload_state::{Part, UploadState, MAX_PARTS};
@@ -214,9 +214,27 @@ impl Registry {
         // Touch first, then publish: an online collector that trashes an older copy after
         // this sees the touch and puts it back (the same content).
         self.touch_blob(digest).await?;
-        writer.commit().await?;
+        if let Err(e) = writer.commit().await {
+            self.published_meanwhile(digest, e).await?;
+        }
         self.link_blob(repo, digest).await?;
         Ok(size)
+    }
+
+    /// Accepts a failed write of `digest`'s content when the blob was published meanwhile by
+    /// another writer (the same content: it hashes to its name); otherwise returns the error.
+    /// On Garage the newer of two overlapping writes of one key aborts the older multipart
+    /// upload, whose completion then fails as not found: a concurrent push of the same blob,
+    /// or the online collector restoring it from the trash.
+    async fn published_meanwhile(
+        &self,
+        digest: &Digest,
+        error: StorageError,
+    ) -> Result<(), RegistryError> {
+        if error.is_not_found() && self.blob_size(digest).await?.is_some() {
+            return Ok(());
+        }
+        Err(error.into())
     }
 
     /// Deletes a finished or failed session: its parts and state by name (one request each
@@ -356,7 +374,11 @@ impl Registry {
                         .await?
                 }
                 [one] => self.driver().move_file(one, &blob).await?,
-                many => self.driver().compose(many, &blob).await?,
+                many => {
+                    if let Err(e) = self.driver().compose(many, &blob).await {
+                        self.published_meanwhile(digest, e).await?;
+                    }
+                }
             }
         }
         self.link_blob(repo, digest).await?;
@@ -614,7 +636,10 @@ mod tests {
             .expect("put");
         assert_eq!(size, 5);
         let blob = berth_storage::paths::blob_data(&digest);
-        assert_eq!(reg.driver().get_content(&blob).await.expect("blob"), "whole");
+        assert_eq!(
+            reg.driver().get_content(&blob).await.expect("blob"),
+            "whole"
+        );
         let dir = berth_storage::paths::upload_dir(&repo, &id);
         let left: Vec<_> = reg.driver().walk(&dir).try_collect().await.expect("walk");
         assert!(left.is_empty(), "session objects left: {left:?}");
