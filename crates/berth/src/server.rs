@@ -244,14 +244,17 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
     Ok(())
 }
 
-/// `storage.maintenance.uploadpurging`: like registry:2, the first run waits a random part of
-/// an hour (so a fleet restarted together does not purge at once), then runs every `interval`.
+/// `storage.maintenance.uploadpurging`: the first run waits a random part of the interval (at
+/// most an hour, as registry:2 waits, so a fleet restarted together does not purge at once),
+/// then one run every `interval` (at least a second).
 async fn purge_uploads(registry: Arc<Registry>, age: Duration, interval: Duration, dry_run: bool) {
+    let interval = interval.max(Duration::from_secs(1));
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    tokio::time::sleep(Duration::from_secs(u64::from(nanos) % 3600)).await;
+    let spread = interval.min(Duration::from_secs(3600));
+    tokio::time::sleep(spread.mul_f64(f64::from(nanos) / 1e9)).await;
     loop {
         match registry.purge_uploads(age, dry_run).await {
             Ok(report) => {
@@ -267,7 +270,7 @@ async fn purge_uploads(registry: Arc<Registry>, age: Duration, interval: Duratio
             }
             Err(e) => tracing::error!(error = %e, "upload purge failed"),
         }
-        tokio::time::sleep(interval.max(Duration::from_secs(60))).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

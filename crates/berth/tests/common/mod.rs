@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 pub mod auth;
+pub mod metrics;
 pub mod oci;
 pub mod process;
 

@@ -276,6 +276,112 @@ impl Reg {
     }
 }
 
+/// What was pushed: manifests by digest with their bodies, and every blob.
+pub struct Pushed {
+    pub index: String,
+    pub index_body: String,
+    pub manifests: Vec<(String, String)>,
+    pub blobs: Vec<(String, Vec<u8>)>,
+    pub sig: String,
+}
+
+/// Two platform images (pushed by digest), an index of them tagged `v1`, and a signature
+/// whose subject is the index.
+pub async fn push_multi_arch(api: &Api, repo: &str) -> Pushed {
+    let mut manifests = Vec::new();
+    let mut blobs = Vec::new();
+    let mut children = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let layer = format!("layer for {arch}").into_bytes();
+        let config = json!({
+            "architecture": arch, "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+        })
+        .to_string()
+        .into_bytes();
+        api.push_blob(repo, &config).await;
+        api.push_blob(repo, &layer).await;
+        let body = image_manifest(
+            OCI_MANIFEST,
+            descriptor(OCI_CONFIG, &config),
+            &[descriptor(OCI_LAYER, &layer)],
+        );
+        let digest = api
+            .push_manifest(repo, &sha256(body.as_bytes()), OCI_MANIFEST, &body)
+            .await;
+        let mut child = manifest_descriptor(OCI_MANIFEST, &body);
+        child["platform"] = json!({"architecture": arch, "os": "linux"});
+        children.push(child);
+        manifests.push((digest, body));
+        blobs.extend([(sha256(&config), config), (sha256(&layer), layer)]);
+    }
+    let index_body = index_manifest(OCI_INDEX, &children);
+    let index = api.push_manifest(repo, "v1", OCI_INDEX, &index_body).await;
+    let signature = b"signature of the index".to_vec();
+    api.push_blob(repo, b"{}").await;
+    api.push_blob(repo, &signature).await;
+    let sig_body = artifact_manifest(
+        "application/example.signature",
+        &signature,
+        manifest_descriptor(OCI_INDEX, &index_body),
+        "signed",
+    );
+    let sig = api
+        .push_manifest(repo, &sha256(sig_body.as_bytes()), OCI_MANIFEST, &sig_body)
+        .await;
+    manifests.push((index.clone(), index_body.clone()));
+    manifests.push((sig.clone(), sig_body));
+    blobs.extend([
+        (sha256(b"{}"), b"{}".to_vec()),
+        (sha256(&signature), signature),
+    ]);
+    Pushed {
+        index,
+        index_body,
+        manifests,
+        blobs,
+        sig,
+    }
+}
+
+/// Asserts that `reg` serves exactly what was pushed, under `repo`.
+pub async fn assert_serves(reg: &Reg, repo: &str, pushed: &Pushed) {
+    for (digest, body) in &pushed.manifests {
+        let r = reg
+            .send(
+                "GET",
+                &format!("/v2/{repo}/manifests/{digest}"),
+                &[("accept", &format!("{OCI_MANIFEST}, {OCI_INDEX}"))],
+                Vec::new(),
+            )
+            .await;
+        r.assert_status(200);
+        assert_eq!(r.body, body.as_bytes(), "manifest {digest}");
+    }
+    for (digest, content) in &pushed.blobs {
+        let r = reg.get(&format!("/v2/{repo}/blobs/{digest}")).await;
+        r.assert_status(200);
+        assert_eq!(&r.body, content, "blob {digest}");
+    }
+    let r = reg
+        .send(
+            "GET",
+            &format!("/v2/{repo}/manifests/v1"),
+            &[("accept", OCI_INDEX)],
+            Vec::new(),
+        )
+        .await;
+    r.assert_status(200);
+    assert_eq!(r.body, pushed.index_body.as_bytes());
+    let r = reg
+        .get(&format!("/v2/{repo}/referrers/{}", pushed.index))
+        .await;
+    r.assert_status(200);
+    let referrers = r.json();
+    assert_eq!(referrers["manifests"][0]["digest"], pushed.sig.as_str());
+    assert_eq!(referrers["manifests"].as_array().map(Vec::len), Some(1));
+}
+
 /// A descriptor of `data` with a media type.
 pub fn descriptor(media_type: &str, data: &[u8]) -> Value {
     json!({"mediaType": media_type, "digest": sha256(data), "size": data.len()})
