@@ -505,6 +505,13 @@ mod tests {
         ) -> Result<(), berth_storage::StorageError> {
             self.inner.put_content(p, c).await
         }
+        async fn put_content_if_absent(
+            &self,
+            p: &str,
+            c: bytes::Bytes,
+        ) -> Result<bool, berth_storage::StorageError> {
+            self.inner.put_content_if_absent(p, c).await
+        }
         async fn reader(
             &self,
             p: &str,

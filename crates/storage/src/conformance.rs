@@ -24,6 +24,7 @@ pub async fn run_all(d: &dyn StorageDriver) {
     writer_publishes_whole_at_commit(d).await;
     cancelled_writer_leaves_nothing(d).await;
     concurrent_writers_publish_one_whole(d).await;
+    create_only_writes(d).await;
     copy_and_compose(d).await;
     walk_is_flat_with_sizes(d).await;
     many_keys(d, 1_100).await;
@@ -147,6 +148,31 @@ async fn concurrent_writers_publish_one_whole(d: &dyn StorageDriver) {
         "a mix of two writers: {} bytes",
         got.len()
     );
+}
+
+/// Create-only writes: the first wins, later ones leave it as it was; where creation is
+/// atomic, exactly one of many concurrent creators wins.
+async fn create_only_writes(d: &dyn StorageDriver) {
+    assert!(d
+        .put_content_if_absent("/co/marker", Bytes::from_static(b"first"))
+        .await
+        .expect("create"));
+    if !d.create_is_atomic() {
+        return;
+    }
+    assert!(!d
+        .put_content_if_absent("/co/marker", Bytes::from_static(b"second"))
+        .await
+        .expect("second create"));
+    assert_eq!(d.get_content("/co/marker").await.expect("get"), "first");
+    let racers = (0..8).map(|i| d.put_content_if_absent("/co/race", Bytes::from(format!("{i}"))));
+    let won = futures_util::future::join_all(racers)
+        .await
+        .into_iter()
+        .map(|r| r.expect("create"))
+        .filter(|&won| won)
+        .count();
+    assert_eq!(won, 1, "one creator wins");
 }
 
 async fn copy_and_compose(d: &dyn StorageDriver) {

@@ -53,6 +53,19 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// Writes a whole small file, replacing any previous content without exposing a partial one.
     async fn put_content(&self, path: &str, content: Bytes) -> Result<(), StorageError>;
 
+    /// Writes a whole small file only if nothing is at `path` yet; `false` when something
+    /// was (and is left as it was). For leases and markers that must have one creator. Atomic
+    /// wherever [`StorageDriver::create_is_atomic`] says so; elsewhere (an object store that
+    /// ignores `If-None-Match`, as Garage does) two racing creators may both succeed, so
+    /// nothing may depend on this for correctness there.
+    async fn put_content_if_absent(&self, path: &str, content: Bytes)
+        -> Result<bool, StorageError>;
+
+    /// Whether [`StorageDriver::put_content_if_absent`] is atomic on this backend.
+    fn create_is_atomic(&self) -> bool {
+        true
+    }
+
     /// Streams the file from `offset`, at most `len` bytes when given.
     async fn reader(
         &self,

@@ -214,6 +214,37 @@ fn rename_into_place(src: &Path, dst: &Path, sync: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Gives `src` the name `dst` unless `dst` exists (`Ok(false)` then), creating `dst`'s parent;
+/// retried like [`rename_into_place`] when a concurrent removal takes the parent away.
+fn link_into_place(src: &Path, dst: &Path, sync: bool) -> io::Result<bool> {
+    let parent = dst
+        .parent()
+        .ok_or_else(|| io::Error::other("destination has no parent"))?;
+    let mut attempts = 1;
+    loop {
+        match fs::create_dir_all(parent).and_then(|()| fs::hard_link(src, dst)) {
+            Ok(()) => break,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dst.exists() => return Ok(false),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::AlreadyExists
+                ) && attempts < PLACE_ATTEMPTS =>
+            {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if sync {
+        match sync_dir(parent) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    Ok(true)
+}
+
 #[async_trait]
 impl StorageDriver for FilesystemDriver {
     fn name(&self) -> &'static str {
@@ -241,6 +272,31 @@ impl StorageDriver for FilesystemDriver {
             if result.is_err() {
                 let _ = fs::remove_file(&tmp);
             }
+            result
+        })
+        .await
+    }
+
+    /// The complete content goes to a temporary file first, then gets its name with
+    /// `link(2)`, which fails if the name exists: atomic, and never a partial file.
+    async fn put_content_if_absent(
+        &self,
+        path: &str,
+        content: Bytes,
+    ) -> Result<bool, StorageError> {
+        let full = self.full(path)?;
+        let tmp = self.temp_path();
+        let sync = self.sync;
+        blocking(path, move || {
+            let result = (|| {
+                let mut f = File::create(&tmp)?;
+                f.write_all(&content)?;
+                if sync {
+                    f.sync_data()?;
+                }
+                link_into_place(&tmp, &full, sync)
+            })();
+            let _ = fs::remove_file(&tmp);
             result
         })
         .await

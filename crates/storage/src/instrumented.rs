@@ -62,6 +62,22 @@ impl StorageDriver for Instrumented {
             .await
     }
 
+    async fn put_content_if_absent(
+        &self,
+        path: &str,
+        content: Bytes,
+    ) -> Result<bool, StorageError> {
+        self.timed(
+            "PutContent",
+            self.inner.put_content_if_absent(path, content),
+        )
+        .await
+    }
+
+    fn create_is_atomic(&self) -> bool {
+        self.inner.create_is_atomic()
+    }
+
     async fn reader(
         &self,
         path: &str,

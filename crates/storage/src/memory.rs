@@ -76,6 +76,26 @@ impl StorageDriver for InMemoryDriver {
         Ok(())
     }
 
+    async fn put_content_if_absent(
+        &self,
+        path: &str,
+        content: Bytes,
+    ) -> Result<bool, StorageError> {
+        check_path(path)?;
+        let mut files = self.lock();
+        if files.contains_key(path) {
+            return Ok(false);
+        }
+        files.insert(
+            path.to_owned(),
+            Entry {
+                data: content.to_vec(),
+                modified: SystemTime::now(),
+            },
+        );
+        Ok(true)
+    }
+
     async fn reader(
         &self,
         path: &str,

@@ -43,7 +43,12 @@ async fn conformance_on(kind: Kind) {
     let Some(server) = TestServer::start(kind) else {
         return;
     };
-    conformance::run_all(&server.driver("conformance")).await;
+    let driver = server.driver("conformance");
+    // As at startup: the probe decides whether create-only writes are atomic here (moto: yes,
+    // so the suite checks that one of many racing creators wins; Garage: no).
+    let honoured = driver.probe_conditional_writes().await.expect("probe");
+    assert_eq!(driver.create_is_atomic(), honoured);
+    conformance::run_all(&driver).await;
     conformance::many_keys(&server.driver("/many/"), 2_100).await;
 }
 

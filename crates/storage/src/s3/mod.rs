@@ -27,7 +27,7 @@ use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
-    Attribute, Attributes, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt,
+    Attribute, Attributes, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
     PutOptions,
 };
 use tokio::sync::Semaphore;
@@ -237,6 +237,34 @@ impl StorageDriver for S3Driver {
             .await
             .map(drop)
             .map_err(|e| map_err(path, e))
+    }
+
+    /// A conditional PUT (`If-None-Match: *`). Stores that ignore it (Garage) overwrite and
+    /// answer success; [`S3Driver::conditional_writes`] (probed at startup) says which kind
+    /// this is, and [`StorageDriver::create_is_atomic`] reports it.
+    async fn put_content_if_absent(
+        &self,
+        path: &str,
+        content: Bytes,
+    ) -> Result<bool, StorageError> {
+        let key = self.key(path)?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            attributes: self.writers.attributes.clone(),
+            ..Default::default()
+        };
+        match self.store.put_opts(&key, content.into(), opts).await {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(map_err(path, e)),
+        }
+    }
+
+    fn create_is_atomic(&self) -> bool {
+        self.conditional_writes() == Some(true)
     }
 
     async fn reader(
