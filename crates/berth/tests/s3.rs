@@ -23,25 +23,14 @@ fn config(dir: &std::path::Path, server: &TestServer, root: &str, storage_extra:
         "version: 0.1
 log: {{level: info}}
 storage:
-  s3:
-    bucket: {bucket}
-    region: {region}
-    regionendpoint: {endpoint}
-    accesskey: {key}
-    secretkey: {secret}
-    rootdirectory: {root}
-  delete: {{enabled: true}}
+{s3}  delete: {{enabled: true}}
 {storage_extra}http:
   addr: 127.0.0.1:0
   debug: {{addr: 127.0.0.1:0}}
 health:
   storagedriver: {{enabled: true, interval: 100ms, threshold: 2}}
 ",
-        bucket = server.bucket,
-        region = server.region,
-        endpoint = server.endpoint,
-        key = server.key_id,
-        secret = server.secret_key,
+        s3 = server.s3_yaml(&server.endpoint, root),
     );
     std::fs::write(&path, yaml).expect("write config");
     path.display().to_string()

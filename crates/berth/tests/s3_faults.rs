@@ -24,6 +24,10 @@ use s3_fault_kit::bench::{
 use s3_fault_kit::Fault;
 use tokio::io::AsyncWriteExt;
 
+/// On S3 Berth reuses a tag or digest resolution for 1 s (docs/storage.md, "Caches"): a
+/// manifest GET that must reach the store waits this long after the previous one.
+const RESOLVE_CACHE: Duration = Duration::from_millis(1_100);
+
 /// S3's minimum part size: larger bodies are multipart uploads.
 const MIN_PART: usize = 5 << 20;
 
@@ -247,6 +251,8 @@ async fn store_outage_answers_503_then_recovers_without_restart() {
     // and for a write.
     for (fault, requests) in [(Fault::SlowDown, 2), (Fault::InternalError, 1)] {
         let faulted = b.proxy.faulted();
+        // Past the resolve cache's lifetime, so the manifest GET reaches the store.
+        tokio::time::sleep(RESOLVE_CACHE).await;
         b.proxy.set_for(fault, requests);
         let started = Instant::now();
         let r = reg.get(&format!("/v2/{name}/manifests/v1")).await;
@@ -549,12 +555,14 @@ async fn slow_store_still_works() {
 
     // One answer 20 s late, below the 30 s read timeout: waited for, not retried.
     b.proxy.set(Fault::Pass);
+    tokio::time::sleep(RESOLVE_CACHE).await;
     let before = b.proxy.seen().len();
     reg.get(&format!("/v2/{name}/manifests/v1"))
         .await
         .assert_status(200);
     let normal = b.proxy.seen().len() - before;
     let long = Duration::from_secs(20);
+    tokio::time::sleep(RESOLVE_CACHE).await;
     b.proxy.set_for(Fault::Delay(long), 1);
     let before = b.proxy.seen().len();
     let started = Instant::now();

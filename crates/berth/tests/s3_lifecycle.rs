@@ -67,14 +67,7 @@ impl Bucket {
             "version: 0.1
 log: {{level: info}}
 storage:
-  s3:
-    bucket: {bucket}
-    region: {region}
-    regionendpoint: {endpoint}
-    accesskey: {key}
-    secretkey: {secret}
-    rootdirectory: {root}
-  delete: {{enabled: true}}
+{s3}  delete: {{enabled: true}}
   redirect: {{disable: true}}
 {storage_extra}http:
   addr: 127.0.0.1:0
@@ -82,12 +75,7 @@ storage:
     addr: 127.0.0.1:0
     prometheus: {{enabled: true, path: /metrics}}
 ",
-            bucket = s.bucket,
-            region = s.region,
-            endpoint = s.endpoint,
-            key = s.key_id,
-            secret = s.secret_key,
-            root = self.root,
+            s3 = s.s3_yaml(&s.endpoint, &self.root),
         )
     }
 

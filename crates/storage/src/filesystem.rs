@@ -214,6 +214,16 @@ fn rename_into_place(src: &Path, dst: &Path, sync: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes `content` to the new temporary file `tmp`, synced to disk when `sync`.
+fn write_temp(tmp: &Path, content: &[u8], sync: bool) -> io::Result<()> {
+    let mut f = File::create(tmp)?;
+    f.write_all(content)?;
+    if sync {
+        f.sync_data()?;
+    }
+    Ok(())
+}
+
 /// Gives `src` the name `dst` unless `dst` exists (`Ok(false)` then), creating `dst`'s parent;
 /// retried like [`rename_into_place`] when a concurrent removal takes the parent away.
 fn link_into_place(src: &Path, dst: &Path, sync: bool) -> io::Result<bool> {
@@ -261,14 +271,8 @@ impl StorageDriver for FilesystemDriver {
         let tmp = self.temp_path();
         let sync = self.sync;
         blocking(path, move || {
-            let result = (|| {
-                let mut f = File::create(&tmp)?;
-                f.write_all(&content)?;
-                if sync {
-                    f.sync_data()?;
-                }
-                rename_into_place(&tmp, &full, sync)
-            })();
+            let result = write_temp(&tmp, &content, sync)
+                .and_then(|()| rename_into_place(&tmp, &full, sync));
             if result.is_err() {
                 let _ = fs::remove_file(&tmp);
             }
@@ -288,14 +292,8 @@ impl StorageDriver for FilesystemDriver {
         let tmp = self.temp_path();
         let sync = self.sync;
         blocking(path, move || {
-            let result = (|| {
-                let mut f = File::create(&tmp)?;
-                f.write_all(&content)?;
-                if sync {
-                    f.sync_data()?;
-                }
-                link_into_place(&tmp, &full, sync)
-            })();
+            let result =
+                write_temp(&tmp, &content, sync).and_then(|()| link_into_place(&tmp, &full, sync));
             let _ = fs::remove_file(&tmp);
             result
         })

@@ -40,24 +40,12 @@ impl Bench {
             "version: 0.1
 log: {{level: info}}
 storage:
-  s3:
-    bucket: {bucket}
-    region: {region}
-    regionendpoint: {endpoint}
-    accesskey: {key}
-    secretkey: {secret}
-    rootdirectory: {root}
-  delete: {{enabled: true}}
+{s3}  delete: {{enabled: true}}
   redirect: {{disable: true}}
 http:
   addr: 127.0.0.1:0
 ",
-            bucket = self.server.bucket,
-            region = self.server.region,
-            endpoint = self.proxy.url(),
-            key = self.server.key_id,
-            secret = self.server.secret_key,
-            root = self.root,
+            s3 = self.server.s3_yaml(&self.proxy.url(), self.root),
         );
         std::fs::write(&path, yaml).expect("write config");
         Reg::start_in(dir, path.display().to_string())

@@ -43,6 +43,17 @@ fn script() -> PathBuf {
 }
 
 impl TestServer {
+    /// The `storage.s3` block of a Berth or registry:2 config for this server's bucket, with
+    /// the store reached at `endpoint` (the server itself, or a proxy in front of it) and keys
+    /// under `root`; indented to sit under `storage:`.
+    #[allow(dead_code)] // Used by the binary tests that include this kit, not by all.
+    pub fn s3_yaml(&self, endpoint: &str, root: &str) -> String {
+        format!(
+            "  s3:\n    bucket: {}\n    region: {}\n    regionendpoint: {endpoint}\n    accesskey: {}\n    secretkey: {}\n    rootdirectory: {root}\n",
+            self.bucket, self.region, self.key_id, self.secret_key
+        )
+    }
+
     /// Starts a server; `None` (with the reason printed) when its binary is missing, except
     /// under `CI=true`, where that fails the test.
     pub fn start(kind: Kind) -> Option<Self> {
