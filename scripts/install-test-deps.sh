@@ -43,11 +43,13 @@ python3 -c 'import yaml, hcl2, kubernetes_validate, helm_sdkpy' 2>/dev/null || {
 { python3 -c 'import ansible, ansiblelint' 2>/dev/null && command -v ansible-playbook >/dev/null 2>&1 &&
   command -v ansible-lint >/dev/null 2>&1; } || python3 -m pip install -q ansible-core==2.19.14 ansible-lint==26.10.1
 
-# The S3 servers of the S3 driver's tests (scripts/s3-test-servers.sh): moto from PyPI, Garage
-# built from crates.io (~8 min on 2 cores) only under CI and only when no binary is there yet.
+# The S3 servers of the S3 tests (scripts/s3-test-servers.sh): moto from PyPI, Garage built
+# from crates.io once (10-18 min on 2 cores) and reused whenever a binary is already there
+# (GARAGE_BIN, PATH or ~/.cargo/bin). The S3 suites of test.sh need it, so it is built outside
+# CI too.
 command -v moto_server >/dev/null 2>&1 || python3 -m pip install -q 'moto[server]'
-if [ "${CI:-}" = "true" ] && ! command -v garage >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/garage" ]; then
-  echo "install-test-deps: building garage (cargo install garage --locked)"
+if [ -z "${GARAGE_BIN:-}" ] && ! command -v garage >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/garage" ]; then
+  echo "install-test-deps: building garage once (cargo install garage --locked, 10-18 min)"
   cargo install garage --locked
 fi
 
