@@ -122,6 +122,12 @@ async fn retries_until_accepted_and_counts_like_registry2() {
     assert!(bodies[0].starts_with("{\n   \"events\": [\n      {\n         \"id\""));
 
     let events = "registry_notifications_events_total";
+    // The receiver has both bodies before the sender has read the second answer and counted
+    // it: wait for the count rather than race it (this failed once on a loaded machine).
+    wait("the second success counted", || {
+        metric(events, &[("type", "Successes"), ("endpoint", "retry")]) == 2.0
+    })
+    .await;
     assert_eq!(
         metric(events, &[("type", "Events"), ("endpoint", "retry")]),
         2.0
