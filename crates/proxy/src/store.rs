@@ -38,9 +38,17 @@ impl ReadThrough {
         &self.route
     }
 
-    /// Only the route's repository is read here; anything else is a caller's mistake.
-    fn check(&self, repo: &RepoName) {
-        debug_assert_eq!(repo, &self.route.local, "read through another route");
+    /// Only the route's repository is read here: the caller authorized `repo`, and what is read
+    /// and fetched is the route's. A mismatch is refused in release builds too (a debug-only
+    /// assertion would read another name than the one authorized).
+    fn check(&self, repo: &RepoName) -> Result<(), ReadError> {
+        if repo == &self.route.local {
+            return Ok(());
+        }
+        tracing::error!(%repo, route = %self.route.local, "read through another repository's route refused");
+        Err(ReadError::Registry(Arc::new(
+            berth_registry::RegistryError::NameUnknown(repo.to_string()),
+        )))
     }
 }
 
@@ -60,12 +68,12 @@ impl ReadStore for ReadThrough {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<StoredManifest, ReadError> {
-        self.check(repo);
+        self.check(repo)?;
         self.proxy.manifest(&self.route, reference).await
     }
 
     async fn blob(&self, repo: &RepoName, digest: &Digest, head: bool) -> Result<Blob, ReadError> {
-        self.check(repo);
+        self.check(repo)?;
         let registry = self.proxy.registry();
         Ok(match self.proxy.blob(&self.route, digest, head).await? {
             BlobSource::Local(Some(size)) => registry.stored_blob(digest, size, head).await?,
@@ -88,7 +96,7 @@ impl ReadStore for ReadThrough {
         offset: u64,
         len: Option<u64>,
     ) -> Result<BodyStream, ReadError> {
-        self.check(repo);
+        self.check(repo)?;
         let registry = self.proxy.registry().as_ref();
         ReadStore::read_blob(registry, &self.route.local, digest, offset, len).await
     }
@@ -101,7 +109,7 @@ impl ReadStore for ReadThrough {
         n: Option<usize>,
         last: Option<&str>,
     ) -> Result<Page, ReadError> {
-        self.check(repo);
+        self.check(repo)?;
         Ok(paginate(self.proxy.tags(&self.route).await?, n, last))
     }
 
@@ -111,7 +119,7 @@ impl ReadStore for ReadThrough {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>, ReadError> {
-        self.check(repo);
+        self.check(repo)?;
         self.proxy
             .referrers(&self.route, subject, artifact_type)
             .await

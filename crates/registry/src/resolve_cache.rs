@@ -11,6 +11,7 @@
 //! node is found by every other node at once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,14 +27,15 @@ type Entries<V> = HashMap<String, (Instant, V)>;
 
 /// Key → value per repository, with a lifetime.
 pub(crate) struct RepoCache<V> {
-    ttl: Mutex<Duration>,
+    /// Lifetime in milliseconds; 0 (the filesystem) makes `get` return at once, without a lock.
+    ttl_ms: AtomicU64,
     repos: Mutex<HashMap<String, Entries<V>>>,
 }
 
 impl<V> Default for RepoCache<V> {
     fn default() -> Self {
         RepoCache {
-            ttl: Mutex::new(Duration::ZERO),
+            ttl_ms: AtomicU64::new(0),
             repos: Mutex::new(HashMap::new()),
         }
     }
@@ -47,12 +49,13 @@ pub(crate) type BlobSizeCache = RepoCache<u64>;
 
 impl<V: Clone> RepoCache<V> {
     pub(crate) fn set_ttl(&self, ttl: Duration) {
-        *lock(&self.ttl) = ttl;
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.ttl_ms.store(ms, Ordering::Relaxed);
         lock(&self.repos).clear();
     }
 
     fn ttl(&self) -> Duration {
-        *lock(&self.ttl)
+        Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed))
     }
 
     /// The cached value of `key` in `repo`, if still fresh.
