@@ -171,6 +171,33 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Several nodes on one storage (docs/scale-out.md): the cluster-wide read-only switch
+    /// and who runs the background jobs.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Switch every node sharing the storage to read-only (`on`) or back (`off`); nodes
+    /// follow within `cluster.pollinterval` (2 s by default). For backups and migrations.
+    ReadOnly {
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// Why, shown in every node's log.
+        #[arg(long, default_value = "maintenance")]
+        reason: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show the cluster-wide read-only flag and which node holds the jobs lease.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -262,6 +289,26 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Healthcheck { url, insecure } => runtime()?.block_on(healthcheck(&url, insecure)),
+        Command::Cluster {
+            command:
+                ClusterCommand::ReadOnly {
+                    state,
+                    reason,
+                    config,
+                },
+        } => {
+            let (loaded, _) = config.load()?;
+            logging::init(&loaded.config.log)?;
+            let reason = (state == "on").then_some(reason);
+            runtime()?.block_on(crate::cluster_cli::read_only(loaded, reason))
+        }
+        Command::Cluster {
+            command: ClusterCommand::Status { config },
+        } => {
+            let (loaded, _) = config.load()?;
+            logging::init(&loaded.config.log)?;
+            runtime()?.block_on(crate::cluster_cli::status(loaded))
+        }
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {

@@ -36,6 +36,8 @@ struct DebugState {
     registry: Arc<Registry>,
     /// The filesystem root directory, for disk space gauges.
     root: Option<PathBuf>,
+    /// Who runs the storage walk (see [`DebugOptions::jobs`]).
+    jobs: Arc<crate::cluster::Jobs>,
     /// When the storage gauges were last refreshed, and how long that walk took.
     refreshed: Mutex<Option<(Instant, Duration)>>,
 }
@@ -48,6 +50,9 @@ pub struct DebugOptions {
     pub metrics_path: Option<String>,
     /// The filesystem driver's root directory, if any.
     pub root: Option<PathBuf>,
+    /// Whether this node runs the storage walk behind the storage gauges: nodes sharing a
+    /// storage leave it to the jobs runner (its gauges are the cluster's; take `max`).
+    pub jobs: Arc<crate::cluster::Jobs>,
 }
 
 /// Binds the debug address, prints where it listens, and serves it in the background.
@@ -66,6 +71,7 @@ pub async fn start(
         health,
         registry,
         root: options.root,
+        jobs: options.jobs,
         refreshed: Mutex::new(None),
     });
     let mut router = Router::new().route("/debug/health", get(health_status));
@@ -161,6 +167,9 @@ async fn refresh_gauges(state: &DebugState) {
                 .disk_size
                 .set((stat.f_blocks as i64).saturating_mul(block));
         }
+    }
+    if !state.jobs.may_run("storage walk for metrics") {
+        return;
     }
     let mut refreshed = state.refreshed.lock().await;
     if refreshed.is_some_and(|(at, took)| at.elapsed() < took * WALK_SHARE) {

@@ -4,6 +4,8 @@
 //! config file plus `REGISTRY_*` environment into one `Config` and runs.
 
 mod cli;
+mod cluster;
+mod cluster_cli;
 mod debug_server;
 mod du;
 mod health;

@@ -63,7 +63,11 @@ static METRICS: LazyLock<GcMetrics> = LazyLock::new(|| GcMetrics {
 
 /// Starts the collector when `storage.maintenance.gc.enabled` is set. The returned handle
 /// starts a run at once when notified (the disk watermark uses it).
-pub fn spawn(config: &OnlineGcConfig, registry: Arc<Registry>) -> Option<Arc<Notify>> {
+pub fn spawn(
+    config: &OnlineGcConfig,
+    registry: Arc<Registry>,
+    jobs: Arc<crate::cluster::Jobs>,
+) -> Option<Arc<Notify>> {
     if !config.enabled {
         return None;
     }
@@ -74,13 +78,18 @@ pub fn spawn(config: &OnlineGcConfig, registry: Arc<Registry>) -> Option<Arc<Not
         );
     }
     let wake = Arc::new(Notify::new());
-    tokio::spawn(run(registry, config.clone(), wake.clone()));
+    tokio::spawn(run(registry, jobs, config.clone(), wake.clone()));
     Some(wake)
 }
 
 /// The first run waits a random part of the interval (at most an hour), so that nodes
 /// restarted together do not all collect at once; then one run every `interval`.
-async fn run(registry: Arc<Registry>, config: OnlineGcConfig, wake: Arc<Notify>) {
+async fn run(
+    registry: Arc<Registry>,
+    jobs: Arc<crate::cluster::Jobs>,
+    config: OnlineGcConfig,
+    wake: Arc<Notify>,
+) {
     let interval = config.interval.max(MIN_INTERVAL);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -96,7 +105,9 @@ async fn run(registry: Arc<Registry>, config: OnlineGcConfig, wake: Arc<Notify>)
         dry_run: config.dryrun,
     };
     loop {
-        collect(&registry, options).await;
+        if jobs.may_run("online garbage collection") {
+            collect(&registry, options).await;
+        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = wake.notified() => {

@@ -15,7 +15,7 @@ const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Starts the pass when the proxy has limits to enforce. Warns when nothing frees the space
 /// of evicted images (no online garbage collection).
-pub fn spawn(config: &Config, proxy: Option<&Arc<Proxy>>) {
+pub fn spawn(config: &Config, proxy: Option<&Arc<Proxy>>, jobs: Arc<crate::cluster::Jobs>) {
     let Some((proxy, policy)) = proxy.and_then(|p| p.cache_policy().map(|c| (p, c))) else {
         return;
     };
@@ -25,13 +25,15 @@ pub fn spawn(config: &Config, proxy: Option<&Arc<Proxy>>) {
         );
     }
     let interval = policy.interval.max(MIN_INTERVAL);
-    tokio::spawn(run(proxy.clone(), interval));
+    tokio::spawn(run(proxy.clone(), jobs, interval));
 }
 
-async fn run(proxy: Arc<Proxy>, interval: Duration) {
+async fn run(proxy: Arc<Proxy>, jobs: Arc<crate::cluster::Jobs>, interval: Duration) {
     loop {
         tokio::time::sleep(interval).await;
-        pass(&proxy).await;
+        if jobs.may_run("pull-through cache eviction") {
+            pass(&proxy).await;
+        }
     }
 }
 

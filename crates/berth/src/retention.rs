@@ -173,7 +173,11 @@ pub fn summary(report: &RetentionReport, dry_run: bool) -> String {
 }
 
 /// Starts the scheduled runs when `storage.maintenance.retention.enabled` is set.
-pub fn spawn(config: &RetentionConfig, registry: Arc<Registry>) -> anyhow::Result<()> {
+pub fn spawn(
+    config: &RetentionConfig,
+    registry: Arc<Registry>,
+    jobs: Arc<crate::cluster::Jobs>,
+) -> anyhow::Result<()> {
     if !config.enabled {
         return Ok(());
     }
@@ -182,7 +186,13 @@ pub fn spawn(config: &RetentionConfig, registry: Arc<Registry>) -> anyhow::Resul
         tracing::warn!("storage.maintenance.retention is enabled but has no policies");
         return Ok(());
     }
-    tokio::spawn(schedule(registry, policies, config.interval, config.dryrun));
+    tokio::spawn(schedule(
+        registry,
+        jobs,
+        policies,
+        config.interval,
+        config.dryrun,
+    ));
     Ok(())
 }
 
@@ -190,6 +200,7 @@ pub fn spawn(config: &RetentionConfig, registry: Arc<Registry>) -> anyhow::Resul
 /// restarted together do not all run at once; then one run every `interval`.
 async fn schedule(
     registry: Arc<Registry>,
+    jobs: Arc<crate::cluster::Jobs>,
     policies: Vec<RetentionPolicy>,
     interval: Duration,
     dry_run: bool,
@@ -202,7 +213,9 @@ async fn schedule(
     let spread = interval.min(Duration::from_secs(3600));
     tokio::time::sleep(spread.mul_f64(f64::from(nanos) / 1e9)).await;
     loop {
-        run_logged(&registry, &policies, dry_run).await;
+        if jobs.may_run("retention") {
+            run_logged(&registry, &policies, dry_run).await;
+        }
         tokio::time::sleep(interval).await;
     }
 }

@@ -65,7 +65,10 @@ impl AcceptBackoff {
 
 /// Builds the repository index once when the storage has none yet (the first start on a
 /// bucket, registry:2's included); until it is complete, `_catalog` walks the tree.
-async fn complete_catalog_index(registry: Arc<Registry>) {
+async fn complete_catalog_index(registry: Arc<Registry>, jobs: Arc<crate::cluster::Jobs>) {
+    if !jobs.may_run("first build of the repository index") {
+        return;
+    }
     match registry.catalog_index_needs_rebuild().await {
         Ok(false) => {}
         Ok(true) => {
@@ -91,16 +94,26 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
     for note in setup::not_yet_implemented(config) {
         tracing::warn!("{note}");
     }
+    let jobs = crate::cluster::start(config, registry.clone()).await;
     let purging = &config.storage.maintenance.uploadpurging;
     if purging.enabled {
         let (age, interval, dry_run) = (purging.age, purging.interval, purging.dryrun);
-        tokio::spawn(purge_uploads(registry.clone(), age, interval, dry_run));
+        let (registry, jobs) = (registry.clone(), jobs.clone());
+        tokio::spawn(purge_uploads(registry, jobs, age, interval, dry_run));
     }
-    if !config.storage.maintenance.readonly_enabled {
-        tokio::spawn(complete_catalog_index(registry.clone()));
+    if !registry.read_only() {
+        tokio::spawn(complete_catalog_index(registry.clone(), jobs.clone()));
     }
-    let gc_wake = crate::online_gc::spawn(&config.storage.maintenance.gc, registry.clone());
-    crate::retention::spawn(&config.storage.maintenance.retention, registry.clone())?;
+    let gc_wake = crate::online_gc::spawn(
+        &config.storage.maintenance.gc,
+        registry.clone(),
+        jobs.clone(),
+    );
+    crate::retention::spawn(
+        &config.storage.maintenance.retention,
+        registry.clone(),
+        jobs.clone(),
+    )?;
     tokio::spawn(reload_on_sighup(registry.clone(), config_path)?);
     let auth = setup::auth(config)?;
     let health = crate::health::start(config, registry.clone());
@@ -118,12 +131,13 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
                 .enabled
                 .then(|| debug.prometheus.path.clone()),
             root: setup::filesystem_root(config),
+            jobs: jobs.clone(),
         };
         crate::debug_server::start(options, health.clone(), registry.clone()).await?;
     }
     let proxy =
         berth_proxy::Proxy::from_config(config, registry.clone()).map_err(anyhow::Error::msg)?;
-    crate::proxy_cache::spawn(config, proxy.as_ref());
+    crate::proxy_cache::spawn(config, proxy.as_ref(), jobs.clone());
     if let (Some(issuer), Some(proxy)) = (&auth.issuer, &proxy) {
         // Tokens must name what the registry authorizes: the resolved repository.
         let proxy = proxy.clone();
@@ -139,7 +153,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
         auth: auth.controller,
         token_issuer: auth.issuer,
         proxy,
-        registry,
+        registry: registry.clone(),
         options: setup::api_options(config)?,
     });
     let app = berth_api::app(ctx);
@@ -225,6 +239,8 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
         }
     }
 
+    // Another node takes the jobs over at once instead of when the lease runs out.
+    jobs.release(&registry).await;
     let drain = config
         .http
         .draintimeout
@@ -247,7 +263,13 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
 /// `storage.maintenance.uploadpurging`: the first run waits a random part of the interval (at
 /// most an hour, as registry:2 waits, so a fleet restarted together does not purge at once),
 /// then one run every `interval` (at least a second).
-async fn purge_uploads(registry: Arc<Registry>, age: Duration, interval: Duration, dry_run: bool) {
+async fn purge_uploads(
+    registry: Arc<Registry>,
+    jobs: Arc<crate::cluster::Jobs>,
+    age: Duration,
+    interval: Duration,
+    dry_run: bool,
+) {
     let interval = interval.max(Duration::from_secs(1));
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -256,6 +278,10 @@ async fn purge_uploads(registry: Arc<Registry>, age: Duration, interval: Duratio
     let spread = interval.min(Duration::from_secs(3600));
     tokio::time::sleep(spread.mul_f64(f64::from(nanos) / 1e9)).await;
     loop {
+        if !jobs.may_run("upload purging") {
+            tokio::time::sleep(interval).await;
+            continue;
+        }
         match registry.purge_uploads(age, dry_run).await {
             Ok(report) => {
                 for upload in &report.purged {

@@ -116,6 +116,7 @@ pub fn auth(config: &Config) -> anyhow::Result<Auth> {
             };
             let builtin: BuiltinConfig =
                 serde_yaml::from_value(builtin.clone()).context("auth.token.builtin")?;
+            require_shared_signing_key(config, &builtin.signingkey)?;
             let token_issuer = TokenIssuer::new(builtin, service, issuer)
                 .context("auth.token.builtin")?
                 .with_limiter(Arc::new(limiter()));
@@ -254,4 +255,23 @@ pub fn api_options(config: &Config) -> anyhow::Result<ApiOptions> {
             .as_ref()
             .is_some_and(|d| d.prometheus.enabled),
     })
+}
+
+/// On storage other nodes may share, every node must sign tokens with the same key, or a
+/// token issued by one node is refused by the next: the key is provisioned (a file or a
+/// mounted secret), never created by a node on its own.
+fn require_shared_signing_key(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
+    if !crate::cluster::storage_may_be_shared(config) {
+        return Ok(());
+    }
+    if !path.exists() {
+        bail!(
+            "auth.token.builtin.signingkey: {} does not exist. On shared storage ({}) every node must sign tokens with the same key, so Berth does not create one per node: create it once (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out {}) and give the same file to every node",
+            path.display(),
+            if config.cluster.configured { "a cluster section is configured" } else { "an object store" },
+            path.display()
+        );
+    }
+    tracing::info!(path = %path.display(), "token signing key provisioned (shared storage: every node must use this same key)");
+    Ok(())
 }

@@ -81,6 +81,9 @@ impl Config {
             crate::limits::SECTION,
             crate::limits::emit(&self.limits),
         );
+        if let Some(cluster) = crate::cluster::emit(&self.cluster) {
+            put(&mut root, crate::cluster::SECTION, cluster);
+        }
         Value::Mapping(root)
     }
 }

@@ -45,6 +45,7 @@ pub(crate) fn config(cx: &Cx<'_>, root: &Mapping) -> Result<Config, ConfigError>
         proxy: crate::proxy::extract(cx, root)?,
         notifications: notifications(cx, root)?,
         limits: crate::limits::extract(cx, root)?,
+        cluster: crate::cluster::extract(cx, root)?,
     })
 }
 

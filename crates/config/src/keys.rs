@@ -359,6 +359,8 @@ pub(crate) static ROOT: Node = closed(&[
     no("policy", &ANY),
     // Berth extension: login failure limits and the manifest reference cap (crate::limits).
     yes(crate::limits::SECTION, &crate::limits::KEYS),
+    // Berth extension: several nodes on one storage (crate::cluster).
+    yes(crate::cluster::SECTION, &crate::cluster::KEYS),
 ]);
 
 /// Finds a field by name, ignoring ASCII case (registry:2 upper-cases names for env matching).

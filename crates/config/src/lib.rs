@@ -17,6 +17,7 @@
 //! and non-filesystem storage drivers are returned as data so the server can refuse them with
 //! a precise message instead of silently serving without them.
 
+mod cluster;
 mod defaults;
 mod duration;
 mod emit;
@@ -37,6 +38,7 @@ use std::path::Path;
 
 use serde_yaml::{Mapping, Value};
 
+pub use cluster::{is_node_name, ClusterConfig};
 pub use defaults::{
     default_root_directory, embedded_default_yaml, root_directory_from, EMBEDDED_DEFAULT_TEMPLATE,
     EMBEDDED_SOURCE,

@@ -41,6 +41,9 @@ pub struct Config {
     /// `limits` (Berth extension): failed-login limits per client address and per account,
     /// and the cap on references per manifest; the defaults when the section is absent.
     pub limits: LimitsConfig,
+    /// `cluster` (Berth extension): this node's name and how the nodes sharing its storage
+    /// pick the one that runs background jobs; the defaults when the section is absent.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// Logging verbosity (`log.level`).

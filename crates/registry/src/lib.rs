@@ -15,6 +15,7 @@ pub mod cache;
 mod cache_tests;
 pub mod catalog;
 mod catalog_index;
+pub mod cluster_read_only;
 #[cfg(test)]
 mod delete_race_tests;
 mod error;
@@ -22,6 +23,7 @@ pub mod gc;
 #[cfg(test)]
 mod gc_tests;
 pub mod layout;
+pub mod lease;
 mod links;
 mod manifest_cache;
 pub mod manifests;
@@ -64,6 +66,8 @@ pub struct Registry {
     driver: Arc<dyn StorageDriver>,
     delete_enabled: bool,
     read_only: AtomicBool,
+    /// What the cluster-wide read-only flag object said when last polled.
+    cluster_read_only: AtomicBool,
     /// Why new upload data is refused (the disk watermark), if it is.
     space_refusal: std::sync::RwLock<Option<String>>,
     uploads: uploads::UploadStates,
@@ -91,6 +95,7 @@ impl Registry {
             driver,
             delete_enabled: options.delete_enabled,
             read_only: AtomicBool::new(options.read_only),
+            cluster_read_only: AtomicBool::new(false),
             space_refusal: std::sync::RwLock::new(None),
             uploads: uploads::UploadStates::default(),
             manifest_cache: manifest_cache::ManifestCache::new(64 * 1024 * 1024),
@@ -145,9 +150,10 @@ impl Registry {
         self.read_only.store(on, Ordering::Relaxed);
     }
 
-    /// Whether read-only mode is on.
+    /// Whether read-only mode is on: by this node's configuration or cluster-wide
+    /// ([`cluster_read_only`]).
     pub fn read_only(&self) -> bool {
-        self.read_only.load(Ordering::Relaxed)
+        self.read_only.load(Ordering::Relaxed) || self.cluster_read_only.load(Ordering::Relaxed)
     }
 
     /// Refuses new upload data with `reason` (the disk is above its watermark), or accepts it
@@ -171,7 +177,7 @@ impl Registry {
 
     /// Refuses a write when in read-only mode.
     fn check_writable(&self) -> Result<(), RegistryError> {
-        if self.read_only.load(Ordering::Relaxed) {
+        if self.read_only() {
             return Err(RegistryError::ReadOnly);
         }
         Ok(())

@@ -178,6 +178,22 @@ pub fn catalog_index_complete() -> String {
     format!("{ROOT}/_berth/catalog-complete")
 }
 
+/// The jobs lease of nodes sharing this storage: one object per term, `<term:020>`, each
+/// created only if absent (see `berth_registry::lease`).
+pub fn jobs_lease_dir() -> String {
+    format!("{ROOT}/_berth/cluster/jobs-lease")
+}
+
+/// One term of the jobs lease.
+pub fn jobs_lease_term(term: u64) -> String {
+    format!("{}/{term:020}", jobs_lease_dir())
+}
+
+/// Present while every node sharing this storage is read-only (`berth cluster read-only`).
+pub fn cluster_read_only_flag() -> String {
+    format!("{ROOT}/_berth/cluster/read-only")
+}
+
 /// Directory of one upload session.
 pub fn upload_dir(name: &RepoName, uuid: &str) -> String {
     format!("{}/_uploads/{uuid}", repo_dir(name))

@@ -2,6 +2,7 @@
 //! overrides, warnings, errors and masking. The environment is always passed as a slice; the
 //! real process environment is never modified.
 
+mod cluster;
 mod env_overrides;
 mod limits;
 mod masking;
