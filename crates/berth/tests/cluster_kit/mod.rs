@@ -176,7 +176,7 @@ pub(crate) fn with_digest(url: &str, digest: &str) -> String {
 }
 
 /// A PATCH of `chunk` at `offset`; asserts 202 and returns the next `Location`.
-pub(crate) async fn patch(node: &Reg, url: &str, offset: usize, chunk: &[u8]) -> String {
+pub(crate) async fn patch(node: &Api, url: &str, offset: usize, chunk: &[u8]) -> String {
     let range = format!("{offset}-{}", offset + chunk.len() - 1);
     let r = node
         .send(
@@ -212,7 +212,7 @@ pub(crate) fn manifest(config: &[u8], layers: &[&[u8]]) -> String {
 }
 
 /// PUT of a manifest; asserts 201, returns its digest.
-pub(crate) async fn put_manifest(node: &Reg, repo: &str, tag: &str, body: &str) -> String {
+pub(crate) async fn put_manifest(node: &Api, repo: &str, tag: &str, body: &str) -> String {
     let r = node
         .send(
             "PUT",
@@ -226,7 +226,7 @@ pub(crate) async fn put_manifest(node: &Reg, repo: &str, tag: &str, body: &str) 
 }
 
 /// GET of a manifest accepting OCI image manifests.
-pub(crate) async fn get_manifest(node: &Reg, repo: &str, reference: &str) -> Resp {
+pub(crate) async fn get_manifest(node: &Api, repo: &str, reference: &str) -> Resp {
     node.send(
         "GET",
         &format!("/v2/{repo}/manifests/{reference}"),
