@@ -95,7 +95,9 @@ async fn gc_and_retention_on_two_nodes_during_pushes_lose_nothing() {
 ";
     c.start("gc-1", "", jobs, "");
     c.start("gc-2", "", jobs, "");
-    c.start("pusher", "jobsnode: gc-1", "", "");
+    // The third node has the same maintenance settings (so it writes the touch markers the
+    // collectors read) but is told gc-1 runs the jobs; gc-1 and gc-2 are not: both collect.
+    c.start("pusher", "jobsnode: gc-1", jobs, "");
     let urls: Vec<String> = (0..3).map(|i| c.node(i).url.clone()).collect();
     let started = Instant::now();
     let mut tasks = Vec::new();

@@ -84,9 +84,20 @@ impl Registry {
     /// it always did). A blob stored nowhere is not touched, so probing unknown digests leaves
     /// no markers behind.
     pub(crate) async fn claim_blob(&self, digest: &Digest) -> Result<Option<u64>, RegistryError> {
-        if self.blob_size(digest).await?.is_none() && self.trash_entries(digest).await?.is_empty() {
+        let size = self.blob_size(digest).await?;
+        if size.is_none() && self.trash_entries(digest).await?.is_empty() {
             return Ok(None);
         }
+        if self.gc_state.no_touches.load(Ordering::Relaxed) {
+            // No collector to race: the first look stands (one request less per reference
+            // on an object store).
+            return match size {
+                Some(size) => Ok(Some(size)),
+                None => self.present_blob(digest).await,
+            };
+        }
+        // Touch, then look again: a collector that trashed the blob between the first look
+        // and the touch is undone here.
         self.touch_blob(digest).await?;
         self.present_blob(digest).await
     }

@@ -396,21 +396,24 @@ impl StorageDriver for S3Driver {
 
     async fn delete(&self, path: &str) -> Result<(), StorageError> {
         let key = self.key(path)?;
-        let is_file = if key.as_ref().is_empty() {
-            false
-        } else {
+        if !key.as_ref().is_empty() {
             match self.store.head(&key).await {
-                Ok(_) => true,
-                Err(object_store::Error::NotFound { .. }) => false,
+                // A file: the layout never puts objects below a file's key, so no listing
+                // (a link removal costs two requests, not four).
+                Ok(_) => {
+                    return match self.store.delete(&key).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                        Err(e) => Err(map_err(path, e)),
+                    }
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(map_err(path, e)),
             }
-        };
-        let below = self
+        }
+        let keys = self
             .store
             .list(Self::list_prefix(&key))
-            .map_ok(|meta| meta.location);
-        let keys = futures_util::stream::iter(is_file.then(|| Ok(key.clone())))
-            .chain(below)
+            .map_ok(|meta| meta.location)
             .boxed();
         let mut deleted = self.store.delete_stream(keys);
         let mut count = 0u64;
