@@ -2,8 +2,8 @@
 # Installs what the test suite needs on Debian 12: the real clients (skopeo, containerd/ctr,
 # umoci, the Docker daemon) and the reference registry (docker-registry 2.8.2) for the compatibility checks,
 # and the validators of the deployment files (musl-gcc for the static binary, yamllint,
-# docker-compose, systemd-analyze, and PyPI's YAML/HCL/Kubernetes-schema/Helm checkers, and
-# ansible-core with ansible-lint for the Ansible role).
+# docker-compose, haproxy, systemd-analyze, and PyPI's YAML/HCL/Kubernetes-schema/Helm checkers,
+# and ansible-core with ansible-lint for the Ansible role).
 # Also the Rust pieces a fresh rustup toolchain lacks: the x86_64-unknown-linux-musl target (the
 # static binary) and the clippy and rustfmt components (the lint and format suites).
 # The S3 test servers: moto_server (PyPI moto[server]) and, under CI, Garage (cargo install).
@@ -32,9 +32,9 @@ else
 fi
 
 # PyPI tools for scripts/validate-deploy.sh (helm-sdkpy declares Python 3.12 but its lint runs
-# on the machine's 3.11).
-python3 -c 'import yaml, hcl2, kubernetes_validate, helm_sdkpy' 2>/dev/null || {
-  python3 -m pip install -q pyyaml==6.0.3 kubernetes-validate==1.37.0 python-hcl2==8.1.4
+# on the machine's 3.11; helm-python-sdk renders the chart offline, as `helm template`).
+python3 -c 'import yaml, hcl2, kubernetes_validate, helm_sdkpy, helm_python' 2>/dev/null || {
+  python3 -m pip install -q pyyaml==6.0.3 kubernetes-validate==1.37.0 python-hcl2==8.1.4 helm-python-sdk==0.2.2
   python3 -m pip install -q --ignore-requires-python helm-sdkpy==0.1.32
 }
 # The Ansible role (deploy/ansible): ansible-playbook runs it, ansible-lint checks it. ansible-core
@@ -57,7 +57,7 @@ need=()
 for pair in skopeo:skopeo ctr:containerd containerd:containerd umoci:umoci jq:jq curl:curl \
             openssl:openssl docker-registry:docker-registry htpasswd:apache2-utils dockerd:docker.io \
             musl-gcc:musl-tools yamllint:yamllint docker-compose:docker-compose \
-            systemd-analyze:systemd nsenter:util-linux; do
+            systemd-analyze:systemd nsenter:util-linux haproxy:haproxy; do
   cmd=${pair%%:*} pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

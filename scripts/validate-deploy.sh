@@ -4,12 +4,19 @@
 #   2. YAML: yamllint and a parse of every document; Kubernetes manifests against the Kubernetes
 #      OpenAPI schemas (kubernetes-validate --strict); kustomization.yaml complete;
 #   3. Helm chart: helm lint (Helm's Go library via helm-sdkpy) with several value sets, plus two
-#      that must fail; compose file: docker-compose config; Nomad job: HCL2 parse + structure;
+#      that must fail; helm template offline (Helm's engine via helm-python-sdk): one pod on a
+#      claim, three on S3 (Deployment and StatefulSet) checked object by object (PDB, env and
+#      Secret references, probes, volumes, config.yml), the rendered manifests against the
+#      Kubernetes schemas, and values that must be refused (replicaCount > 1 on a claim...);
+#      compose files: docker-compose config, the cluster file's nodes against its HAProxy
+#      backend, haproxy -c; Nomad job: HCL2 parse + structure;
 #      Grafana dashboard: every metric and label it queries is one Berth exports;
 #      systemd unit: systemd-analyze verify and security --offline;
 #   4. the example configs (compose, image, Kubernetes ConfigMap, Nomad template) with the real
 #      binary: `berth config check`, then `berth serve` on an ephemeral loopback port with
 #      /healthz, /readyz, /v2/ and `berth healthcheck`; /readyz stays 200 under htpasswd auth;
+#      the S3 cluster configs (Helm-rendered, compose) with `berth config check` in each node's
+#      environment (its cluster.node, the shared bucket and http.secret);
 #   5. the Dockerfile: a private dockerd builds the image FROM scratch and runs it with no
 #      network, read-only: HEALTHCHECK turns healthy, a blob push lands in the volume, stop is clean;
 #   6. the Ansible role (deploy/ansible): ansible-lint's production profile (and a mutation it
@@ -118,16 +125,102 @@ if has_py helm_sdkpy; then
 else
   missing "helm-sdkpy (Python)" "pip install --ignore-requires-python helm-sdkpy"
 fi
+# helm template: another library (helm-python-sdk), in its own process (one Go runtime each).
+render=$work/helm-render
+if has_py helm_python; then
+  check "helm template deploy/helm/berth offline (Helm's engine via helm-python-sdk)" \
+    vdpy helm-render deploy/helm/berth "$render"
+  # The checker must reject a chart whose pods do not get their own cluster.node.
+  cp -r deploy/helm/berth "$work/chart-bad"
+  sed -i '/"REGISTRY_CLUSTER_NODE"/d' "$work/chart-bad/templates/deployment.yaml"
+  if vdpy helm-render "$work/chart-bad" "$work/render-bad" >"$work/out" 2>&1; then
+    fail "the render checker accepted a chart without REGISTRY_CLUSTER_NODE"
+  else
+    pass "the render checker rejects a chart without REGISTRY_CLUSTER_NODE: $(grep -m1 -o 'REGISTRY_CLUSTER_NODE is not[^;]*' "$work/out")"
+  fi
+  mapfile -t rendered < <(find "$render" -name manifests.yaml 2>/dev/null | sort)
+  if [ ${#rendered[@]} -eq 0 ]; then
+    fail "no rendered manifests to validate"
+  elif command -v kubernetes-validate >/dev/null 2>&1; then
+    if kubernetes-validate --strict "${rendered[@]}" >"$work/kv" 2>&1 && ! grep -qE '^(WARN|ERROR)' "$work/kv"; then
+      pass "kubernetes-validate --strict: $(grep -c 'passed for resource' "$work/kv") rendered objects of ${#rendered[@]} value sets ($(grep -o 'passed for resource [a-z]*' "$work/kv" | cut -d' ' -f4 | sort -u | tr '\n' ' '| sed 's/ $//'))"
+    else
+      fail "kubernetes-validate --strict: rendered chart"; sed 's/^/     /' "$work/kv"
+    fi
+  else
+    missing kubernetes-validate "pip install kubernetes-validate"
+  fi
+else
+  missing "helm-python-sdk (Python)" "pip install helm-python-sdk"
+fi
 
 echo "--- Compose"
+compose=()
 if command -v docker-compose >/dev/null 2>&1; then
-  check "docker-compose config (compose.yaml against the Compose schema)" \
-    docker-compose -f deploy/compose/compose.yaml config -q
+  compose=(docker-compose)
 elif docker compose version >/dev/null 2>&1; then
-  check "docker compose config (compose.yaml against the Compose schema)" \
-    docker compose -f deploy/compose/compose.yaml config -q
+  compose=(docker compose)
+fi
+cluster_env=$work/compose-cluster
+if [ ${#compose[@]} -gt 0 ]; then
+  check "${compose[*]} config (compose.yaml against the Compose schema)" \
+    "${compose[@]}" -f deploy/compose/compose.yaml config -q
+  # The cluster file with the example's values, then as for Garage (endpoint, keys, jobs node).
+  printf '%s\n' BERTH_S3_BUCKET=registry BERTH_S3_REGION=garage BERTH_S3_ENDPOINT=http://garage.lan:3900 \
+    BERTH_S3_ACCESS_KEY=GK0123456789abcdef01234567 BERTH_S3_SECRET_KEY=check-secret \
+    BERTH_HTTP_SECRET=0123456789abcdef BERTH_JOBS_NODE=berth-1 >"$work/garage.env"
+  for envfile in deploy/compose/cluster.env.example "$work/garage.env"; do
+    label=$(basename "$envfile" .env)
+    if "${compose[@]}" --env-file "$envfile" -f deploy/compose/cluster.yaml config >"$work/cluster-$label.yml" 2>"$work/out"; then
+      pass "${compose[*]} config (cluster.yaml with $(basename "$envfile"), against the Compose schema)"
+      check "cluster.yaml ($label): nodes, environment, ports and the HAProxy backend agree" \
+        vdpy compose-cluster "$work/cluster-$label.yml" deploy/compose/haproxy.cfg "$cluster_env/$label"
+    else
+      fail "${compose[*]} config (cluster.yaml with $envfile)"; sed 's/^/     /' "$work/out"
+    fi
+  done
+  # Without the bucket and the shared secret the file must not resolve.
+  : >"$work/empty.env"
+  if env -u BERTH_S3_BUCKET -u BERTH_HTTP_SECRET "${compose[@]}" --env-file "$work/empty.env" \
+       -f deploy/compose/cluster.yaml config -q >"$work/out" 2>&1; then
+    fail "cluster.yaml resolved without BERTH_S3_BUCKET and BERTH_HTTP_SECRET"
+  elif reason=$(grep -m1 -o 'set BERTH_[A-Z0-9_]*, [^}]*$' "$work/out"); then
+    pass "cluster.yaml refuses to resolve without BERTH_S3_BUCKET and BERTH_HTTP_SECRET: \"$reason\""
+  else
+    fail "cluster.yaml failed to resolve without its variables, but not for them"; sed 's/^/     /' "$work/out"
+  fi
+  # The checker must reject an HAProxy backend that misses a node.
+  if [ -s "$work/cluster-cluster.env.example.yml" ]; then
+    sed '/^ *server berth-3 /d' deploy/compose/haproxy.cfg >"$work/haproxy-bad.cfg"
+    if vdpy compose-cluster "$work/cluster-cluster.env.example.yml" "$work/haproxy-bad.cfg" "$work/cc-bad" >"$work/out" 2>&1; then
+      fail "the cluster checker accepted a backend without berth-3"
+    else
+      pass "the cluster checker rejects a backend without berth-3"
+    fi
+  fi
 else
   missing docker-compose "apt-get install docker-compose"
+fi
+
+echo "--- HAProxy (deploy/compose/haproxy.cfg)"
+if command -v haproxy >/dev/null 2>&1; then
+  # Offline the node names do not resolve: those warnings are expected (init-addr none keeps
+  # such a server down until it does); any other warning or alert is a failure.
+  if haproxy -c -f deploy/compose/haproxy.cfg >"$work/out" 2>&1 &&
+     ! grep -v "could not resolve address 'berth-[0-9]*'" "$work/out" | grep -qE '\[(WARNING|ALERT)\]'; then
+    pass "haproxy -c -f deploy/compose/haproxy.cfg (HAProxy $(haproxy -v | head -1 | awk '{print $3}'); $(grep -c 'could not resolve' "$work/out") node names unresolvable offline, as expected)"
+  else
+    fail "haproxy -c -f deploy/compose/haproxy.cfg"; sed 's/^/     /' "$work/out"
+  fi
+  # It must reject a configuration with an unknown balance algorithm.
+  sed 's/balance roundrobin/balance roundrobbin/' deploy/compose/haproxy.cfg >"$work/haproxy-bad.cfg"
+  if haproxy -c -f "$work/haproxy-bad.cfg" >"$work/out" 2>&1; then
+    fail "haproxy -c accepted 'balance roundrobbin'"
+  else
+    pass "haproxy -c rejects 'balance roundrobbin': $(grep -m1 -o 'ALERT.*' "$work/out" | cut -c1-120)"
+  fi
+else
+  missing haproxy "apt-get install haproxy"
 fi
 
 echo "--- Nomad job"
@@ -224,6 +317,23 @@ serve_check() {
   fi
   stop_pid "$SERVE_PID"; SERVE_PID=0
 }
+# config_env_check NAME CONFIG ENV_FILE EXPECT_JSON: berth config check CONFIG in the environment
+# a node gets (ENV_FILE: KEY=VALUE lines, @WORK@ = this run's temp dir), then the effective keys
+# EXPECT_JSON names (vdpy effective). A key Berth does not know is a failure here.
+config_env_check() {
+  local name=$1 config=$2 envfile=$3 expect=$4 vars=()
+  mapfile -t vars < <(sed "s#@WORK@#$work#g" "$envfile")
+  if env "${vars[@]}" "$BIN" config check "$config" >"$work/effective.yml" 2>"$work/warnings"; then
+    if grep -q 'unknown config key' "$work/warnings"; then
+      fail "berth config check: $name: a key this binary does not know"
+    else
+      check "berth config check: $name" vdpy effective "$work/effective.yml" "$expect"
+    fi
+  else
+    fail "berth config check: $name"
+  fi
+  sed 's/^/     /' "$work/warnings"
+}
 if [ -n "$BIN" ]; then
   serve_check "deploy/compose/config.yml" deploy/compose/config.yml
   serve_check "deploy/docker/config.yml (baked into the image)" deploy/docker/config.yml
@@ -236,6 +346,19 @@ if [ -n "$BIN" ]; then
   echo 'check-password' | "$BIN" htpasswd -f "$work/htpasswd" --password-stdin --cost 4 ci >/dev/null 2>&1
   { cat deploy/compose/config.yml; printf 'auth:\n  htpasswd:\n    realm: Registry\n    path: %s\n' "$work/htpasswd"; } >"$work/auth-config.yml"
   serve_check "compose config + auth.htpasswd" "$work/auth-config.yml" 401
+  # The S3 cluster configs: not served (no bucket here), checked in each node's environment.
+  # The built-in token server's files (@WORK@/signing.pem, @WORK@/htpasswd from above).
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/signing.pem" 2>/dev/null
+  for dir in "$render"/*/; do
+    [ -s "$dir/config.yml" ] || continue
+    config_env_check "helm template: $(cat "$dir/name")" "$dir/config.yml" "$dir/env" "$dir/expect.json"
+  done
+  for envfile in "$cluster_env"/*/berth-*.env; do
+    [ -s "$envfile" ] || continue
+    node=$(basename "$envfile" .env) label=$(basename "$(dirname "$envfile")")
+    config_env_check "deploy/compose/cluster-config.yml as $node ($label)" deploy/compose/cluster-config.yml \
+      "$envfile" "${envfile%.env}.expect.json"
+  done
 else
   missing "a berth binary" "scripts/build-static.sh or cargo build --release -p berth"
 fi

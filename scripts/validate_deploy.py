@@ -13,6 +13,20 @@ Subcommands (each exits non-zero with a message naming the file on the first kin
                                informational: dashboard metrics absent from a real /metrics scrape
   helm-lint CHART              `helm lint` through Helm's Go library (PyPI helm-sdkpy) on the chart
                                with several sets of values, plus one set that must fail
+  helm-render CHART OUT        `helm template` offline through Helm's engine (PyPI helm-python-sdk):
+                               each value set of RENDER_VARIANTS rendered and checked object by
+                               object (replicas, strategy, PDB, env and Secret references, probes,
+                               volumes, config.yml), its manifests, config.yml, pod environment and
+                               expected effective keys written under OUT/<n>/; the sets of
+                               RENDER_MUST_FAIL must stop with their message
+  effective EFFECTIVE EXPECT_JSON
+                               `berth config check` output: each dotted key of EXPECT_JSON has that
+                               value (null: absent)
+  compose-cluster RESOLVED HAPROXY_CFG OUT
+                               the cluster compose file as `docker-compose config` resolved it and
+                               its HAProxy config: nodes named alike, one environment but the node
+                               name, only loopback ports, every node a checked backend server on
+                               /readyz; each node's environment and expectations written to OUT
   ansible-upstreams INVENTORY EFFECTIVE [VARS_JSON]
                                the Ansible role's rendered config as `berth config check` printed
                                it (EFFECTIVE): one proxy.upstreams entry per container_image_mirrors
@@ -25,6 +39,7 @@ Subcommands (each exits non-zero with a message naming the file on the first kin
 
 import argparse
 import asyncio
+import base64
 import copy
 import fractions
 import json
@@ -414,6 +429,15 @@ HELM_VARIANTS = [
         "auth": {"htpasswd": {"enabled": True, "existingSecret": "my-users"}},
         "config": {"storage": {"maintenance": {"readonly": {"enabled": True}}}},
     }, {}, True),
+    ("S3, 3 replicas, StatefulSet, jobsNode, chart-made S3 Secret, token signing key Secret", {
+        "replicaCount": 3, "workloadKind": "StatefulSet",
+        "storage": {"type": "s3", "s3": {"bucket": "registry", "regionendpoint": "http://garage.storage.svc:3900",
+                                         "region": "garage", "redirect": False, "accessKey": "GK01", "secretKey": "s"}},
+        "cluster": {"jobsNode": "RELEASE-NAME-berth-0"},
+        "tokenSigningKey": {"existingSecret": "berth-token-key"},
+        "config": {"auth": {"token": {"realm": "https://r.example.org/auth/token", "service": "r.example.org",
+                                      "issuer": "r.example.org", "builtin": {"htpasswd": "/etc/berth/users"}}}},
+    }, {}, True),
     ("a port that is not a number, against values.schema.json (must fail)", {"service": {"port": "http"}}, {}, False),
     ("a template with a syntax error (must fail)", {},
      {"templates/broken.yaml": "kind: ConfigMap\nname: {{ .Values.service.port\n"}, False),
@@ -455,6 +479,374 @@ def cmd_helm_lint(args):
                 print(f"ok   helm lint ({name}): " + (f"rejected as expected: {summary}" if bad else "no warnings or errors"))
     if failed:
         sys.exit(1)
+
+
+# `helm template` offline: value sets rendered by Helm's own engine (helm-python-sdk, Helm v4's
+# Go SDK behind a C ABI; `lookup` sees no cluster). Each is checked by render_problems below.
+TOKEN_CONFIG = {"auth": {"token": {"realm": "https://registry.example.org/auth/token",
+                                   "service": "registry.example.org", "issuer": "registry.example.org",
+                                   "builtin": {"htpasswd": "/etc/berth/auth/htpasswd"}}}}
+RENDER_VARIANTS = [
+    ("defaults: one pod, filesystem on a ReadWriteOnce claim", {}),
+    ("S3, replicaCount 3 (Deployment), S3 credentials and token signing key from existing Secrets", {
+        "replicaCount": 3,
+        "storage": {"type": "s3", "s3": {"bucket": "registry", "region": "eu-west-1", "existingSecret": "berth-s3"}},
+        "tokenSigningKey": {"existingSecret": "berth-token-key"},
+        "ingress": {"enabled": True, "host": "registry.example.org"},
+        "config": TOKEN_CONFIG,
+    }),
+    ("S3 on Garage, replicaCount 3 (StatefulSet, jobsNode berth-0), chart-made S3 Secret, existing http secret", {
+        "replicaCount": 3, "workloadKind": "StatefulSet",
+        "storage": {"type": "s3", "s3": {"bucket": "registry", "region": "garage", "redirect": False,
+                                         "regionendpoint": "http://garage.storage.svc:3900",
+                                         "accessKey": "GK0123456789abcdef01234567", "secretKey": "check-secret"}},
+        "httpSecret": {"existingSecret": "registry-http", "key": "secret"},
+        "cluster": {"jobsNode": "berth-0", "pollInterval": "5s", "leaseDuration": "1m"},
+        "podDisruptionBudget": {"minAvailable": 2},
+    }),
+]
+RENDER_MUST_FAIL = [
+    ("replicaCount 3 on the default filesystem claim", {"replicaCount": 3}, "needs storage.type: s3"),
+    ("replicaCount 2 on a ReadWriteMany claim", {"replicaCount": 2, "persistence": {"accessModes": ["ReadWriteMany"]}},
+     "needs storage.type: s3"),
+    ("S3 without a bucket", {"storage": {"type": "s3"}}, "needs storage.s3.bucket"),
+    ("S3 with an access key and no secret key", {"storage": {"type": "s3", "s3": {"bucket": "b", "accessKey": "a"}}},
+     "go together"),
+    ("built-in token server on S3 without a signing key Secret",
+     {"replicaCount": 2, "storage": {"type": "s3", "s3": {"bucket": "b"}}, "config": TOKEN_CONFIG},
+     "needs tokenSigningKey.existingSecret"),
+    ("workloadKind DaemonSet (values.schema.json)", {"workloadKind": "DaemonSet"}, "workloadKind"),
+    ("a cluster.jobsNode that is no node name (values.schema.json)", {"cluster": {"jobsNode": "berth 1"}}, "jobsNode"),
+]
+# Kinds kubernetes-validate has no schema for (a CRD's): left out of the manifests written.
+CRD_KINDS = {"ServiceMonitor"}
+
+
+def dig(tree, dotted):
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+def render_problems(name, values, objs, notes):
+    """What is wrong with one rendering; also the pod's environment and the effective keys
+    `berth config check` must show for it."""
+    problems = []
+    expect = lambda cond, msg: cond or problems.append(msg)
+    kinds = {}
+    for o in objs:
+        kinds.setdefault(o["kind"], []).append(o)
+    workloads = kinds.get("Deployment", []) + kinds.get("StatefulSet", [])
+    if len(workloads) != 1 or len(kinds.get("ConfigMap", [])) != 1 or len(kinds.get("Service", [])) != 1:
+        return [f"expected one workload, one ConfigMap and one Service, got {sorted(kinds)}"], {}, {}
+    w, cm, svc = workloads[0], kinds["ConfigMap"][0], kinds["Service"][0]
+    secrets = {o["metadata"]["name"]: o for o in kinds.get("Secret", [])}
+    config = yaml.safe_load(cm["data"]["config.yml"])
+    replicas = values.get("replicaCount", 1)
+    s3 = dig(values, "storage.type") == "s3"
+    stateful = values.get("workloadKind") == "StatefulSet"
+    spec, pod = w["spec"], w["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    env = {e["name"]: e for e in container.get("env") or []}
+    volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
+    mounts = {m["name"]: m for m in container.get("volumeMounts") or []}
+    labels = pod["metadata"]["labels"]
+    selector = spec["selector"]["matchLabels"]
+    expect(w["kind"] == ("StatefulSet" if stateful else "Deployment"), f"kind {w['kind']}")
+    expect(spec["replicas"] == replicas, f"replicas {spec['replicas']}, values say {replicas}")
+    expect(all(labels.get(k) == v for k, v in selector.items()), "the selector does not match the pod labels")
+    expect(svc["spec"]["selector"] == selector, "the Service selects other pods than the workload")
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    expect(config["http"]["addr"] == f":{ports.get('http')}", f"http.addr {config['http']['addr']} vs port {ports}")
+    for probe, path in (("readinessProbe", "/readyz"), ("startupProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = container.get(probe, {}).get("httpGet", {})
+        expect(get.get("path") == path and get.get("port") == "http", f"{probe} is {get}, wanted GET {path} on http")
+    expect(set(mounts) <= set(volumes), f"mounts without a volume: {sorted(set(mounts) - set(volumes))}")
+    pdbs = kinds.get("PodDisruptionBudget", [])
+    pod_env, effective = {}, {}
+    node_name = f"{w['metadata']['name']}-0" if stateful else f"{w['metadata']['name']}-5d8f7c9b6-x2k4q"
+
+    def secret_ref(var):
+        """(secret name, key) of an env var from a secretKeyRef; the Secret must be rendered
+        with that key, or be one the values name as existing."""
+        ref = (env.get(var, {}).get("valueFrom") or {}).get("secretKeyRef")
+        if not ref:
+            problems.append(f"{var} is not from a secretKeyRef ({env.get(var)})")
+            return None
+        pod_env[var] = f"check-{ref['key']}"
+        return ref["name"], ref["key"]
+
+    if not s3:
+        expect(not stateful and spec.get("strategy") == {"type": "Recreate"}, f"strategy {spec.get('strategy')}, wanted Recreate")
+        pvcs = kinds.get("PersistentVolumeClaim", [])
+        claim = (volumes.get("data", {}).get("persistentVolumeClaim") or {}).get("claimName")
+        expect(len(pvcs) == 1 and claim == pvcs[0]["metadata"]["name"], "the data volume is not the rendered claim")
+        expect(pvcs and pvcs[0]["spec"]["accessModes"] == ["ReadWriteOnce"], "the claim is not ReadWriteOnce")
+        expect(dig(config, "storage.filesystem.rootdirectory") == mounts.get("data", {}).get("mountPath"),
+               "storage.filesystem.rootdirectory is not the data volume's mount")
+        expect(not pdbs, "a PodDisruptionBudget for one pod")
+        expect("cluster" not in config and not any(k.startswith("REGISTRY_CLUSTER") for k in env),
+               "a cluster section or REGISTRY_CLUSTER_* on filesystem storage")
+        expect("REGISTRY_HTTP_SECRET" not in env and not secrets, "Secrets or http.secret by default")
+        effective.update({"storage.s3": None, "cluster": None})
+        summary = (f"{w['kind']} x{replicas} {spec['strategy']['type']}, claim {claim} (ReadWriteOnce), "
+                   f"no PDB, no cluster section, no REGISTRY_* env")
+        return problems, pod_env, {"summary": summary, "effective": effective}
+
+    # S3: every pod on one bucket, a cluster node named after its pod.
+    sv = values["storage"]["s3"]
+    expect(not kinds.get("PersistentVolumeClaim") and "emptyDir" in volumes.get("data", {}), "a claim on S3 storage")
+    expect(set(config["storage"]) - {"delete", "redirect", "maintenance", "cache"} == {"s3"},
+           f"storage has {sorted(config['storage'])}")
+    expect(dig(config, "storage.s3.bucket") == sv["bucket"], "storage.s3.bucket differs from the values")
+    expect(dig(config, "storage.s3.regionendpoint") == sv.get("regionendpoint"), "storage.s3.regionendpoint")
+    expect(dig(config, "storage.redirect.disable") is (not sv.get("redirect", True)), "storage.redirect.disable")
+    cluster = config.get("cluster") or {}
+    cv = values.get("cluster", {})
+    expect("node" not in cluster, "cluster.node in the ConfigMap: each pod sets its own")
+    expect(cluster.get("jobsnode") == cv.get("jobsNode"), f"cluster.jobsnode {cluster.get('jobsnode')}")
+    expect(cluster.get("pollinterval") == cv.get("pollInterval", "2s"), "cluster.pollinterval")
+    expect(cluster.get("leaseduration") == cv.get("leaseDuration", "30s"), "cluster.leaseduration")
+    node_ref = dig(env.get("REGISTRY_CLUSTER_NODE", {}), "valueFrom.fieldRef.fieldPath")
+    expect(node_ref == "metadata.name", f"REGISTRY_CLUSTER_NODE is not the pod name ({env.get('REGISTRY_CLUSTER_NODE')})")
+    pod_env["REGISTRY_CLUSTER_NODE"] = node_name
+    shown = [f"{w['kind']} x{replicas}"]
+    if stateful:
+        expect(spec.get("serviceName") == svc["metadata"]["name"], "serviceName is not the Service")
+        pods = [f"{w['metadata']['name']}-{i}" for i in range(replicas)]
+        if cv.get("jobsNode"):
+            expect(cv["jobsNode"] in pods, f"jobsNode {cv['jobsNode']} is none of the pods {pods}")
+            shown.append(f"jobsnode {cv['jobsNode']} (one of {pods[0]}..{pods[-1]})")
+    else:
+        expect(spec.get("strategy") == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+               f"strategy {spec.get('strategy')}")
+        shown.append("RollingUpdate maxUnavailable 0")
+    # http.secret: one Secret for every pod.
+    ref = secret_ref("REGISTRY_HTTP_SECRET")
+    hv = values.get("httpSecret", {})
+    if ref and hv.get("existingSecret"):
+        expect(ref == (hv["existingSecret"], hv.get("key", "http-secret")) and ref[0] not in secrets,
+               f"REGISTRY_HTTP_SECRET from {ref}, wanted the existing {hv['existingSecret']}")
+        shown.append(f"REGISTRY_HTTP_SECRET <- existing Secret {ref[0]}/{ref[1]}")
+    elif ref:
+        sec = secrets.get(ref[0], {})
+        value = base64.b64decode((sec.get("data") or {}).get(ref[1], "")).decode()
+        expect(len(value) == 64, f"the chart's http secret {ref} is not 64 generated characters")
+        expect(dig(sec, "metadata.annotations") == {"helm.sh/resource-policy": "keep"}, "the http Secret is not kept")
+        shown.append(f"REGISTRY_HTTP_SECRET <- Secret {ref[0]}/{ref[1]} (rendered, 64 chars, kept)")
+    # S3 credentials.
+    refs = [secret_ref(v) for v in ("REGISTRY_STORAGE_S3_ACCESSKEY", "REGISTRY_STORAGE_S3_SECRETKEY")]
+    if all(refs):
+        if sv.get("existingSecret"):
+            expect({r[0] for r in refs} == {sv["existingSecret"]} and sv["existingSecret"] not in secrets,
+                   f"S3 keys from {refs}, wanted the existing {sv['existingSecret']}")
+            shown.append(f"S3 keys <- existing Secret {sv['existingSecret']}")
+        else:
+            sec = secrets.get(refs[0][0], {})
+            data = sec.get("stringData") or {}
+            expect(refs[0][0] == refs[1][0] and data.get(refs[0][1]) == sv["accessKey"] and data.get(refs[1][1]) == sv["secretKey"],
+                   f"S3 keys from {refs}, not the chart's Secret with the values' keys")
+            shown.append(f"S3 keys <- Secret {refs[0][0]} (rendered)")
+    # The token signing key: the Secret mounted where auth.token.builtin.signingkey points.
+    tk = values.get("tokenSigningKey", {}).get("existingSecret")
+    signingkey = dig(config, "auth.token.builtin.signingkey")
+    if tk:
+        vol = [v for v in volumes.values() if dig(v, "secret.secretName") == tk]
+        mount = vol and mounts.get(vol[0]["name"])
+        items = vol and vol[0]["secret"].get("items") or []
+        path = mount and items and f"{mount['mountPath']}/{items[0]['path']}"
+        expect(bool(path) and path == signingkey and mount.get("readOnly"),
+               f"auth.token.builtin.signingkey {signingkey} is not the mounted Secret {tk} ({path})")
+        shown.append(f"token key <- Secret {tk} at {signingkey}")
+    else:
+        expect(signingkey is None, "a signing key path without its Secret")
+    if dig(config, "auth.token.builtin"):
+        # `berth config check` reads both files: here they are the host's (made by the caller).
+        pod_env["REGISTRY_AUTH_TOKEN_BUILTIN_SIGNINGKEY"] = "@WORK@/signing.pem"
+        pod_env["REGISTRY_AUTH_TOKEN_BUILTIN_HTPASSWD"] = "@WORK@/htpasswd"
+    # Disruptions and spreading.
+    if replicas > 1:
+        pv = values.get("podDisruptionBudget", {})
+        want = {"minAvailable": pv["minAvailable"]} if "minAvailable" in pv else {"maxUnavailable": pv.get("maxUnavailable", 1)}
+        expect(len(pdbs) == 1 and pdbs[0]["apiVersion"] == "policy/v1", "no policy/v1 PodDisruptionBudget")
+        if pdbs:
+            got = {k: v for k, v in pdbs[0]["spec"].items() if k != "selector"}
+            expect(got == want, f"PDB {got}, wanted {want}")
+            expect(pdbs[0]["spec"]["selector"]["matchLabels"] == selector, "the PDB selects other pods")
+            shown.append(f"PDB {next(iter(got))} {next(iter(got.values()))}")
+        tsc = pod["spec"].get("topologySpreadConstraints") or []
+        expect(tsc and tsc[0]["labelSelector"]["matchLabels"] == selector, "no spread over nodes")
+    else:
+        expect(not pdbs, "a PDB for one pod")
+    expect("cluster node" in notes, "NOTES.txt does not describe the cluster")
+    effective.update({"cluster.node": node_name, "cluster.jobsnode": cv.get("jobsNode"),
+                      "storage.s3.bucket": sv["bucket"], "storage.filesystem": None, "http.secret": "*****"})
+    return problems, pod_env, {"summary": ", ".join(shown), "effective": effective}
+
+
+def cmd_helm_render(args):
+    import helm_python as helm  # PyPI helm-python-sdk
+
+    out = pathlib.Path(args.out)
+    failed = False
+    with helm.Chart.load(args.chart) as chart:
+        for i, (name, values) in enumerate(RENDER_VARIANTS):
+            try:
+                rendered = chart.render(values, name="berth", namespace="registry")
+            except helm.HelmError as e:
+                print(f"FAIL helm template ({name}): {e}", file=sys.stderr)
+                failed = True
+                continue
+            objs = [d for path, text in sorted(rendered.items()) if not path.endswith("NOTES.txt")
+                    for d in yaml.safe_load_all(text) if d]
+            notes = "".join(t for p, t in rendered.items() if p.endswith("NOTES.txt"))
+            problems, pod_env, info = render_problems(name, values, objs, notes)
+            if problems:
+                print(f"FAIL helm template ({name}): " + "; ".join(problems), file=sys.stderr)
+                failed = True
+                continue
+            d = out / str(i)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "manifests.yaml").write_text(yaml.safe_dump_all([o for o in objs if o["kind"] not in CRD_KINDS]),
+                                              encoding="utf-8")
+            cm = next(o for o in objs if o["kind"] == "ConfigMap")
+            (d / "config.yml").write_text(cm["data"]["config.yml"], encoding="utf-8")
+            (d / "env").write_text("".join(f"{k}={v}\n" for k, v in pod_env.items()), encoding="utf-8")
+            (d / "expect.json").write_text(json.dumps(info["effective"]), encoding="utf-8")
+            (d / "name").write_text(name, encoding="utf-8")
+            kinds = sorted({o["kind"] for o in objs})
+            print(f"ok   helm template ({name}): {len(objs)} objects ({', '.join(kinds)}); {info['summary']}")
+        for name, values, message in RENDER_MUST_FAIL:
+            try:
+                chart.render(values, name="berth", namespace="registry")
+            except helm.HelmError as e:
+                text = " ".join(str(e).split())
+                if message in text:
+                    print(f"ok   helm template ({name}): refused: {text[:160]}")
+                else:
+                    print(f"FAIL helm template ({name}): refused, but not with '{message}': {text}", file=sys.stderr)
+                    failed = True
+            else:
+                print(f"FAIL helm template ({name}): rendered, but these values must be refused", file=sys.stderr)
+                failed = True
+    if failed:
+        sys.exit(1)
+
+
+def cmd_effective(args):
+    docs = load_yaml_docs(args.effective)
+    if not docs:
+        fail(f"{args.effective}: empty")
+    effective = docs[0]
+    expect = json.loads(pathlib.Path(args.expect).read_text(encoding="utf-8"))
+    wrong = [f"{k}: {dig(effective, k)!r}, wanted {v!r}" for k, v in expect.items() if dig(effective, k) != v]
+    if wrong:
+        fail(f"{args.effective}: " + "; ".join(wrong))
+    print("ok   effective " + ", ".join(f"{k}={'(absent)' if v is None else v}" for k, v in expect.items()))
+
+
+def compose_ports(service):
+    """(host_ip, published, target) of each published port, in 1.29's and v2's output shapes."""
+    out = []
+    for p in service.get("ports") or []:
+        if isinstance(p, dict):
+            out.append((p.get("host_ip", ""), str(p.get("published")), str(p.get("target"))))
+        else:
+            parts = str(p).split(":")
+            out.append((parts[0] if len(parts) == 3 else "", parts[-2] if len(parts) > 1 else "", parts[-1]))
+    # 1.29 prints "127.0.0.1:5000:5000/tcp".
+    return [(ip, pub, target.split("/")[0]) for ip, pub, target in out]
+
+
+def compose_env(service):
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+def cmd_compose_cluster(args):
+    resolved = load_yaml_docs(args.resolved)[0]
+    services = resolved.get("services") or {}
+    nodes = sorted(n for n in services if re.fullmatch(r"berth-[0-9]+", n))
+    where = args.resolved
+    if len(nodes) < 2 or "haproxy" not in services:
+        fail(f"{where}: expected berth-N nodes and haproxy, found {sorted(services)}")
+    envs = {n: compose_env(services[n]) for n in nodes}
+    base = {k: v for k, v in envs[nodes[0]].items() if k != "REGISTRY_CLUSTER_NODE"}
+    for n in nodes:
+        svc, env = services[n], envs[n]
+        if env.get("REGISTRY_CLUSTER_NODE") != n or svc.get("hostname") != n:
+            fail(f"{where}: {n}: REGISTRY_CLUSTER_NODE {env.get('REGISTRY_CLUSTER_NODE')!r} / hostname {svc.get('hostname')!r}")
+        if {k: v for k, v in env.items() if k != "REGISTRY_CLUSTER_NODE"} != base:
+            fail(f"{where}: {n}: its environment differs from {nodes[0]}'s in more than REGISTRY_CLUSTER_NODE")
+        if compose_ports(svc):
+            fail(f"{where}: {n} publishes ports: only HAProxy should")
+        mounts = [str(v) if not isinstance(v, dict) else f"{v.get('source')}:{v.get('target')}" for v in svc.get("volumes") or []]
+        if not any(m.split(":")[0].endswith("deploy/compose/cluster-config.yml") and ":/etc/docker/registry/config.yml" in m
+                   for m in mounts):
+            fail(f"{where}: {n} does not mount cluster-config.yml at /etc/docker/registry/config.yml ({mounts})")
+        if svc.get("command") != ["serve", "/etc/docker/registry/config.yml"]:
+            fail(f"{where}: {n}: command {svc.get('command')}")
+    if not base.get("REGISTRY_HTTP_SECRET") or not base.get("REGISTRY_STORAGE_S3_BUCKET"):
+        fail(f"{where}: REGISTRY_HTTP_SECRET and REGISTRY_STORAGE_S3_BUCKET must be set on every node")
+    ha = services["haproxy"]
+    ports = compose_ports(ha)
+    if not ports or any(ip != "127.0.0.1" for ip, _, _ in ports):
+        fail(f"{where}: haproxy publishes {ports}: loopback (127.0.0.1) only")
+    # The HAProxy configuration: the backend's servers are exactly the nodes, health-checked on /readyz.
+    cfg = pathlib.Path(args.haproxy).read_text(encoding="utf-8")
+    sections, current = {}, None
+    for raw in cfg.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if not raw[0].isspace():
+            current = tuple(line.split()[:2])
+            sections[current] = []
+        elif current:
+            sections[current].append(line)
+    frontend = [s for s in sections if s[0] == "frontend" and any(l.startswith("default_backend") for l in sections[s])]
+    if len(frontend) != 1:
+        fail(f"{args.haproxy}: expected one frontend with a default_backend")
+    fe = sections[frontend[0]]
+    backend_name = next(l.split()[1] for l in fe if l.startswith("default_backend"))
+    be = sections.get(("backend", backend_name))
+    if be is None:
+        fail(f"{args.haproxy}: no backend {backend_name}")
+    bind_ports = {l.split()[1].rsplit(":", 1)[1] for l in fe if l.startswith("bind ")}
+    if not bind_ports or not bind_ports <= {t for _, _, t in ports}:
+        fail(f"{args.haproxy}: the frontend binds {bind_ports}, haproxy publishes {ports}")
+    if "balance roundrobin" not in be:
+        fail(f"{args.haproxy}: backend {backend_name} is not round robin")
+    readyz = ("option httpchk GET /readyz" in be or
+              ("option httpchk" in be and any(re.fullmatch(r"http-check send meth GET uri /readyz( .*)?", l) for l in be)))
+    if not readyz or "http-check expect status 200" not in be:
+        fail(f"{args.haproxy}: backend {backend_name} does not health-check GET /readyz expecting 200")
+    default_check = any(l.startswith("default-server") and " check" in f" {l} " for l in be)
+    servers = {}
+    for l in be:
+        if l.startswith("server "):
+            words = l.split()
+            servers[words[1]] = (words[2], default_check or "check" in words[3:])
+    want = {n: (f"{n}:5000", True) for n in nodes}
+    if servers != want:
+        fail(f"{args.haproxy}: backend servers {servers}, wanted every node checked: {want}")
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for n in nodes:
+        (out / f"{n}.env").write_text("".join(f"{k}={v}\n" for k, v in envs[n].items()), encoding="utf-8")
+        jobs = envs[n].get("REGISTRY_CLUSTER_JOBSNODE") or None
+        (out / f"{n}.expect.json").write_text(json.dumps({
+            "cluster.node": n, "cluster.jobsnode": jobs, "storage.s3.bucket": base["REGISTRY_STORAGE_S3_BUCKET"],
+            "storage.s3.regionendpoint": base.get("REGISTRY_STORAGE_S3_REGIONENDPOINT") or None,
+            "http.secret": "*****", "storage.filesystem": None}), encoding="utf-8")
+    print(f"ok   {len(nodes)} nodes ({', '.join(nodes)}): REGISTRY_CLUSTER_NODE = service = hostname, one environment "
+          f"otherwise (bucket {base['REGISTRY_STORAGE_S3_BUCKET']}, one http.secret), no node port published; "
+          f"haproxy on {', '.join(f'{ip}:{p}' for ip, p, _ in ports)}; backend {backend_name}: roundrobin, "
+          f"GET /readyz expect 200, servers {', '.join(v[0] for v in want.values())} all checked")
 
 
 # Kubernetes quantities (the registry:2 role's `size`) and Berth sizes, in bytes: an
@@ -566,6 +958,10 @@ def main():
     p = sub.add_parser("grafana"); p.add_argument("file"); p.set_defaults(func=cmd_grafana)
     p = sub.add_parser("grafana-crosscheck"); p.add_argument("file"); p.add_argument("metrics"); p.set_defaults(func=cmd_grafana_crosscheck)
     p = sub.add_parser("helm-lint"); p.add_argument("chart"); p.set_defaults(func=cmd_helm_lint)
+    p = sub.add_parser("helm-render"); p.add_argument("chart"); p.add_argument("out"); p.set_defaults(func=cmd_helm_render)
+    p = sub.add_parser("effective"); p.add_argument("effective"); p.add_argument("expect"); p.set_defaults(func=cmd_effective)
+    p = sub.add_parser("compose-cluster"); p.add_argument("resolved"); p.add_argument("haproxy"); p.add_argument("out")
+    p.set_defaults(func=cmd_compose_cluster)
     p = sub.add_parser("ansible-upstreams"); p.add_argument("inventory"); p.add_argument("effective")
     p.add_argument("vars", nargs="?"); p.set_defaults(func=cmd_ansible_upstreams)
     p = sub.add_parser("unit-drift"); p.add_argument("rendered"); p.add_argument("shipped"); p.set_defaults(func=cmd_unit_drift)
