@@ -93,6 +93,11 @@ impl Jobs {
             return;
         };
         let was = self.runs_here();
+        if registry.read_only() {
+            // No job runs in read-only mode, and the store may be read-only too (a backup):
+            // the term runs out and is taken again when writes come back.
+            return;
+        }
         let standing = lease.lock().await.round(registry.driver()).await;
         let mut held = self.held_until.lock().unwrap_or_else(|e| e.into_inner());
         match standing {

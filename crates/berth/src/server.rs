@@ -64,10 +64,18 @@ impl AcceptBackoff {
 }
 
 /// Builds the repository index once when the storage has none yet (the first start on a
-/// bucket, registry:2's included); until it is complete, `_catalog` walks the tree.
+/// bucket, registry:2's included); until it is complete, `_catalog` walks the tree. Of several
+/// nodes, the jobs runner builds it; the others look again every half minute, in case the
+/// runner died before finishing and one of them runs the jobs now.
 async fn complete_catalog_index(registry: Arc<Registry>, jobs: Arc<crate::cluster::Jobs>) {
-    if !jobs.may_run("first build of the repository index") {
-        return;
+    loop {
+        match registry.catalog_index_needs_rebuild().await {
+            Ok(false) => return,
+            Ok(true) if jobs.may_run("first build of the repository index") => break,
+            Ok(true) => {}
+            Err(e) => tracing::warn!(error = %e, "could not check the repository index"),
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
     }
     match registry.catalog_index_needs_rebuild().await {
         Ok(false) => {}
