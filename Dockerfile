@@ -27,6 +27,10 @@ COPY --chown=65532:65532 deploy/docker/rootfs/var/lib/registry/ /var/lib/registr
 
 # Used only when `serve` is run without a config file.
 ENV BERTH_DATA_DIR=/var/lib/registry
+# The image has no /tmp. The pull-through cache spools cold blobs in proxy.spooldir, else in
+# storage.filesystem.rootdirectory, else (S3 storage) in the temp directory: this volume, which
+# is writable under --read-only too. Checked at startup; proxy.spooldir in the config wins.
+ENV TMPDIR=/var/lib/registry
 
 USER 65532:65532
 EXPOSE 5000 5001

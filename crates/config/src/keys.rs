@@ -335,6 +335,8 @@ static PROXY: Node = closed(&[
     yes("default", &SCALAR),
     yes("private", &SCALARS),
     yes("cache", &PROXY_CACHE),
+    // Berth extension: where cold blobs are spooled while they download.
+    yes("spooldir", &SCALAR),
     no("exec", &ANY),
     no("remotenamespace", &SCALAR),
 ]);

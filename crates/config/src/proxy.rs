@@ -15,8 +15,10 @@
 //!       allowprivateredirects: false         # follow redirects/token realms to private addresses
 //!   default: docker.io                       # plain names (Docker's registry-mirrors) go here
 //!   private: [team, ci]                      # name prefixes that stay local even with a default
+//!   spooldir: /var/lib/registry              # where cold blobs are spooled while they download
 //! ```
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_oci::RepoName;
@@ -57,6 +59,11 @@ pub struct ProxyConfig {
     /// `cache` (Berth extension): size limit, expiry and pass interval of cached content.
     #[serde(default)]
     pub cache: ProxyCacheConfig,
+    /// `spooldir` (Berth extension): the local directory cold blob downloads are spooled in
+    /// (as unnamed files, gone with the process). Unset: the filesystem storage's
+    /// `rootdirectory`, else the system temp directory. Checked at startup.
+    #[serde(default)]
+    pub spooldir: Option<PathBuf>,
 }
 
 /// One entry of `proxy.upstreams`.
@@ -209,6 +216,16 @@ pub(crate) fn extract(
         .into_iter()
         .map(|p| p.trim_matches('/').to_owned())
         .collect();
+    let spooldir = cx.opt_string(proxy, "spooldir", "proxy")?;
+    if let Some(dir) = &spooldir {
+        if !dir.starts_with('/') {
+            return Err(cx.invalid(
+                "proxy.spooldir",
+                &Value::String(dir.clone()),
+                "an absolute path of a writable local directory, such as /var/lib/registry",
+            ));
+        }
+    }
     let cache = crate::proxy_cache::extract(cx, proxy)?;
     if remoteurl.is_some() && cache.maxage.is_some() {
         return Err(ConfigError::Proxy {
@@ -225,6 +242,7 @@ pub(crate) fn extract(
         default,
         private,
         cache,
+        spooldir: spooldir.map(PathBuf::from),
     }))
 }
 
@@ -347,6 +365,13 @@ pub(crate) fn emit(proxy: &ProxyConfig, secret: impl Fn(&str) -> Value) -> Value
     }
     if let Some(c) = crate::proxy_cache::emit(&proxy.cache) {
         put(&mut m, "cache", c);
+    }
+    if let Some(dir) = &proxy.spooldir {
+        put(
+            &mut m,
+            "spooldir",
+            dir.to_string_lossy().into_owned().into(),
+        );
     }
     Value::Mapping(m)
 }

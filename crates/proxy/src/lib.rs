@@ -32,6 +32,7 @@ mod manifest;
 mod metrics;
 pub mod referrers;
 pub mod route;
+pub mod spool;
 pub mod store;
 pub mod upstream;
 
@@ -41,7 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_config::{Config, StorageDriverConfig};
+use berth_config::Config;
 use berth_oci::{Digest, RepoName};
 use berth_registry::{Registry, RegistryError};
 
@@ -143,8 +144,10 @@ impl Proxy {
         })
     }
 
-    /// The cache the `proxy` section asks for, or `None` without one. Spool files live in the
-    /// filesystem storage's root (same disk as the blobs), else in the temp directory.
+    /// The cache the `proxy` section asks for, or `None` without one. Spool files live in
+    /// `proxy.spooldir`, else the filesystem storage's root (same disk as the blobs), else the
+    /// temp directory; the directory is checked here ([`spool::check`]), so one that cannot
+    /// take them stops startup.
     pub fn from_config(
         config: &Config,
         registry: Arc<Registry>,
@@ -198,10 +201,13 @@ impl Proxy {
                 "pull-through cache upstream"
             );
         }
-        let spool = match &config.storage.driver {
-            StorageDriverConfig::Filesystem { rootdirectory, .. } => rootdirectory.clone(),
-            _ => std::env::temp_dir(),
-        };
+        let (spool, source) = spool::choose(config);
+        spool::check(&spool, source)?;
+        tracing::info!(
+            dir = %spool.display(),
+            from = source.describe(),
+            "pull-through cache spool directory (cold blobs are written there as unnamed files while they download)"
+        );
         let cache = CachePolicy::from_config(p);
         if let Some(c) = &cache {
             tracing::info!(

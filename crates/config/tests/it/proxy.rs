@@ -132,3 +132,69 @@ fn unknown_upstream_keys_are_warned_about() {
     );
     crate::assert_warning(&loaded, &["proxy.upstreams[0].ttll", "did you mean"]);
 }
+
+#[test]
+fn the_spool_directory_is_read_written_back_and_set_from_the_environment() {
+    let upstream = "proxy:\n  upstreams: [{host: docker.io, url: https://b}]\n";
+    // Unset by default: the proxy crate picks the storage root, else the temp directory.
+    let loaded = ok(&format!("{MINIMAL}{upstream}"), &[]);
+    assert_eq!(loaded.config.proxy.as_ref().expect("proxy").spooldir, None);
+    assert!(!loaded.config.to_yaml().contains("spooldir"));
+
+    let loaded = ok(
+        &format!("{MINIMAL}{upstream}  spooldir: /var/lib/registry\n"),
+        &[],
+    );
+    assert!(loaded.warnings.is_empty(), "{:#?}", loaded.warnings);
+    let proxy = loaded.config.proxy.clone().expect("proxy");
+    assert_eq!(
+        proxy.spooldir.as_deref(),
+        Some(std::path::Path::new("/var/lib/registry"))
+    );
+    let text = loaded.config.to_yaml();
+    assert!(text.contains("spooldir: /var/lib/registry"), "{text}");
+    let again = berth_config::load_str(&text, "effective.yml", &[]).expect("loads");
+    assert_eq!(again.config, loaded.config, "{text}");
+
+    // The environment wins over the file, in registry:2 mode too.
+    let loaded = ok(
+        &format!("{MINIMAL}{upstream}  spooldir: /var/lib/registry\n"),
+        &[("REGISTRY_PROXY_SPOOLDIR", "/spool")],
+    );
+    assert_eq!(
+        loaded.config.proxy.expect("proxy").spooldir.as_deref(),
+        Some(std::path::Path::new("/spool"))
+    );
+    let loaded = ok(
+        MINIMAL,
+        &[
+            ("REGISTRY_PROXY_REMOTEURL", "https://registry-1.docker.io"),
+            ("REGISTRY_PROXY_SPOOLDIR", "/data/spool"),
+        ],
+    );
+    assert!(loaded.warnings.is_empty(), "{:#?}", loaded.warnings);
+    assert_eq!(
+        loaded.config.proxy.expect("proxy").spooldir.as_deref(),
+        Some(std::path::Path::new("/data/spool"))
+    );
+}
+
+#[test]
+fn a_relative_spool_directory_is_an_error_naming_the_key() {
+    let text = err(
+        &format!(
+            "{MINIMAL}proxy:\n  upstreams: [{{host: docker.io, url: https://b}}]\n  spooldir: spool\n"
+        ),
+        &[],
+    );
+    assert!(text.contains("proxy.spooldir: invalid value"), "{text}");
+    assert!(text.contains("absolute path"), "{text}");
+    // A typo is warned about with the right spelling.
+    let loaded = ok(
+        &format!(
+            "{MINIMAL}proxy:\n  upstreams: [{{host: docker.io, url: https://b}}]\n  spooldri: /x\n"
+        ),
+        &[],
+    );
+    crate::assert_warning(&loaded, &["proxy.spooldri", "spooldir"]);
+}
