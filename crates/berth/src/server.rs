@@ -102,6 +102,10 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
     for note in setup::not_yet_implemented(config) {
         tracing::warn!("{note}");
     }
+    // Built (and its spool directory checked) before this node may take the jobs lease: a
+    // node that cannot start must not hold it on its way out.
+    let proxy =
+        berth_proxy::Proxy::from_config(config, registry.clone()).map_err(anyhow::Error::msg)?;
     let jobs = crate::cluster::start(config, registry.clone()).await;
     let purging = &config.storage.maintenance.uploadpurging;
     if purging.enabled {
@@ -143,8 +147,6 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
         };
         crate::debug_server::start(options, health.clone(), registry.clone()).await?;
     }
-    let proxy =
-        berth_proxy::Proxy::from_config(config, registry.clone()).map_err(anyhow::Error::msg)?;
     crate::proxy_cache::spawn(config, proxy.as_ref(), jobs.clone());
     if let (Some(issuer), Some(proxy)) = (&auth.issuer, &proxy) {
         // Tokens must name what the registry authorizes: the resolved repository.
