@@ -134,11 +134,15 @@ pub fn node_name(config: &Config) -> String {
     if let Some(node) = &config.cluster.node {
         return node.clone();
     }
+    host_name()
+        .filter(|h| is_node_name(h))
+        .unwrap_or_else(|| "berth".to_owned())
+}
+
+fn host_name() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
-        .filter(|h| is_node_name(h))
-        .unwrap_or_else(|| "berth".to_owned())
 }
 
 /// Whether other processes may share this storage: an object store always may, and a
@@ -246,9 +250,7 @@ async fn follow_read_only_flag(registry: &Registry, last: &AtomicBool) {
 pub fn read_only_flag(reason: &str) -> ReadOnlyFlag {
     ReadOnlyFlag {
         reason: reason.to_owned(),
-        set_by: std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_default(),
+        set_by: host_name().unwrap_or_default(),
         set_at_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
