@@ -155,3 +155,133 @@ berth_storage() {
     *) echo "unknown BERTH_TEST_STORAGE $kind" >&2; return 2 ;;
   esac
 }
+
+# free_port: a free TCP port on 127.0.0.1 (bound to port 0, then released), for servers that
+# cannot announce a port they chose themselves (haproxy).
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_cluster N CONFIG WORK [JOBSNODE]: N `berth serve` nodes named node-a, node-b, ... from
+# one config (shared storage and http.secret; it must have no cluster section). Node NAME runs
+# WORK/NAME.yml, CONFIG plus `cluster: {node: NAME}` (and `jobsnode: JOBSNODE` when given: the
+# one node that runs the background jobs, needed on a store without create-only writes such as
+# Garage), on its own ephemeral port, logging to WORK/NAME.log. Sets the index-aligned arrays
+# CLUSTER_NODES, CLUSTER_PIDS, CLUSTER_ADDRS; stop them with stop_cluster. Returns 1 (that
+# node's log on stderr) if a node does not start.
+start_cluster() {
+  local n=$1 config=$2 work=$3 jobs=${4:-} i name addr
+  CLUSTER_NODES=() CLUSTER_PIDS=() CLUSTER_ADDRS=()
+  for ((i = 0; i < n; i++)); do
+    name=node-$(printf "\\$(printf '%03o' $((97 + i)))")
+    {
+      cat "$config"
+      printf 'cluster:\n  node: %s\n' "$name"
+      [ -z "$jobs" ] || printf '  jobsnode: %s\n' "$jobs"
+    } >"$work/$name.yml"
+    "$BERTH_BIN" serve "$work/$name.yml" >"$work/$name.log" 2>&1 &
+    CLUSTER_NODES+=("$name") CLUSTER_PIDS+=("$!")
+    addr=$(wait_listening "$work/$name.log" "$!") || return 1
+    CLUSTER_ADDRS+=("$addr")
+  done
+}
+
+# stop_cluster: stops every node start_cluster started (one already killed and waited for is
+# fine).
+stop_cluster() {
+  local pid
+  for pid in "${CLUSTER_PIDS[@]}"; do stop_pid "$pid"; done
+  CLUSTER_PIDS=()
+}
+
+# start_haproxy WORK NAME=HOST:PORT...: Debian's haproxy in front of the given servers, on an
+# ephemeral loopback port, in the foreground (-db) so that it is stopped by PID. HTTP mode,
+# `balance roundrobin` with no stickiness (every request is balanced on its own, keep-alive or
+# not), health check GET /readyz every second (down after 2 failures, up after 2 successes),
+# timeouts for large blobs (15 minutes of silence on either side), and retries: a request that
+# could not be sent, or that got no byte of answer because its server died, goes to another
+# server (up to 3 times). A stats page (CSV) on a second port. Logs (httplog format, one line
+# per request with the server that answered) to WORK/haproxy.log. Waits until every server is
+# UP. Sets HAPROXY_PID, HAPROXY_ADDR (host:port) and HAPROXY_STATS (the CSV URL).
+start_haproxy() {
+  local work=$1; shift
+  local port stats_port cfg=$work/haproxy.cfg server
+  port=$(free_port)
+  stats_port=$(free_port)
+  cat >"$cfg" <<CFG
+global
+  log stdout format raw local0
+  maxconn 4000
+
+defaults
+  mode http
+  log global
+  option dontlognull
+  option forwardfor
+  timeout connect 5s
+  timeout client 15m
+  timeout server 15m
+  timeout http-request 60s
+  timeout http-keep-alive 60s
+  timeout queue 60s
+  timeout check 5s
+  retries 3
+  option redispatch 1
+  retry-on conn-failure empty-response
+
+frontend registry
+  bind 127.0.0.1:$port
+  option httplog
+  default_backend berth
+
+backend berth
+  balance roundrobin
+  option httpchk
+  http-check send meth GET uri /readyz
+  http-check expect status 200
+  default-server check inter 1s fall 2 rise 2
+CFG
+  for server in "$@"; do
+    echo "  server ${server%%=*} ${server#*=}" >>"$cfg"
+  done
+  cat >>"$cfg" <<CFG
+
+listen stats
+  bind 127.0.0.1:$stats_port
+  no log
+  stats enable
+  stats uri /stats
+CFG
+  haproxy -c -q -f "$cfg" || { echo "haproxy rejected $cfg" >&2; return 1; }
+  haproxy -db -f "$cfg" >"$work/haproxy.log" 2>&1 &
+  HAPROXY_PID=$!
+  HAPROXY_ADDR=127.0.0.1:$port
+  HAPROXY_STATS=http://127.0.0.1:$stats_port/stats\;csv
+  for _ in $(seq 1 200); do
+    if kill -0 "$HAPROXY_PID" 2>/dev/null; then
+      [ "$(haproxy_servers_up)" = "$#" ] && return 0
+    else
+      break
+    fi
+    sleep 0.1
+  done
+  echo "haproxy did not bring its $# servers up; log:" >&2
+  cat "$work/haproxy.log" >&2
+  return 1
+}
+
+# haproxy_stat SERVER FIELD: one field (a column name of haproxy's CSV: status, stot, wredis,
+# hrsp_2xx...) of one server of the berth backend.
+haproxy_stat() {
+  curl -fsS --max-time 5 "$HAPROXY_STATS" 2>/dev/null | awk -F, -v sv="$1" -v field="$2" '
+    NR == 1 { sub(/^# /, ""); for (i = 1; i <= NF; i++) col[$i] = i; next }
+    $1 == "berth" && $2 == sv { print $col[field] }'
+}
+
+# haproxy_servers_up: how many servers of the berth backend haproxy has UP.
+haproxy_servers_up() {
+  curl -fsS --max-time 5 "$HAPROXY_STATS" 2>/dev/null | awk -F, '
+    NR == 1 { sub(/^# /, ""); for (i = 1; i <= NF; i++) col[$i] = i; next }
+    $1 == "berth" && $2 != "BACKEND" && $col["status"] == "UP" { n++ }
+    END { print n + 0 }'
+}

@@ -62,8 +62,10 @@ if [ -x "$BERTH_BIN" ]; then
   run_suite "round trip with docker-registry 2.8.2 on one Garage bucket" scripts/roundtrip-registry2.sh garage
   run_suite "pull-through cache with Berth on Garage" env BERTH_TEST_STORAGE=garage scripts/mirror.sh
   run_suite "Docker CLI with Berth on Garage" env BERTH_TEST_STORAGE=garage scripts/docker-cli.sh
+  run_suite "cluster of three nodes behind haproxy on Garage" scripts/cluster.sh garage
+  run_suite "cluster of three nodes behind haproxy on moto" scripts/cluster.sh moto
 else
-  suites_failed=$((suites_failed + 12))
+  suites_failed=$((suites_failed + 14))
 fi
 
 echo "test.sh: $suites_passed passed, $suites_failed failed"
