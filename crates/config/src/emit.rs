@@ -84,6 +84,9 @@ impl Config {
         if let Some(cluster) = crate::cluster::emit(&self.cluster) {
             put(&mut root, crate::cluster::SECTION, cluster);
         }
+        if let Some(ui) = crate::ui::emit(&self.ui) {
+            put(&mut root, crate::ui::SECTION, ui);
+        }
         Value::Mapping(root)
     }
 }

@@ -46,6 +46,7 @@ pub(crate) fn config(cx: &Cx<'_>, root: &Mapping) -> Result<Config, ConfigError>
         notifications: notifications(cx, root)?,
         limits: crate::limits::extract(cx, root)?,
         cluster: crate::cluster::extract(cx, root)?,
+        ui: crate::ui::extract(cx, root)?,
     })
 }
 

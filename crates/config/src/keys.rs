@@ -363,6 +363,8 @@ pub(crate) static ROOT: Node = closed(&[
     yes(crate::limits::SECTION, &crate::limits::KEYS),
     // Berth extension: several nodes on one storage (crate::cluster).
     yes(crate::cluster::SECTION, &crate::cluster::KEYS),
+    // Berth extension: the embedded web UI (crate::ui).
+    yes(crate::ui::SECTION, &crate::ui::KEYS),
 ]);
 
 /// Finds a field by name, ignoring ASCII case (registry:2 upper-cases names for env matching).

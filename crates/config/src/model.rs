@@ -44,6 +44,8 @@ pub struct Config {
     /// `cluster` (Berth extension): this node's name and how the nodes sharing its storage
     /// pick the one that runs background jobs; the defaults when the section is absent.
     pub cluster: crate::cluster::ClusterConfig,
+    /// `ui` (Berth extension): the embedded web UI; the defaults when the section is absent.
+    pub ui: crate::ui::UiConfig,
 }
 
 /// Logging verbosity (`log.level`).

@@ -10,6 +10,7 @@ mod proxy;
 mod proxy_cache;
 mod s3;
 mod stock;
+mod ui;
 mod warnings_errors;
 
 use std::path::PathBuf;
