@@ -162,8 +162,16 @@ async fn route(
     let (parts, body) = request.into_parts();
     // Probes for Kubernetes, Nomad and Docker HEALTHCHECK: no auth, outside http.prefix.
     match (parts.method.clone(), parts.uri.path()) {
-        // registry:2 answers its root with 200 (uptime checks point at it).
-        (Method::GET | Method::HEAD, "/") => return empty(StatusCode::OK, Vec::new()),
+        // registry:2 answers its root with 200 (uptime checks point at it); a browser (one
+        // that asks for HTML) is sent to the web UI when it is on.
+        (Method::GET | Method::HEAD, "/") => {
+            return match &ctx.options.root_redirect {
+                Some(to) if accepts_html(&parts.headers) => {
+                    empty(StatusCode::SEE_OTHER, vec![(header::LOCATION, to.clone())])
+                }
+                _ => empty(StatusCode::OK, Vec::new()),
+            };
+        }
         (Method::GET | Method::HEAD, "/healthz") => return Ok(probe(Ok(()))),
         (Method::GET | Method::HEAD, "/readyz") => {
             return Ok(match ctx.health.failures().into_iter().next() {
@@ -271,6 +279,15 @@ async fn route(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// Whether the client asks for an HTML page (browsers do; probes and curl do not).
+fn accepts_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
 }
 
 /// The methods an endpoint answers, for `Allow`.

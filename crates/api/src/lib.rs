@@ -53,6 +53,9 @@ pub struct ApiOptions {
     pub tls: bool,
     /// `http.debug.prometheus.enabled`: record HTTP metrics.
     pub metrics: bool,
+    /// Where a browser asking for `/` is sent (the web UI, when it is on). Other clients
+    /// (monitoring probes, curl) still get registry:2's empty `200`.
+    pub root_redirect: Option<String>,
 }
 
 /// Everything a handler needs: shared by all requests.

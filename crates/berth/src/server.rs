@@ -94,6 +94,45 @@ async fn complete_catalog_index(registry: Arc<Registry>, jobs: Arc<crate::cluste
     }
 }
 
+/// The API's options; with the web UI on, a browser asking for `/` is sent to it.
+fn api_options(config: &berth_config::Config) -> anyhow::Result<berth_api::ApiOptions> {
+    #[allow(unused_mut)] // changed only with the `ui` feature
+    let mut options = setup::api_options(config)?;
+    #[cfg(feature = "ui")]
+    if config.ui.enabled {
+        options.root_redirect = Some(berth_ui::base_path(&options.prefix));
+    }
+    Ok(options)
+}
+
+/// The application: the API, and the web UI's routes when it is built in and enabled.
+fn app(config: &berth_config::Config, ctx: Arc<Ctx>) -> axum::Router {
+    #[cfg(feature = "ui")]
+    if config.ui.enabled {
+        use berth_ui::LoginMode;
+        let login = match &config.auth {
+            None => LoginMode::Open,
+            Some(berth_config::AuthConfig::Htpasswd { .. }) => LoginMode::Htpasswd,
+            Some(_) => LoginMode::Unsupported,
+        };
+        let options = berth_ui::UiOptions {
+            title: config.ui.title.clone(),
+            pullhost: config.ui.pullhost.clone(),
+            login,
+        };
+        tracing::info!(
+            path = berth_ui::base_path(&ctx.options.prefix),
+            "web UI enabled"
+        );
+        return berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx));
+    }
+    #[cfg(not(feature = "ui"))]
+    if config.ui.enabled {
+        tracing::debug!("ui.enabled is set, but this binary was built without the web UI");
+    }
+    berth_api::app(ctx)
+}
+
 /// Runs the registry until a shutdown signal.
 pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let config = &loaded.config;
@@ -164,9 +203,9 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
         token_issuer: auth.issuer,
         proxy,
         registry: registry.clone(),
-        options: setup::api_options(config)?,
+        options: api_options(config)?,
     });
-    let app = berth_api::app(ctx);
+    let app = app(config, ctx);
     let graceful = GracefulShutdown::new();
     let tls = match &config.http.tls {
         Some(settings) => Some(crate::tls::acceptor(settings, !config.http.http2_disabled)?),

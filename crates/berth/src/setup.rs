@@ -254,6 +254,7 @@ pub fn api_options(config: &Config) -> anyhow::Result<ApiOptions> {
             .debug
             .as_ref()
             .is_some_and(|d| d.prometheus.enabled),
+        root_redirect: None,
     })
 }
 

@@ -69,6 +69,24 @@ impl Registry {
         Ok(paginate(self.all_tags(repo).await?, n, last))
     }
 
+    /// When `tag` was last pushed (or moved): its current link's modification time, `None`
+    /// when the tag does not exist. One `stat`, so a page of tags can show push dates.
+    pub async fn tag_pushed_at(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> Result<Option<std::time::SystemTime>, RegistryError> {
+        match self
+            .driver()
+            .stat(&paths::tag_current_link(repo, tag))
+            .await
+        {
+            Ok(info) => Ok(Some(info.modified)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Tags whose current link points at `digest` (the tags a delete by digest removes).
     pub async fn tags_pointing_at(
         &self,

@@ -1,0 +1,483 @@
+//! The web UI, served by the `berth` binary itself at `<http.prefix>ui/`: server-rendered HTML
+//! pages (repositories, tags, images) built from the same registry core the API serves (never
+//! a second index), shown only where the caller may pull, per repository name, by the same
+//! access controller as the API. One stylesheet and one small script for copy buttons are
+//! compiled in; every response carries a strict Content-Security-Policy.
+//!
+//! Routes, below the base path `<prefix>ui/`:
+//! - `` (the base): repositories, with `q` (substring search), `start`, `n` (paging);
+//! - `r/<name>`: a repository's tags, with `q`, `start`, `n`;
+//! - `r/<name>/-/<tag or digest>`: an image or index;
+//! - `login` (GET form, POST), `logout` (POST);
+//! - `static/ui.css`, `static/ui.js`.
+
+mod html;
+mod image;
+mod manifest;
+mod pull;
+mod repo;
+mod repos;
+mod session;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::any;
+use axum::Router;
+use berth_api::{ClientAddr, Ctx};
+use berth_auth::{Access, Action, AuthRequest, Denied};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+
+use crate::html::{esc, Frame};
+use crate::session::Sessions;
+
+/// How people log in to the UI, from the `auth` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMode {
+    /// No `auth`: everything is readable, nobody logs in.
+    Open,
+    /// `auth.htpasswd`: a login form and a session cookie.
+    Htpasswd,
+    /// Token auth: not available in the UI yet; it shows nothing private.
+    Unsupported,
+}
+
+/// The UI's settings (the `ui` config section and the login mode).
+#[derive(Debug, Clone)]
+pub struct UiOptions {
+    /// `ui.title`.
+    pub title: String,
+    /// `ui.pullhost`: the host in pull commands.
+    pub pullhost: Option<String>,
+    /// How people log in.
+    pub login: LoginMode,
+}
+
+/// Shared by every UI request.
+pub struct Ui {
+    ctx: Arc<Ctx>,
+    options: UiOptions,
+    sessions: Sessions,
+    /// The base path, ending in `/` (`/ui/`, `/registry/ui/`).
+    base: String,
+}
+
+/// The UI's base path under `prefix` (`http.prefix`), ending in `/`.
+pub fn base_path(prefix: &str) -> String {
+    format!("{}/ui/", prefix.trim_end_matches('/'))
+}
+
+/// The UI's routes, to be merged with the API's router (which answers everything else).
+pub fn router(ctx: Arc<Ctx>, options: UiOptions) -> Router {
+    let base = base_path(&ctx.options.prefix);
+    let ui = Arc::new(Ui {
+        ctx,
+        options,
+        sessions: Sessions::default(),
+        base: base.clone(),
+    });
+    Router::new()
+        .route(base.trim_end_matches('/'), any(handle))
+        .route(&base, any(handle))
+        .route(&format!("{base}{{*rest}}"), any(handle))
+        .with_state(ui)
+}
+
+/// The request as the pages see it.
+pub(crate) struct Page<'a> {
+    pub ui: &'a Ui,
+    pub headers: &'a HeaderMap,
+    pub query: HashMap<String, String>,
+    pub viewer: Viewer,
+    client: Option<ClientAddr>,
+}
+
+/// Who is looking.
+#[derive(Default)]
+pub(crate) struct Viewer {
+    /// The session's user.
+    pub user: Option<String>,
+    /// The session's `Authorization`, checked per repository.
+    authorization: Option<String>,
+}
+
+/// Every UI response passes here: security headers and the server time.
+async fn handle(State(ui): State<Arc<Ui>>, request: Request) -> Response {
+    let started = Instant::now();
+    let mut response = route(&ui, request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        // Pages depend on who is logged in.
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(v) = HeaderValue::from_str(&format!("app;dur={ms:.1}")) {
+        h.insert("server-timing", v);
+    }
+    response
+}
+
+async fn route(ui: &Ui, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let Some(rest) = path.strip_prefix(ui.base.as_str()) else {
+        // `<prefix>ui` without the slash.
+        return redirect(&ui.base, None);
+    };
+    let rest = rest.to_owned();
+    let query = parse_query(parts.uri.query());
+    let client = parts.extensions.get::<ClientAddr>().copied();
+    let mut page = Page {
+        ui,
+        headers: &parts.headers,
+        query,
+        viewer: Viewer::default(),
+        client,
+    };
+    match (&parts.method, rest.as_str()) {
+        (&Method::GET | &Method::HEAD, "static/ui.css") => {
+            return asset(include_str!("../assets/ui.css"), "text/css; charset=utf-8")
+        }
+        (&Method::GET | &Method::HEAD, "static/ui.js") => {
+            return asset(
+                include_str!("../assets/ui.js"),
+                "text/javascript; charset=utf-8",
+            )
+        }
+        (&Method::POST, "login") => return login(&page, body).await,
+        (&Method::POST, "logout") => return logout(&page),
+        _ => {}
+    }
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        return page.message(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Not allowed",
+            "This page only answers GET.",
+        );
+    }
+    page.viewer = viewer(ui, &parts.headers, client).await;
+    if rest == "login" {
+        return login_form(&page, StatusCode::OK, None);
+    }
+    if rest.is_empty() {
+        return repos::list(&page).await;
+    }
+    if let Some(target) = rest.strip_prefix("r/") {
+        return match target.split_once("/-/") {
+            Some((name, reference)) => image::show(&page, name, reference).await,
+            None => repo::show(&page, target).await,
+        };
+    }
+    page.message(StatusCode::NOT_FOUND, "Not found", "There is no such page.")
+}
+
+/// The viewer of a request: the session's user when its login still holds.
+async fn viewer(ui: &Ui, headers: &HeaderMap, client: Option<ClientAddr>) -> Viewer {
+    let (LoginMode::Htpasswd, Some(controller)) = (ui.options.login, &ui.ctx.auth) else {
+        return Viewer::default();
+    };
+    let Some(id) = session::cookie_id(headers) else {
+        return Viewer::default();
+    };
+    let Some(s) = ui.sessions.get(&id) else {
+        return Viewer::default();
+    };
+    let request = AuthRequest {
+        authorization: Some(&s.authorization),
+        client: client.map(|c| c.0.ip()),
+        origin: None,
+    };
+    match controller.authorize(&request, &[]).await {
+        Ok(_) => Viewer {
+            user: Some(s.user),
+            authorization: Some(s.authorization),
+        },
+        Err(_) => {
+            // The password changed or the user is gone: the session ends.
+            ui.sessions.remove(&id);
+            Viewer::default()
+        }
+    }
+}
+
+impl Page<'_> {
+    /// Whether the viewer may pull `repository` (the name as stored and read), by the API's
+    /// own access controller.
+    pub async fn may_pull(&self, repository: &str) -> bool {
+        match self.ui.options.login {
+            LoginMode::Unsupported => return false,
+            LoginMode::Open | LoginMode::Htpasswd => {}
+        }
+        let Some(controller) = &self.ui.ctx.auth else {
+            return true;
+        };
+        // Anonymous callers of an htpasswd registry may read nothing; asking the controller
+        // would only say so.
+        let Some(authorization) = &self.viewer.authorization else {
+            return false;
+        };
+        let request = AuthRequest {
+            authorization: Some(authorization),
+            client: self.client.map(|c| c.0.ip()),
+            origin: None,
+        };
+        let needed = [Access::repository(repository, &[Action::Pull])];
+        controller.authorize(&request, &needed).await.is_ok()
+    }
+
+    /// A query parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A paging parameter: a whole number, `default` when absent or not a number, at most
+    /// `max`.
+    pub fn number(&self, name: &str, default: usize, max: usize) -> usize {
+        self.param(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+            .min(max)
+    }
+
+    /// The registry core.
+    pub fn registry(&self) -> &berth_registry::Registry {
+        &self.ui.ctx.registry
+    }
+
+    /// The UI's base path.
+    pub fn base(&self) -> &str {
+        &self.ui.base
+    }
+
+    /// An HTML response: `body` inside the page frame.
+    pub fn html(&self, status: StatusCode, title: &str, body: &str) -> Response {
+        let frame = Frame {
+            base: &self.ui.base,
+            site: &self.ui.options.title,
+            title,
+            user: self.viewer.user.as_deref(),
+            login: self.ui.options.login == LoginMode::Htpasswd,
+        };
+        let mut response = Response::new(Body::from(frame.render(body)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        response
+    }
+
+    /// A page with a heading and one paragraph.
+    pub fn message(&self, status: StatusCode, title: &str, text: &str) -> Response {
+        self.html(
+            status,
+            title,
+            &format!("<h1>{}</h1><p>{}</p>", esc(title), esc(text)),
+        )
+    }
+
+    /// What to say instead of content the viewer may not see: why, and what to do.
+    pub fn nothing_visible_note(&self) -> Option<String> {
+        match self.ui.options.login {
+            LoginMode::Open => None,
+            LoginMode::Unsupported => Some(
+                "This registry uses token authentication. Logging in to the web UI with token \
+                 authentication is not available yet, so the UI shows no repositories."
+                    .to_owned(),
+            ),
+            LoginMode::Htpasswd if self.viewer.user.is_none() => Some(format!(
+                "<a href=\"{}login\">Log in</a> to see the repositories you may pull.",
+                esc(&self.ui.base)
+            )),
+            LoginMode::Htpasswd => None,
+        }
+    }
+
+    /// The registry host for pull commands: `ui.pullhost`, else `http.host`'s host, else the
+    /// `Host` the browser used.
+    pub fn pull_host(&self) -> String {
+        if let Some(host) = &self.ui.options.pullhost {
+            return host.clone();
+        }
+        if let Some(host) = &self.ui.ctx.options.host {
+            let host = host.split_once("://").map_or(host.as_str(), |(_, h)| h);
+            let host = host.trim_end_matches('/');
+            if !host.is_empty() {
+                return host.to_owned();
+            }
+        }
+        self.headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty())
+            .unwrap_or("localhost")
+            .to_owned()
+    }
+}
+
+/// `POST login`: checks the form's user and password with the access controller (and so
+/// through its failed-login limiter), then starts a session.
+async fn login(page: &Page<'_>, body: Body) -> Response {
+    let ui = page.ui;
+    let (LoginMode::Htpasswd, Some(controller)) = (ui.options.login, &ui.ctx.auth) else {
+        return page.message(
+            StatusCode::NOT_FOUND,
+            "No login",
+            "This registry has no login for the web UI.",
+        );
+    };
+    if !session::same_origin(page.headers) {
+        return page.message(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "The login form was sent from another site.",
+        );
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024).await else {
+        return login_form(
+            page,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some("The form is too large."),
+        );
+    };
+    let fields = session::form_fields(&bytes);
+    let user = fields.get("username").map(String::as_str).unwrap_or("");
+    let password = fields.get("password").map(String::as_str).unwrap_or("");
+    if user.is_empty() || user.contains(':') || password.is_empty() {
+        return login_form(
+            page,
+            StatusCode::UNAUTHORIZED,
+            Some("Enter a user name and a password."),
+        );
+    }
+    use base64::Engine;
+    let authorization = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    let request = AuthRequest {
+        authorization: Some(&authorization),
+        client: page.client.map(|c| c.0.ip()),
+        origin: None,
+    };
+    match controller.authorize(&request, &[]).await {
+        Ok(grant) => {
+            let user = grant.subject.unwrap_or_else(|| user.to_owned());
+            tracing::info!(user, "web UI login");
+            let id = ui.sessions.create(user, authorization);
+            let cookie = session::set_cookie(Some(&id), &ui.base, ui.ctx.options.tls);
+            redirect(&ui.base, Some(cookie))
+        }
+        Err(Denied::TooManyAttempts { retry_after }) => {
+            let mut response = login_form(
+                page,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("Too many failed logins; try again later."),
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+            response
+        }
+        Err(_) => login_form(
+            page,
+            StatusCode::UNAUTHORIZED,
+            Some("Invalid user name or password."),
+        ),
+    }
+}
+
+/// `POST logout`: ends the session and clears the cookie.
+fn logout(page: &Page<'_>) -> Response {
+    let ui = page.ui;
+    if !session::same_origin(page.headers) {
+        return page.message(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "The logout form was sent from another site.",
+        );
+    }
+    if let Some(id) = session::cookie_id(page.headers) {
+        ui.sessions.remove(&id);
+    }
+    let cookie = session::set_cookie(None, &ui.base, ui.ctx.options.tls);
+    redirect(&ui.base, Some(cookie))
+}
+
+/// The login form, with an error when a login failed. No `WWW-Authenticate` is ever sent, so
+/// the browser shows no Basic-auth dialog.
+fn login_form(page: &Page<'_>, status: StatusCode, error: Option<&str>) -> Response {
+    let body = match page.ui.options.login {
+        LoginMode::Htpasswd => format!(
+            "<h1>Log in</h1>{}<form class=\"login\" method=\"post\" action=\"{}login\">\
+             <label for=\"username\">User name</label>\
+             <input id=\"username\" name=\"username\" autocomplete=\"username\" required>\
+             <label for=\"password\">Password</label>\
+             <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+             <button type=\"submit\">Log in</button></form>",
+            error.map_or_else(String::new, |e| format!("<p class=\"warn\" role=\"alert\">{}</p>", esc(e))),
+            esc(&page.ui.base)
+        ),
+        LoginMode::Unsupported => format!(
+            "<h1>Log in</h1><p class=\"warn\">{}</p>",
+            esc(&page.nothing_visible_note().unwrap_or_default())
+        ),
+        LoginMode::Open => "<h1>Log in</h1><p>This registry needs no login.</p>".to_owned(),
+    };
+    page.html(status, "Log in", &body)
+}
+
+/// A `303 See Other` to `to`, setting `cookie` when given.
+fn redirect(to: &str, cookie: Option<String>) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Some(v) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        h.insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+/// A compiled-in asset.
+fn asset(text: &'static str, content_type: &'static str) -> Response {
+    let mut response = Response::new(Body::from(text));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    response
+}
+
+/// The query string's parameters, decoded.
+fn parse_query(query: Option<&str>) -> HashMap<String, String> {
+    session::form_fields(query.unwrap_or("").as_bytes())
+}
