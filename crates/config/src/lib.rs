@@ -26,12 +26,12 @@ mod error;
 mod extract;
 mod keys;
 mod limits;
-mod ui;
 mod model;
 mod proxy;
 mod proxy_cache;
 mod retention;
 mod s3;
+mod ui;
 mod values;
 
 use std::cell::RefCell;
@@ -50,10 +50,10 @@ pub use env::ENV_PREFIX;
 pub use error::ConfigError;
 pub use extract::SUPPORTED_VERSION;
 pub use limits::{LimitsConfig, LoginLimits};
-pub use ui::UiConfig;
 pub use model::*;
 pub use proxy_cache::{format_size, parse_size, ProxyCacheConfig, UpstreamCacheConfig};
 pub use retention::{format_age, parse_age};
+pub use ui::UiConfig;
 
 /// A loaded configuration, with what the operator should be told about it.
 #[derive(Debug, Clone)]

@@ -84,7 +84,9 @@ pub(crate) fn extract(cx: &Cx<'_>, root: Option<&Mapping>) -> Result<UiConfig, C
         other => other,
     };
     Ok(UiConfig {
-        enabled: cx.opt_bool(ui, ENABLED, SECTION)?.unwrap_or(defaults.enabled),
+        enabled: cx
+            .opt_bool(ui, ENABLED, SECTION)?
+            .unwrap_or(defaults.enabled),
         title,
         pullhost,
     })
@@ -95,9 +97,9 @@ pub(crate) fn extract(cx: &Cx<'_>, root: Option<&Mapping>) -> Result<UiConfig, C
 fn valid_host(host: &str) -> bool {
     !host.contains("://")
         && !host.starts_with('/')
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '/' | '_' | '[' | ']'))
+        && host.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '/' | '_' | '[' | ']')
+        })
 }
 
 /// The section in `config.yml` shape for `berth config check`, `None` when it is all defaults
@@ -129,7 +131,10 @@ mod tests {
             ..UiConfig::default()
         };
         let text = serde_yaml::to_string(&emit(&ui)).expect("yaml");
-        assert_eq!(text, "enabled: false\ntitle: Berth\npullhost: r.example:5000\n");
+        assert_eq!(
+            text,
+            "enabled: false\ntitle: Berth\npullhost: r.example:5000\n"
+        );
     }
 
     #[test]

@@ -40,7 +40,9 @@ fn values_from_yaml_and_written_back() {
     assert_eq!(loaded.config.ui, expected);
     let written = loaded.config.to_yaml();
     assert!(
-        written.contains("ui:\n  enabled: false\n  title: Acme images\n  pullhost: registry.acme.test:5000\n"),
+        written.contains(
+            "ui:\n  enabled: false\n  title: Acme images\n  pullhost: registry.acme.test:5000\n"
+        ),
         "{written}"
     );
     assert_eq!(ok(&written, &[]).config.ui, expected);
