@@ -5,6 +5,7 @@
 //! logout flow with its cookie flags and the failed-login limiter, and token auth (not yet
 //! available: nothing shown). Server times of the repository list and of a 2,000-tag page
 //! are printed.
+#![cfg(feature = "ui")]
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

@@ -161,7 +161,7 @@ impl Frame<'_> {
             }
             (None, false) => {}
         }
-        let _ = write!(out, "</div></header><main>{body}</main></body></html>\n");
+        let _ = writeln!(out, "</div></header><main>{body}</main></body></html>");
         out
     }
 }

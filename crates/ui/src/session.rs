@@ -139,9 +139,10 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
 pub fn form_fields(body: &[u8]) -> HashMap<String, String> {
     let text = String::from_utf8_lossy(body);
     text.split('&')
-        .filter_map(|pair| {
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((decode(k), decode(v)))
+            (decode(k), decode(v))
         })
         .collect()
 }
