@@ -1,0 +1,198 @@
+//! The UI in-process (`tower::ServiceExt::oneshot`) with an access controller that grants pull
+//! per repository: a logged-in user sees exactly the repositories the controller lets them
+//! pull, and the pages of the others answer like missing ones. (htpasswd, the one login mode
+//! of the real binary so far, grants all or nothing; token rules grant per repository.)
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::Router;
+use base64::Engine;
+use berth_api::{ApiOptions, Ctx};
+use berth_auth::{Access, AccessController, AuthRequest, Denied, Grant, Resource};
+use berth_oci::{Digest, RepoName};
+use berth_registry::{Registry, RegistryOptions};
+use berth_storage::InMemoryDriver;
+use bytes::Bytes;
+use http::{header, Request, StatusCode};
+use tower::ServiceExt;
+
+/// alice may pull everything but `secret/…`; anybody else is nobody.
+#[derive(Default)]
+struct PerRepository {
+    /// Repository checks asked for, to see that each name shown was asked about.
+    asked: AtomicUsize,
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let pair = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+#[async_trait::async_trait]
+impl AccessController for PerRepository {
+    async fn authorize(
+        &self,
+        request: &AuthRequest<'_>,
+        needed: &[Access],
+    ) -> Result<Grant, Denied> {
+        if request.authorization != Some(basic("alice", "pw").as_str()) {
+            return Err(Denied::Unauthorized {
+                challenge: "Basic realm=\"t\"".into(),
+                message: "authentication required".into(),
+            });
+        }
+        for access in needed {
+            if let Resource::Repository(name) = &access.resource {
+                self.asked.fetch_add(1, Ordering::Relaxed);
+                if name.starts_with("secret/") {
+                    return Err(Denied::Forbidden {
+                        message: "no".into(),
+                    });
+                }
+            }
+        }
+        Ok(Grant {
+            subject: Some("alice".into()),
+        })
+    }
+}
+
+async fn seeded_registry() -> Arc<Registry> {
+    let registry = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());
+    let config = Bytes::from_static(b"{}");
+    let config_digest = Digest::sha256_of(&config);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":2}},"layers":[]}}"#
+    );
+    for name in ["public/app", "secret/app", "team/tool"] {
+        let repo: RepoName = name.parse().unwrap();
+        let body: berth_registry::BodyStream =
+            Box::pin(futures_util::stream::iter([Ok(config.clone())]));
+        registry
+            .put_blob(&repo, &config_digest, body)
+            .await
+            .unwrap();
+        registry
+            .put_manifest(
+                &repo,
+                &"v1".parse().unwrap(),
+                Some("application/vnd.oci.image.manifest.v1+json"),
+                Bytes::from(manifest.clone()),
+            )
+            .await
+            .unwrap();
+    }
+    registry
+}
+
+async fn app(controller: Arc<PerRepository>) -> Router {
+    let ctx = Arc::new(Ctx {
+        registry: seeded_registry().await,
+        options: ApiOptions::default(),
+        auth: Some(controller),
+        token_issuer: None,
+        proxy: None,
+        notifier: None,
+        health: Default::default(),
+    });
+    let options = berth_ui::UiOptions {
+        title: "t".into(),
+        pullhost: None,
+        login: berth_ui::LoginMode::Htpasswd,
+    };
+    berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx))
+}
+
+async fn send(app: &Router, request: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut r = Request::get(path).header(header::HOST, "reg.test");
+    if let Some(c) = cookie {
+        r = r.header(header::COOKIE, c);
+    }
+    r.body(Body::empty()).unwrap()
+}
+
+async fn login(app: &Router, password: &str) -> (StatusCode, http::HeaderMap, String) {
+    let request = Request::post("/ui/login")
+        .header(header::HOST, "reg.test")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("username=alice&password={password}")))
+        .unwrap();
+    send(app, request).await
+}
+
+#[tokio::test]
+async fn a_user_sees_only_what_they_may_pull() {
+    let controller = Arc::new(PerRepository::default());
+    let app = app(controller.clone()).await;
+
+    // Anonymous: nothing.
+    let (status, _, html) = send(&app, get("/ui/", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !html.contains("public/app") && !html.contains("secret/app"),
+        "{html}"
+    );
+
+    let (status, _, _) = login(&app, "wrong").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, headers, _) = login(&app, "pw").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let set_cookie = headers[header::SET_COOKIE].to_str().unwrap();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+
+    let before = controller.asked.load(Ordering::Relaxed);
+    let (_, _, html) = send(&app, get("/ui/", Some(&cookie))).await;
+    assert!(
+        html.contains(">public/app</a>") && html.contains(">team/tool</a>"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("secret/app"),
+        "a repository alice may not pull is listed: {html}"
+    );
+    assert!(html.contains("Showing 1–2 of 2"), "{html}");
+    assert_eq!(
+        controller.asked.load(Ordering::Relaxed) - before,
+        3,
+        "one decision per repository name"
+    );
+    // Search does not reveal it either.
+    let (_, _, html) = send(&app, get("/ui/?q=secret", Some(&cookie))).await;
+    assert!(
+        !html.contains("secret/app") && html.contains("Nothing to show (0 in all)"),
+        "{html}"
+    );
+
+    // Its pages answer like a missing repository's.
+    let (missing, _, missing_html) = send(&app, get("/ui/r/nope/app", Some(&cookie))).await;
+    let (status, _, html) = send(&app, get("/ui/r/secret/app", Some(&cookie))).await;
+    assert_eq!(
+        (status, missing),
+        (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND)
+    );
+    assert_eq!(html, missing_html);
+    let (status, _, _) = send(&app, get("/ui/r/secret/app/-/v1", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, html) = send(&app, get("/ui/r/public/app/-/v1", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("docker pull reg.test/public/app:v1"),
+        "{html}"
+    );
+}
