@@ -66,58 +66,96 @@ pub async fn dispatch(State(ctx): State<Arc<Ctx>>, request: Request) -> Response
         }
     };
 
-    let headers = response.headers_mut();
-    headers.insert(
+    response.headers_mut().insert(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
-    // `http.headers`: every configured value is sent (a list gives several values, as in
-    // registry:2), unless the handler set that header itself.
-    let own: Vec<header::HeaderName> = ctx
-        .options
+    add_configured_headers(&ctx.options, response.headers_mut());
+    if let Some(measured) = measured {
+        let bytes = request::content_length(response.headers()).unwrap_or(0);
+        measured.finish(response.status().as_u16(), bytes);
+    }
+    if ctx.options.access_log {
+        let line = AccessLine {
+            method: &method,
+            uri: &uri,
+            host: host.as_ref(),
+            client,
+            user_agent: user_agent.as_ref(),
+            started,
+            user: seen.user.as_deref(),
+            repository: seen.repository.as_deref(),
+        };
+        log_access(&line, &response);
+    }
+    response
+}
+
+/// `http.headers`: every configured value is added to `headers` (a list gives several values,
+/// as in registry:2), unless the response set that header itself. Shared by the API and the
+/// web UI.
+pub fn add_configured_headers(options: &crate::ApiOptions, headers: &mut http::HeaderMap) {
+    let own: Vec<header::HeaderName> = options
         .headers
         .iter()
         .filter(|(name, _)| headers.contains_key(name))
         .map(|(name, _)| name.clone())
         .collect();
-    for (name, value) in &ctx.options.headers {
+    for (name, value) in &options.headers {
         if !own.contains(name) {
             headers.append(name.clone(), value.clone());
         }
     }
-    if let Some(measured) = measured {
-        let bytes = request::content_length(headers).unwrap_or(0);
-        measured.finish(response.status().as_u16(), bytes);
-    }
+}
+
+/// What the access log line tells of a request.
+pub struct AccessLine<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request URI (secrets in its query are redacted when logged).
+    pub uri: &'a http::Uri,
+    /// The `Host` header.
+    pub host: Option<&'a HeaderValue>,
+    /// The client's address.
+    pub client: Option<std::net::SocketAddr>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<&'a HeaderValue>,
+    /// When the request arrived.
+    pub started: Instant,
+    /// The authenticated user.
+    pub user: Option<&'a str>,
+    /// The repository the request resolved to.
+    pub repository: Option<&'a str>,
+}
+
+/// Writes registry:2's "response completed" access log line (its field names, so log
+/// pipelines built for it keep working). Shared by the API and the web UI.
+pub fn log_access(line: &AccessLine<'_>, response: &Response) {
     let headers = response.headers();
-    if ctx.options.access_log {
-        // registry:2's "response completed" line and field names, so log pipelines built
-        // for it keep working (its JSON formatter writes them as they are named here).
-        let written = request::content_length(headers);
-        let content_type = request::header_str(headers, header::CONTENT_TYPE).unwrap_or("");
-        tracing::info!(
-            target: "access",
-            // A plain first field: the macro cannot tell a dotted first name from its tail.
-            status = response.status().as_u16(),
-            http.request.method = %method,
-            http.request.uri = loggable_uri(&uri),
-            http.request.host = host
-                .as_ref()
-                .and_then(|h| h.to_str().ok())
-                .or(uri.authority().map(|a| a.as_str()))
-                .unwrap_or(""),
-            http.request.remoteaddr = client.map(|c| c.to_string()).unwrap_or_default(),
-            http.request.useragent = user_agent.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
-            http.response.status = response.status().as_u16(),
-            http.response.written = written,
-            http.response.contenttype = content_type,
-            http.response.duration = format!("{:?}", started.elapsed()),
-            auth.user.name = seen.user.as_deref(),
-            vars.name = seen.repository.as_deref(),
-            "response completed"
-        );
-    }
-    response
+    let written = request::content_length(headers);
+    let content_type = request::header_str(headers, header::CONTENT_TYPE).unwrap_or("");
+    let uri = line.uri;
+    tracing::info!(
+        target: "access",
+        // A plain first field: the macro cannot tell a dotted first name from its tail.
+        status = response.status().as_u16(),
+        http.request.method = %line.method,
+        http.request.uri = loggable_uri(uri),
+        http.request.host = line
+            .host
+            .and_then(|h| h.to_str().ok())
+            .or(uri.authority().map(|a| a.as_str()))
+            .unwrap_or(""),
+        http.request.remoteaddr = line.client.map(|c| c.to_string()).unwrap_or_default(),
+        http.request.useragent = line.user_agent.and_then(|v| v.to_str().ok()).unwrap_or(""),
+        http.response.status = response.status().as_u16(),
+        http.response.written = written,
+        http.response.contenttype = content_type,
+        http.response.duration = format!("{:?}", line.started.elapsed()),
+        auth.user.name = line.user,
+        vars.name = line.repository,
+        "response completed"
+    );
 }
 
 /// The request URI as logged: a value that might be a credential is replaced, since access

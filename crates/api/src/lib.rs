@@ -32,6 +32,7 @@ use std::sync::Arc;
 use axum::Router;
 use berth_auth::AccessController;
 use berth_registry::Registry;
+pub use dispatch::{add_configured_headers, log_access, AccessLine};
 pub use endpoint::Endpoint;
 pub use error::{ApiError, ErrorCode};
 use http::{HeaderName, HeaderValue};

@@ -213,12 +213,22 @@ async fn pages_show_what_is_stored() {
 async fn prefix_host_fallback_and_ui_off() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    let server = Server::start(&[&config], &[("REGISTRY_HTTP_PREFIX", "/registry/")]);
+    let server = Server::start(
+        &[&config],
+        &[
+            ("REGISTRY_HTTP_PREFIX", "/registry/"),
+            ("REGISTRY_HTTP_HEADERS_X-OPERATOR", "[on]"),
+            ("REGISTRY_HTTP_HEADERS_X-FRAME-OPTIONS", "SAMEORIGIN"),
+        ],
+    );
     let api = Api::new(&format!("{}/registry", server.url));
     let (_, digest) = api.push_image("solo/app", "latest", "prefix").await;
     let root = Api::new(&server.url);
     let r = page(&root, "/registry/ui/", None).await;
     r.assert_status(200);
+    // `http.headers` reach UI responses too; the UI's own security headers win.
+    assert_eq!(r.header("x-operator"), "on");
+    assert_eq!(r.header("x-frame-options"), "DENY");
     let html = r.text();
     assert!(html.contains("href=\"/registry/ui/r/solo/app\""), "{html}");
     assert!(html.contains("href=\"/registry/ui/static/ui.css\""));
@@ -237,6 +247,14 @@ async fn prefix_host_fallback_and_ui_off() {
     assert!(
         html.contains(&format!("podman pull {host}/solo/app@{digest}")),
         "{html}"
+    );
+    // UI requests get the access log line API requests get.
+    let logs = server.logs(std::time::Duration::from_millis(300));
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("response completed")
+                && l.contains("/registry/ui/r/solo/app/-/latest")),
+        "{logs:?}"
     );
     drop(server);
 

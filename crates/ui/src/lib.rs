@@ -108,6 +108,11 @@ pub(crate) struct Viewer {
 /// Every UI response passes here: security headers and the server time.
 async fn handle(State(ui): State<Arc<Ui>>, request: Request) -> Response {
     let started = Instant::now();
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let host = request.headers().get(header::HOST).cloned();
+    let user_agent = request.headers().get(header::USER_AGENT).cloned();
+    let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
     let mut response = route(&ui, request).await;
     let h = response.headers_mut();
     h.insert(
@@ -134,8 +139,28 @@ async fn handle(State(ui): State<Arc<Ui>>, request: Request) -> Response {
     if let Ok(v) = HeaderValue::from_str(&format!("app;dur={ms:.1}")) {
         h.insert("server-timing", v);
     }
+    // `http.headers` and the access log, as for the API (the UI's own headers win).
+    berth_api::add_configured_headers(&ui.ctx.options, h);
+    if ui.ctx.options.access_log {
+        let user = response.extensions().get::<Viewed>().map(|v| v.0.clone());
+        let line = berth_api::AccessLine {
+            method: &method,
+            uri: &uri,
+            host: host.as_ref(),
+            client,
+            user_agent: user_agent.as_ref(),
+            started,
+            user: user.as_deref(),
+            repository: None,
+        };
+        berth_api::log_access(&line, &response);
+    }
     response
 }
+
+/// The logged-in user a page was rendered for, carried to the access log.
+#[derive(Clone)]
+struct Viewed(String);
 
 async fn route(ui: &Ui, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -283,6 +308,9 @@ impl Page<'_> {
         };
         let mut response = Response::new(Body::from(frame.render(body)));
         *response.status_mut() = status;
+        if let Some(user) = &self.viewer.user {
+            response.extensions_mut().insert(Viewed(user.clone()));
+        }
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
