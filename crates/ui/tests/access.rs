@@ -1,11 +1,13 @@
 //! The UI in-process (`tower::ServiceExt::oneshot`) with an access controller that grants pull
 //! per repository: a logged-in user sees exactly the repositories the controller lets them
-//! pull, and the pages of the others answer like missing ones. (htpasswd, the one login mode
+//! pull, and the pages of the others answer like missing ones; with a pull-through cache,
+//! cached repositories are grouped by upstream. (htpasswd, the one login mode
 //! of the real binary so far, grants all or nothing; token rules grant per repository.)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
@@ -13,6 +15,7 @@ use base64::Engine;
 use berth_api::{ApiOptions, Ctx};
 use berth_auth::{Access, AccessController, AuthRequest, Denied, Grant, Resource};
 use berth_oci::{Digest, RepoName};
+use berth_proxy::{Proxy, Routing, Upstream, UpstreamSettings};
 use berth_registry::{Registry, RegistryOptions};
 use berth_storage::InMemoryDriver;
 use bytes::Bytes;
@@ -63,14 +66,14 @@ impl AccessController for PerRepository {
     }
 }
 
-async fn seeded_registry() -> Arc<Registry> {
+async fn seeded_registry(names: &[&str]) -> Arc<Registry> {
     let registry = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());
     let config = Bytes::from_static(b"{}");
     let config_digest = Digest::sha256_of(&config);
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":2}},"layers":[]}}"#
     );
-    for name in ["public/app", "secret/app", "team/tool"] {
+    for name in names {
         let repo: RepoName = name.parse().unwrap();
         let body: berth_registry::BodyStream =
             Box::pin(futures_util::stream::iter([Ok(config.clone())]));
@@ -93,7 +96,7 @@ async fn seeded_registry() -> Arc<Registry> {
 
 async fn app(controller: Arc<PerRepository>) -> Router {
     let ctx = Arc::new(Ctx {
-        registry: seeded_registry().await,
+        registry: seeded_registry(&["public/app", "secret/app", "team/tool"]).await,
         options: ApiOptions::default(),
         auth: Some(controller),
         token_issuer: None,
@@ -195,4 +198,69 @@ async fn a_user_sees_only_what_they_may_pull() {
         html.contains("docker pull reg.test/public/app:v1"),
         "{html}"
     );
+}
+
+fn upstream(host: &str) -> Arc<Upstream> {
+    Arc::new(
+        Upstream::new(UpstreamSettings {
+            host: host.into(),
+            // Unreachable: the UI never asks an upstream.
+            url: "http://127.0.0.1:9".into(),
+            credentials: None,
+            tag_ttl: Duration::ZERO,
+            proxy: None,
+            timeout: Duration::from_secs(1),
+            allow_private_redirects: false,
+        })
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn cached_repositories_are_grouped_by_upstream() {
+    let registry =
+        seeded_registry(&["team/app", "ghcr.io/acme/tool", "docker.io/library/alpine"]).await;
+    let spool = tempfile::tempdir().unwrap();
+    let routing = Routing::Many {
+        upstreams: vec![upstream("docker.io"), upstream("ghcr.io")],
+        default: None,
+        private: Vec::new(),
+    };
+    let proxy = Proxy::new(registry.clone(), routing, spool.path().to_path_buf());
+    let ctx = Arc::new(Ctx {
+        registry,
+        options: ApiOptions::default(),
+        auth: None,
+        token_issuer: None,
+        proxy: Some(proxy),
+        notifier: None,
+        health: Default::default(),
+    });
+    let options = berth_ui::UiOptions {
+        title: "t".into(),
+        pullhost: None,
+        login: berth_ui::LoginMode::Open,
+    };
+    let app = berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx));
+    let (status, _, html) = send(&app, get("/ui/", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let at = |needle: &str| {
+        html.find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing: {html}"))
+    };
+    let order = [
+        at("<h2>Private repositories</h2>"),
+        at(">team/app</a>"),
+        at("<h2>Cached from docker.io</h2>"),
+        at(">docker.io/library/alpine</a>"),
+        at("<h2>Cached from ghcr.io</h2>"),
+        at(">ghcr.io/acme/tool</a>"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}: {html}");
+    // Paging keeps the grouping: the second page starts under its upstream's heading.
+    let (_, _, html) = send(&app, get("/ui/?n=1&start=1", None)).await;
+    assert!(html.contains("<h2>Cached from docker.io</h2>") && !html.contains("Private"));
+    // The cached image's page reads what is stored; no upstream is asked.
+    let (status, _, html) = send(&app, get("/ui/r/docker.io/library/alpine/-/v1", None)).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
 }
