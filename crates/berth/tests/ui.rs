@@ -15,7 +15,8 @@ use common::auth::{add_user, builtin_token_auth};
 use common::oci::{Api, Reg};
 use common::{write_config, Server};
 use ui_kit::{
-    assert_no_inline_code, assert_security_headers, page, push_many_tags, seed, timed_page, HOSTILE,
+    assert_no_inline_code, assert_security_headers, page, push_many_repositories, push_many_tags,
+    seed, timed_page, HOSTILE,
 };
 
 /// Tags in the large repository: 2,000 keep the test fast; `BERTH_UI_TEST_TAGS=10000` measures
@@ -207,6 +208,44 @@ async fn pages_show_what_is_stored() {
     // The API is unchanged beside the UI.
     reg.get("/v2/").await.assert_status(200);
     reg.get("/v2/team/app/tags/list").await.assert_status(200);
+}
+
+/// Repositories for the list test: 300 keep it fast; `BERTH_UI_TEST_REPOS=2000` measures the
+/// design's budget.
+fn many_repositories() -> usize {
+    std::env::var("BERTH_UI_TEST_REPOS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 300)
+        .unwrap_or(300)
+}
+
+#[tokio::test]
+async fn repository_list_with_many_repositories() {
+    let reg = Reg::start("");
+    let count = many_repositories();
+    push_many_repositories(&reg, count).await;
+    // The first page after a push walks the storage once; the one after uses the listing.
+    page(&reg, "/ui/", None).await.assert_status(200);
+    let (r, client, server_ms) = timed_page(&reg, "/ui/").await;
+    println!("repository list of {count} repositories: {server_ms:.1} ms at the server, {client:?} round trip");
+    let html = r.text();
+    assert!(html.contains(&format!("Showing 1–50 of {count}")), "{html}");
+    assert!(html.contains(">many/r0049</a>") && !html.contains(">many/r0050</a>"));
+    let last = format!("/ui/?start={}&n=200", count - 10);
+    let html = page(&reg, &last, None).await.text();
+    assert!(
+        html.contains(&format!(">many/r{:04}</a>", count - 1)),
+        "{html}"
+    );
+    assert!(!html.contains("rel=\"next\"") && html.contains("rel=\"prev\""));
+    let (r, _, server_ms) = timed_page(&reg, "/ui/?q=r01").await;
+    println!("repository search over {count} repositories: {server_ms:.1} ms at the server");
+    let html = r.text();
+    assert!(
+        html.contains("Showing 1–50 of 100") && html.contains(">many/r0100</a>"),
+        "{html}"
+    );
 }
 
 #[tokio::test]

@@ -66,6 +66,19 @@ pub struct Ui {
     base: String,
 }
 
+impl Ui {
+    /// Whether cookies are `Secure`: the listener speaks TLS, or `http.host` says browsers
+    /// reach it over HTTPS (TLS ended by a proxy in front).
+    fn secure_cookies(&self) -> bool {
+        let options = &self.ctx.options;
+        options.tls
+            || options
+                .host
+                .as_deref()
+                .is_some_and(|h| h.to_ascii_lowercase().starts_with("https://"))
+    }
+}
+
 /// The UI's base path under `prefix` (`http.prefix`), ending in `/`.
 pub fn base_path(prefix: &str) -> String {
     format!("{}/ui/", prefix.trim_end_matches('/'))
@@ -416,7 +429,7 @@ async fn login(page: &Page<'_>, body: Body) -> Response {
             let user = grant.subject.unwrap_or_else(|| user.to_owned());
             tracing::info!(user, "web UI login");
             let id = ui.sessions.create(user, authorization);
-            let cookie = session::set_cookie(Some(&id), &ui.base, ui.ctx.options.tls);
+            let cookie = session::set_cookie(Some(&id), &ui.base, ui.secure_cookies());
             redirect(&ui.base, Some(cookie))
         }
         Err(Denied::TooManyAttempts { retry_after }) => {
@@ -452,7 +465,7 @@ fn logout(page: &Page<'_>) -> Response {
     if let Some(id) = session::cookie_id(page.headers) {
         ui.sessions.remove(&id);
     }
-    let cookie = session::set_cookie(None, &ui.base, ui.ctx.options.tls);
+    let cookie = session::set_cookie(None, &ui.base, ui.secure_cookies());
     redirect(&ui.base, Some(cookie))
 }
 

@@ -95,9 +95,13 @@ async fn seeded_registry(names: &[&str]) -> Arc<Registry> {
 }
 
 async fn app(controller: Arc<PerRepository>) -> Router {
+    app_with(controller, ApiOptions::default()).await
+}
+
+async fn app_with(controller: Arc<PerRepository>, options: ApiOptions) -> Router {
     let ctx = Arc::new(Ctx {
         registry: seeded_registry(&["public/app", "secret/app", "team/tool"]).await,
-        options: ApiOptions::default(),
+        options,
         auth: Some(controller),
         token_issuer: None,
         proxy: None,
@@ -263,4 +267,28 @@ async fn cached_repositories_are_grouped_by_upstream() {
     // The cached image's page reads what is stored; no upstream is asked.
     let (status, _, html) = send(&app, get("/ui/r/docker.io/library/alpine/-/v1", None)).await;
     assert_eq!(status, StatusCode::OK, "{html}");
+}
+
+#[tokio::test]
+async fn cookies_are_secure_behind_an_https_host() {
+    let plain = app(Arc::default()).await;
+    let (_, headers, _) = login(&plain, "pw").await;
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    let options = ApiOptions {
+        host: Some("https://registry.example".into()),
+        ..ApiOptions::default()
+    };
+    let behind_proxy = app_with(Arc::default(), options).await;
+    let (status, headers, _) = login(&behind_proxy, "pw").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    // And its pull commands name that host.
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let (_, _, html) = send(&behind_proxy, get("/ui/r/public/app/-/v1", Some(&cookie))).await;
+    assert!(
+        html.contains("docker pull registry.example/public/app:v1"),
+        "{html}"
+    );
 }

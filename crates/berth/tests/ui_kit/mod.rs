@@ -96,6 +96,36 @@ pub async fn push_many_tags(api: &Api, repo: &str, count: usize) -> String {
     digest
 }
 
+/// `count` repositories `many/r0000`, `many/r0001`, … holding one image (its blobs mounted
+/// from the first), 16 repositories at a time.
+pub async fn push_many_repositories(api: &Api, count: usize) {
+    let (body, _) = api.push_image("many/r0000", "latest", "repos").await;
+    let manifest: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let blobs: Vec<String> = std::iter::once(&manifest["config"])
+        .chain(manifest["layers"].as_array().unwrap())
+        .map(|d| d["digest"].as_str().unwrap().to_owned())
+        .collect();
+    futures_util::stream::iter(1..count)
+        .map(|i| {
+            let (body, blobs) = (body.clone(), blobs.clone());
+            async move {
+                let repo = format!("many/r{i:04}");
+                for digest in &blobs {
+                    let path = format!("/v2/{repo}/blobs/uploads/?mount={digest}&from=many/r0000");
+                    api.send("POST", &path, &[], Vec::new())
+                        .await
+                        .assert_status(201);
+                }
+                api.put_manifest(&repo, "latest", OCI_MANIFEST, &body)
+                    .await
+                    .assert_status(201);
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+}
+
 /// A GET as a browser sends it (asking for HTML), with the session `cookie` when given.
 pub async fn page(api: &Api, path: &str, cookie: Option<&str>) -> Resp {
     let mut headers = vec![("accept", "text/html,application/xhtml+xml")];
