@@ -28,6 +28,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
+use base64::Engine;
 use berth_api::{ClientAddr, Ctx};
 use berth_auth::{Access, Action, AuthRequest, Denied};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -414,7 +415,6 @@ async fn login(page: &Page<'_>, body: Body) -> Response {
             Some("Enter a user name and a password."),
         );
     }
-    use base64::Engine;
     let authorization = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
