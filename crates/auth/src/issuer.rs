@@ -333,6 +333,18 @@ impl TokenIssuer {
 
     /// Checks a login through the failure limiter: service accounts first (constant time),
     /// then htpasswd.
+    /// Checks a user's password as a token request would (service accounts, then the
+    /// htpasswd users), through the failed-login limiter. For logins that do not want a
+    /// token, such as the web UI's form.
+    pub async fn verify_login(
+        &self,
+        client: Option<IpAddr>,
+        user: &str,
+        password: &str,
+    ) -> Result<bool, Denied> {
+        self.login(client, user, password).await
+    }
+
     async fn login(
         &self,
         client: Option<IpAddr>,

@@ -113,6 +113,9 @@ fn app(config: &berth_config::Config, ctx: Arc<Ctx>) -> axum::Router {
         let login = match &config.auth {
             None => LoginMode::Open,
             Some(berth_config::AuthConfig::Htpasswd { .. }) => LoginMode::Htpasswd,
+            Some(berth_config::AuthConfig::Token { .. }) if ctx.token_issuer.is_some() => {
+                LoginMode::BuiltinToken
+            }
             Some(_) => LoginMode::Unsupported,
         };
         let options = berth_ui::UiOptions {

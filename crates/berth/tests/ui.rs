@@ -2,8 +2,8 @@
 //! repository's tag page and an image page (platform table, layers, config, labels escaped,
 //! referrers, cosign tags folded, pull commands with the digest), the security headers,
 //! search and paging, `http.prefix`, `GET /` with the UI on and off, the htpasswd login and
-//! logout flow with its cookie flags and the failed-login limiter, and token auth (not yet
-//! available: nothing shown). Server times of the repository list and of a 2,000-tag page
+//! logout flow with its cookie flags and the failed-login limiter, and the built-in token
+//! server's login with its per-repository rules. Server times of the repository list and of a 2,000-tag page
 //! are printed.
 #![cfg(feature = "ui")]
 #![allow(missing_docs, clippy::unwrap_used)]
@@ -444,30 +444,60 @@ async fn htpasswd_login_logout_and_limits() {
 }
 
 #[tokio::test]
-async fn token_auth_shows_nothing_yet() {
+async fn builtin_token_server_login_follows_its_rules() {
     let reg = Reg::start("");
     seed(&reg).await;
+    reg.push_image("private/x", "v1", "private").await;
     let Reg { server, dir, .. } = reg;
     drop(server);
     let htpasswd = dir.path().join("htpasswd");
     add_user(&htpasswd, "alice", "secret");
-    let auth = builtin_token_auth("ui-test", &htpasswd, &dir.path().join("signing.pem"), "");
+    let rules = "admins: [root]\nrules:\n  - {repositories: [team/app], users: [alice], actions: [pull]}\n  - {repositories: [team/multi], users: [anonymous], actions: [pull]}";
+    let auth = builtin_token_auth("ui-test", &htpasswd, &dir.path().join("signing.pem"), rules);
     let config = write_config(dir.path(), &auth);
     let server = Server::start(&[&config], &[]);
     let api = Api::new(&server.url);
-    let r = page(&api, "/ui/", None).await;
-    r.assert_status(200);
-    let html = r.text();
-    assert!(html.contains("not available yet"), "{html}");
+
+    // Anonymous: what the rules let anonymous callers pull, nothing else.
+    let html = page(&api, "/ui/", None).await.text();
     assert!(
-        !html.contains("team/app") && !html.contains("Log in</a>"),
+        html.contains(">team/multi</a>") && html.contains("href=\"/ui/login\">Log in</a>"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("team/app") && !html.contains("private/x"),
         "{html}"
     );
     page(&api, "/ui/r/team/app/-/v2", None)
         .await
         .assert_status(404);
+    page(&api, "/ui/r/team/multi/-/v1", None)
+        .await
+        .assert_status(200);
+
+    // A wrong password, then alice: her rule adds team/app; private/x stays hidden.
+    let r = login(&api, "alice", "wrong", None).await;
+    r.assert_status(401);
+    assert!(!r.has("set-cookie") && !r.has("www-authenticate"));
     let r = login(&api, "alice", "secret", None).await;
-    assert!(!r.has("set-cookie"));
-    assert_ne!(r.status, 303);
+    r.assert_status(303);
+    let cookie = session_cookie(r.header("set-cookie"));
+    let html = page(&api, "/ui/", Some(&cookie)).await.text();
+    assert!(
+        html.contains("Logged in as <strong>alice</strong>"),
+        "{html}"
+    );
+    assert!(
+        html.contains(">team/app</a>") && html.contains(">team/multi</a>"),
+        "{html}"
+    );
+    assert!(!html.contains("private/x"), "{html}");
+    page(&api, "/ui/r/private/x", Some(&cookie))
+        .await
+        .assert_status(404);
+    let html = page(&api, "/ui/r/team/app/-/v2", Some(&cookie))
+        .await
+        .text();
+    assert!(html.contains("<h2>Layers</h2>"), "{html}");
     drop(server);
 }

@@ -43,7 +43,11 @@ pub enum LoginMode {
     Open,
     /// `auth.htpasswd`: a login form and a session cookie.
     Htpasswd,
-    /// Token auth: not available in the UI yet; it shows nothing private.
+    /// `auth.token` with the built-in token server: the same login form, users checked by the
+    /// token server, per-repository access from its rules.
+    BuiltinToken,
+    /// Token auth with an external token server: not available in the UI yet; it shows
+    /// nothing private.
     Unsupported,
 }
 
@@ -68,6 +72,48 @@ pub struct Ui {
 }
 
 impl Ui {
+    /// Whether the UI offers a login form.
+    fn has_login(&self) -> bool {
+        matches!(
+            self.options.login,
+            LoginMode::Htpasswd | LoginMode::BuiltinToken
+        )
+    }
+
+    /// Checks a login (`Authorization: Basic`) the way the registry checks it: the htpasswd
+    /// access controller, or the built-in token server; both count failures in the
+    /// failed-login limiter. `Ok(false)`: wrong user or password.
+    async fn check_login(
+        &self,
+        authorization: &str,
+        client: Option<ClientAddr>,
+    ) -> Result<bool, Denied> {
+        let client = client.map(|c| c.0.ip());
+        match (self.options.login, &self.ctx.auth, &self.ctx.token_issuer) {
+            (LoginMode::Htpasswd, Some(controller), _) => {
+                let request = AuthRequest {
+                    authorization: Some(authorization),
+                    client,
+                    origin: None,
+                };
+                match controller.authorize(&request, &[]).await {
+                    Ok(_) => Ok(true),
+                    Err(Denied::TooManyAttempts { retry_after }) => {
+                        Err(Denied::TooManyAttempts { retry_after })
+                    }
+                    Err(_) => Ok(false),
+                }
+            }
+            (LoginMode::BuiltinToken, _, Some(issuer)) => {
+                match berth_auth::htpasswd::parse_basic(authorization) {
+                    Some((user, password)) => issuer.verify_login(client, &user, &password).await,
+                    None => Ok(false),
+                }
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Whether cookies are `Secure`: the listener speaks TLS, or `http.host` says browsers
     /// reach it over HTTPS (TLS ended by a proxy in front).
     fn secure_cookies(&self) -> bool {
@@ -232,26 +278,21 @@ async fn route(ui: &Ui, request: Request) -> Response {
 
 /// The viewer of a request: the session's user when its login still holds.
 async fn viewer(ui: &Ui, headers: &HeaderMap, client: Option<ClientAddr>) -> Viewer {
-    let (LoginMode::Htpasswd, Some(controller)) = (ui.options.login, &ui.ctx.auth) else {
+    if !ui.has_login() {
         return Viewer::default();
-    };
+    }
     let Some(id) = session::cookie_id(headers) else {
         return Viewer::default();
     };
     let Some(s) = ui.sessions.get(&id) else {
         return Viewer::default();
     };
-    let request = AuthRequest {
-        authorization: Some(&s.authorization),
-        client: client.map(|c| c.0.ip()),
-        origin: None,
-    };
-    match controller.authorize(&request, &[]).await {
-        Ok(_) => Viewer {
+    match ui.check_login(&s.authorization, client).await {
+        Ok(true) => Viewer {
             user: Some(s.user),
             authorization: Some(s.authorization),
         },
-        Err(_) => {
+        Ok(false) | Err(_) => {
             // The password changed or the user is gone: the session ends.
             ui.sessions.remove(&id);
             Viewer::default()
@@ -265,6 +306,15 @@ impl Page<'_> {
     pub async fn may_pull(&self, repository: &str) -> bool {
         match self.ui.options.login {
             LoginMode::Unsupported => return false,
+            // What a token from the built-in server would grant for this name: its rules,
+            // for the logged-in user or for anonymous callers.
+            LoginMode::BuiltinToken => {
+                return self.ui.ctx.token_issuer.as_ref().is_some_and(|issuer| {
+                    issuer
+                        .rules()
+                        .may_list(self.viewer.user.as_deref(), repository)
+                })
+            }
             LoginMode::Open | LoginMode::Htpasswd => {}
         }
         let Some(controller) = &self.ui.ctx.auth else {
@@ -318,7 +368,7 @@ impl Page<'_> {
             site: &self.ui.options.title,
             title,
             user: self.viewer.user.as_deref(),
-            login: self.ui.options.login == LoginMode::Htpasswd,
+            login: self.ui.has_login(),
         };
         let mut response = Response::new(Body::from(frame.render(body)));
         *response.status_mut() = status;
@@ -346,15 +396,15 @@ impl Page<'_> {
         match self.ui.options.login {
             LoginMode::Open => None,
             LoginMode::Unsupported => Some(
-                "This registry uses token authentication. Logging in to the web UI with token \
-                 authentication is not available yet, so the UI shows no repositories."
+                "This registry uses an external token server. Logging in to the web UI with \
+                 it is not available yet, so the UI shows no repositories."
                     .to_owned(),
             ),
             LoginMode::Htpasswd if self.viewer.user.is_none() => Some(format!(
                 "<a href=\"{}login\">Log in</a> to see the repositories you may pull.",
                 esc(&self.ui.base)
             )),
-            LoginMode::Htpasswd => None,
+            LoginMode::Htpasswd | LoginMode::BuiltinToken => None,
         }
     }
 
@@ -384,13 +434,13 @@ impl Page<'_> {
 /// through its failed-login limiter), then starts a session.
 async fn login(page: &Page<'_>, body: Body) -> Response {
     let ui = page.ui;
-    let (LoginMode::Htpasswd, Some(controller)) = (ui.options.login, &ui.ctx.auth) else {
+    if !ui.has_login() {
         return page.message(
             StatusCode::NOT_FOUND,
             "No login",
             "This registry has no login for the web UI.",
         );
-    };
+    }
     if !session::same_origin(page.headers) {
         return page.message(
             StatusCode::FORBIDDEN,
@@ -419,16 +469,10 @@ async fn login(page: &Page<'_>, body: Body) -> Response {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     );
-    let request = AuthRequest {
-        authorization: Some(&authorization),
-        client: page.client.map(|c| c.0.ip()),
-        origin: None,
-    };
-    match controller.authorize(&request, &[]).await {
-        Ok(grant) => {
-            let user = grant.subject.unwrap_or_else(|| user.to_owned());
+    match ui.check_login(&authorization, page.client).await {
+        Ok(true) => {
             tracing::info!(user, "web UI login");
-            let id = ui.sessions.create(user, authorization);
+            let id = ui.sessions.create(user.to_owned(), authorization);
             let cookie = session::set_cookie(Some(&id), &ui.base, ui.secure_cookies());
             redirect(&ui.base, Some(cookie))
         }
@@ -444,7 +488,7 @@ async fn login(page: &Page<'_>, body: Body) -> Response {
             );
             response
         }
-        Err(_) => login_form(
+        Ok(false) | Err(_) => login_form(
             page,
             StatusCode::UNAUTHORIZED,
             Some("Invalid user name or password."),
@@ -473,7 +517,7 @@ fn logout(page: &Page<'_>) -> Response {
 /// the browser shows no Basic-auth dialog.
 fn login_form(page: &Page<'_>, status: StatusCode, error: Option<&str>) -> Response {
     let body = match page.ui.options.login {
-        LoginMode::Htpasswd => format!(
+        LoginMode::Htpasswd | LoginMode::BuiltinToken => format!(
             "<h1>Log in</h1>{}<form class=\"login\" method=\"post\" action=\"{}login\">\
              <label for=\"username\">User name</label>\
              <input id=\"username\" name=\"username\" autocomplete=\"username\" required>\

@@ -99,6 +99,14 @@ async fn app(controller: Arc<PerRepository>) -> Router {
 }
 
 async fn app_with(controller: Arc<PerRepository>, options: ApiOptions) -> Router {
+    app_in_mode(controller, options, berth_ui::LoginMode::Htpasswd).await
+}
+
+async fn app_in_mode(
+    controller: Arc<PerRepository>,
+    options: ApiOptions,
+    login: berth_ui::LoginMode,
+) -> Router {
     let ctx = Arc::new(Ctx {
         registry: seeded_registry(&["public/app", "secret/app", "team/tool"]).await,
         options,
@@ -111,7 +119,7 @@ async fn app_with(controller: Arc<PerRepository>, options: ApiOptions) -> Router
     let options = berth_ui::UiOptions {
         title: "t".into(),
         pullhost: None,
-        login: berth_ui::LoginMode::Htpasswd,
+        login,
     };
     berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx))
 }
@@ -291,4 +299,27 @@ async fn cookies_are_secure_behind_an_https_host() {
         html.contains("docker pull registry.example/public/app:v1"),
         "{html}"
     );
+}
+
+#[tokio::test]
+async fn an_external_token_server_shows_nothing_yet() {
+    let app = app_in_mode(
+        Arc::default(),
+        ApiOptions::default(),
+        berth_ui::LoginMode::Unsupported,
+    )
+    .await;
+    let (status, _, html) = send(&app, get("/ui/", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("not available yet"), "{html}");
+    assert!(
+        !html.contains("public/app") && !html.contains("Log in</a>"),
+        "{html}"
+    );
+    let (status, _, _) = send(&app, get("/ui/r/public/app", None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Even valid credentials start no session.
+    let (status, headers, _) = login(&app, "pw").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!headers.contains_key(header::SET_COOKIE));
 }
