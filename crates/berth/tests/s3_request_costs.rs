@@ -41,7 +41,8 @@ async fn storage_requests_per_push_and_pull() {
     let Some(b) = Bench::new("/costs").await else {
         return;
     };
-    let reg: Reg = b.berth();
+    // The default poll interval: the idle traffic measured below is what a real node makes.
+    let reg: Reg = b.berth_with("");
     let name = "costs/app";
     let small = data(100 * 1024, 1);
     let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();

@@ -32,8 +32,15 @@ impl Bench {
     }
 
     /// `berth serve` on the bucket through the proxy, redirects off so blob reads go through
-    /// Berth too.
+    /// Berth too. The node's own background request (the cluster-wide read-only flag, read
+    /// every 2 s by default) is made hourly, so that a fault set for the next request hits the
+    /// test's request and request counts are the test's own.
     pub fn berth(&self) -> Reg {
+        self.berth_with("cluster: {pollinterval: 1h}\n")
+    }
+
+    /// [`Bench::berth`] with `extra` YAML at the top level instead of the hourly poll.
+    pub fn berth_with(&self, extra: &str) -> Reg {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("config.yml");
         let yaml = format!(
@@ -44,7 +51,7 @@ storage:
   redirect: {{disable: true}}
 http:
   addr: 127.0.0.1:0
-",
+{extra}",
             s3 = self.server.s3_yaml(&self.proxy.url(), self.root),
         );
         std::fs::write(&path, yaml).expect("write config");
