@@ -32,9 +32,10 @@ command -v node >/dev/null 2>&1 || missing "node"
 command -v npm >/dev/null 2>&1 || missing "npm"
 [ -x "$BERTH_BIN" ] || missing "the berth binary ($BERTH_BIN)"
 dir=scripts/ui-browser
+# npm ci when the packages are missing or the lock file changed since they were installed.
 if [ ! -f "$dir/node_modules/playwright-core/package.json" ] ||
   [ ! -f "$dir/node_modules/@axe-core/playwright/package.json" ] ||
-  ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.package-lock.json" 2>/dev/null; then
+  [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || missing "npm packages (npm ci in $dir)"
 fi
 
