@@ -3,7 +3,8 @@
 # umoci, the Docker daemon) and the reference registry (docker-registry 2.8.2) for the compatibility checks,
 # and the validators of the deployment files (musl-gcc for the static binary, yamllint,
 # docker-compose, haproxy, systemd-analyze, and PyPI's YAML/HCL/Kubernetes-schema/Helm checkers,
-# and ansible-core with ansible-lint for the Ansible role).
+# and ansible-core with ansible-lint for the Ansible role); chromium, node and npm for the web
+# UI's browser suite (scripts/ui-browser.sh runs npm ci for its own npm packages).
 # Also the Rust pieces a fresh rustup toolchain lacks: the x86_64-unknown-linux-musl target (the
 # static binary) and the clippy and rustfmt components (the lint and format suites).
 # The S3 test servers: moto_server (PyPI moto[server]) and, under CI, Garage (cargo install).
@@ -57,7 +58,8 @@ need=()
 for pair in skopeo:skopeo ctr:containerd containerd:containerd umoci:umoci jq:jq curl:curl \
             openssl:openssl docker-registry:docker-registry htpasswd:apache2-utils dockerd:docker.io \
             musl-gcc:musl-tools yamllint:yamllint docker-compose:docker-compose \
-            systemd-analyze:systemd nsenter:util-linux haproxy:haproxy; do
+            systemd-analyze:systemd nsenter:util-linux haproxy:haproxy \
+            chromium:chromium node:nodejs npm:npm; do
   cmd=${pair%%:*} pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -12,7 +12,8 @@
 #      on one Garage bucket (both directions), the pull-through cache and the Docker CLI with
 #      Berth on Garage (the cargo tests run the driver suite on Garage and moto too);
 #   7. the deployment files (docs/deployment.md): static binary, image, compose, Kubernetes,
-#      Helm, Nomad, systemd and the Grafana dashboard, validated offline.
+#      Helm, Nomad, systemd and the Grafana dashboard, validated offline;
+#   8. the web UI in Debian's chromium (playwright-core): what a person sees, axe-core checks.
 # Under CI=true a missing tool is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,8 +65,9 @@ if [ -x "$BERTH_BIN" ]; then
   run_suite "Docker CLI with Berth on Garage" env BERTH_TEST_STORAGE=garage scripts/docker-cli.sh
   run_suite "cluster of three nodes behind haproxy on Garage" scripts/cluster.sh garage
   run_suite "cluster of three nodes behind haproxy on moto" scripts/cluster.sh moto
+  run_suite "web UI in Debian chromium (playwright-core, axe)" env UI_SHOTS=0 scripts/ui-browser.sh
 else
-  suites_failed=$((suites_failed + 14))
+  suites_failed=$((suites_failed + 15))
 fi
 
 echo "test.sh: $suites_passed passed, $suites_failed failed"

@@ -1,0 +1,206 @@
+// Berth's web UI in a real browser (scripts/ui-browser.sh starts the servers and seeds them):
+// Debian's chromium through playwright-core; what a person sees and does, checked on each
+// target (the root and an http.prefix); axe-core on every page, light and dark; screenshots.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import AxeBuilder from '@axe-core/playwright';
+
+const targets = JSON.parse(process.env.UI_TARGETS);
+const seed = JSON.parse(readFileSync(process.env.UI_SEED, 'utf8'));
+const USER = process.env.UI_USER;
+const PASSWORD = process.env.UI_PASSWORD;
+const SHOT_DIR = process.env.UI_SHOT_DIR;
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const axeTotals = [];
+
+// axe-core on the page as it is, in light then dark; fails on serious or critical violations.
+async function axe(page, name, target) {
+  for (const scheme of ['light', 'dark']) {
+    await page.emulateMedia({ colorScheme: scheme });
+    const result = await new AxeBuilder({ page }).analyze();
+    const byImpact = { minor: 0, moderate: 0, serious: 0, critical: 0 };
+    for (const v of result.violations) byImpact[v.impact] = (byImpact[v.impact] || 0) + v.nodes.length;
+    const line = `axe ${target.name} ${name} ${scheme}: ${result.passes.length} rules passed, violations ` +
+      `critical ${byImpact.critical}, serious ${byImpact.serious}, moderate ${byImpact.moderate}, minor ${byImpact.minor}`;
+    console.log(line);
+    axeTotals.push(line);
+    const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    assert.equal(bad.length, 0, `${line}\n` + bad.map((v) =>
+      `${v.impact} ${v.id}: ${v.help}\n  ` + v.nodes.map((n) => n.target.join(' ') + ' ' + n.failureSummary).join('\n  ')).join('\n'));
+    if (target.shots) {
+      mkdirSync(SHOT_DIR, { recursive: true });
+      await page.screenshot({ path: join(SHOT_DIR, `${name}-${scheme}.png`), fullPage: false });
+    }
+  }
+  await page.emulateMedia({ colorScheme: 'light' });
+}
+
+for (const target of targets) {
+  describe(`web UI at ${target.url}`, () => {
+    const ui = target.url + 'ui/';
+    let context, page;
+    before(async () => {
+      mkdirSync(process.env.UI_PROFILE_DIR, { recursive: true });
+      const profile = mkdtempSync(join(process.env.UI_PROFILE_DIR, 'profile-'));
+      context = await chromium.launchPersistentContext(profile, {
+        executablePath: '/usr/bin/chromium', headless: true, args: ARGS,
+        viewport: { width: 1280, height: 900 }, colorScheme: 'light',
+      });
+      context.setDefaultTimeout(5000);
+      page = context.pages()[0] ?? await context.newPage();
+      page.on('pageerror', (e) => assert.fail(`script error on ${page.url()}: ${e}`));
+    });
+    after(async () => { await context?.close(); });
+
+    test('anonymous: a login link and no repositories', async () => {
+      const r = await page.goto(ui);
+      assert.equal(r.status(), 200);
+      await page.getByRole('link', { name: 'Log in' }).first().waitFor();
+      assert.equal(await page.getByRole('link', { name: 'team/app', exact: true }).count(), 0);
+      assert.equal(await page.getByRole('button', { name: 'Log out' }).count(), 0);
+    });
+
+    test('login page: accessible and as it looks', async () => {
+      await page.goto(ui + 'login');
+      await page.getByRole('heading', { name: 'Log in' }).waitFor();
+      await axe(page, 'login', target);
+    });
+
+    test('a wrong password is refused on the form', async () => {
+      await page.goto(ui + 'login');
+      await page.getByLabel('User name').fill(USER);
+      await page.getByLabel('Password').fill('not the password');
+      await page.getByLabel('Password').press('Enter');
+      await page.getByRole('heading', { name: 'Log in' }).waitFor();
+      assert.equal(await page.getByRole('button', { name: 'Log out' }).count(), 0);
+      assert.match(await page.locator('main').innerText(), /wrong|invalid|incorrect|failed/i);
+    });
+
+    test('keyboard-only login: Tab to the fields, type, Enter', async () => {
+      await page.goto(ui + 'login');
+      // From the top of the page, Tab until the user name field has the focus.
+      let tabs = 0;
+      while ((await page.evaluate(() => document.activeElement?.id)) !== 'username') {
+        assert.ok(++tabs <= 10, 'the user name field is not reached with Tab');
+        await page.keyboard.press('Tab');
+      }
+      await page.keyboard.type(USER);
+      await page.keyboard.press('Tab');
+      assert.equal(await page.evaluate(() => document.activeElement?.id), 'password');
+      await page.keyboard.type(PASSWORD);
+      await Promise.all([page.waitForURL(ui), page.keyboard.press('Enter')]);
+      await page.getByRole('button', { name: 'Log out' }).waitFor();
+      assert.match(await page.locator('header').innerText(), new RegExp(USER));
+    });
+
+    test('the repository list shows every seeded repository', async () => {
+      await page.goto(ui + '?n=200');
+      for (const repo of seed.repos) {
+        await page.getByRole('link', { name: repo, exact: true }).waitFor();
+      }
+      assert.match(await page.locator('.pager').innerText(), new RegExp(`of ${seed.repos.length}`));
+      await page.goto(ui);
+      await axe(page, 'repositories', target);
+    });
+
+    test('search: typing in the search box narrows the list', async () => {
+      await page.goto(ui);
+      await page.getByRole('searchbox').or(page.locator('#q')).first().fill('tool-0');
+      await Promise.all([page.waitForURL(/\?q=tool-0/), page.locator('#q').press('Enter')]);
+      const links = await page.locator('main table a').allInnerTexts();
+      assert.deepEqual(links.filter((t) => t.includes('/')).sort(),
+        seed.repos.filter((r) => r.includes('tool-0')).sort());
+      assert.equal(await page.getByRole('link', { name: 'team/app', exact: true }).count(), 0);
+    });
+
+    test('paging the repository list: Next and Previous', async () => {
+      await page.goto(ui + '?n=5');
+      const first = await page.locator('main table tbody a').allInnerTexts();
+      assert.equal(first.length, 5);
+      assert.match(await page.locator('.pager').innerText(), new RegExp(`1–5 of ${seed.repos.length}`));
+      await Promise.all([page.waitForURL(/start=5/), page.getByRole('link', { name: 'Next' }).click()]);
+      const second = await page.locator('main table tbody a').allInnerTexts();
+      assert.equal(second.length, 5);
+      assert.ok(second.every((r) => !first.includes(r)), `${first} / ${second}`);
+      await Promise.all([page.waitForURL((u) => !/start=5/.test(u.search)), page.getByRole('link', { name: 'Previous' }).click()]);
+      assert.deepEqual(await page.locator('main table tbody a').allInnerTexts(), first);
+    });
+
+    test('the repository page: tags, the folded .sig, a few hundred tags paged', async () => {
+      await page.goto(ui);
+      await Promise.all([page.waitForURL(/\/r\/team\/app$/), page.getByRole('link', { name: 'team/app', exact: true }).click()]);
+      await page.getByRole('heading', { name: 'team/app' }).waitFor();
+      const rows = page.locator('main table tbody tr');
+      const text = await rows.allInnerTexts();
+      for (const tag of ['latest', '1.0', 'v1']) {
+        assert.ok(text.some((t) => t.startsWith(tag + '\t') || t.split('\t')[0].trim() === tag), `tag ${tag} in ${text}`);
+      }
+      // The .sig tag is not a row of its own: a "sig" badge on the index's tags, and a note.
+      assert.ok(!text.some((t) => t.includes('.sig')), `the .sig tag is listed as a tag: ${text}`);
+      const latest = rows.filter({ has: page.getByRole('link', { name: 'latest', exact: true }) });
+      assert.match(await latest.innerText(), /linux\/amd64, linux\/arm64/);
+      assert.equal(await latest.locator('.badge', { hasText: 'sig' }).count(), 1);
+      assert.match(await page.locator('main').innerText(), /1 cosign signature/);
+      await axe(page, 'repository', target);
+
+      await page.goto(ui + 'r/team/many');
+      assert.match(await page.locator('.pager').first().innerText(), new RegExp(`of ${seed.manyTags}`));
+      const pageOne = await page.locator('main table tbody tr').count();
+      assert.ok(pageOne > 0 && pageOne < seed.manyTags, `${pageOne} rows on the first page`);
+      await Promise.all([page.waitForURL(/start=/), page.getByRole('link', { name: 'Next' }).first().click()]);
+      assert.match(await page.locator('main table tbody tr').first().innerText(), /^t-\d{3}/);
+      await page.locator('#q').fill('t-29');
+      await Promise.all([page.waitForURL(/q=t-29/), page.locator('#q').press('Enter')]);
+      const found = (await page.locator('main table tbody tr').allInnerTexts()).map((t) => t.split('\t')[0].trim());
+      assert.deepEqual(found, Array.from({ length: 10 }, (_, i) => `t-29${i}`).filter((t) => Number(t.slice(2)) < seed.manyTags));
+    });
+
+    test('the image page: platforms, referrers, pull commands with the digest, copy buttons', async () => {
+      await page.goto(ui + 'r/team/app');
+      await Promise.all([page.waitForURL(/\/-\/latest$/), page.getByRole('link', { name: 'latest', exact: true }).click()]);
+      const main = page.locator('main');
+      const platforms = page.locator('table').filter({ hasText: 'linux/arm64' });
+      await platforms.first().waitFor();
+      const ptext = await platforms.first().innerText();
+      assert.match(ptext, /linux\/amd64/);
+      assert.match(ptext, new RegExp(seed.arm64.slice(7, 19)));
+      const all = await main.innerText();
+      assert.match(all, /application\/spdx\+json/, 'the SBOM referrer');
+      assert.ok(all.includes(seed.sigTag) || /\bsig\b/.test(all), 'the cosign tag');
+      const host = new URL(target.url).host;
+      assert.ok(all.includes(`${host}/team/app@${seed.index}`), `a pull command pinned by digest in ${all}`);
+      assert.ok(all.includes(`${host}/team/app:latest`), 'a pull command by tag');
+      const copies = page.getByRole('button', { name: 'Copy' });
+      assert.ok((await copies.count()) >= 2, 'copy buttons');
+      const pinned = await page.locator('button[data-copy*="@sha256:"]').first().getAttribute('data-copy');
+      assert.ok(pinned.includes(seed.index), pinned);
+      await axe(page, 'image-index', target);
+
+      // A platform's own page from the table: the config with labels, env, history.
+      await Promise.all([page.waitForURL(new RegExp(seed.arm64)),
+        platforms.first().locator(`a[href*="${seed.arm64}"]`).first().click()]);
+      const img = await main.innerText();
+      for (const s of ['APP_ARCH=arm64', 'com.example.team', 'platform', 'COPY server /app/server', 'linux/arm64']) {
+        assert.ok(img.includes(s), `${s} on the arm64 image page`);
+      }
+      await axe(page, 'image', target);
+    });
+
+    test('logout: back to anonymous', async () => {
+      await page.goto(ui);
+      await Promise.all([page.waitForURL(ui), page.getByRole('button', { name: 'Log out' }).click()]);
+      await page.getByRole('link', { name: 'Log in' }).first().waitFor();
+      assert.equal(await page.getByRole('link', { name: 'team/app', exact: true }).count(), 0);
+      const r = await page.goto(ui + 'r/team/app');
+      assert.equal(r.status(), 404);
+    });
+  });
+}
+
+after(() => {
+  console.log(`axe summary (${axeTotals.length} page checks):\n` + axeTotals.join('\n'));
+});
