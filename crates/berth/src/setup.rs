@@ -217,9 +217,11 @@ pub async fn registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     // from the repository index there (rebuilt by the server when incomplete).
     let object_store = matches!(config.storage.driver, StorageDriverConfig::S3 { .. });
     registry.set_catalog_index(object_store);
-    // There, too, a manifest GET would cost two round trips for its links: a resolution is
-    // reused for a second (docs/storage.md says what other nodes may see meanwhile).
-    if object_store {
+    // There, too, a manifest GET would cost two round trips for its links: a single node
+    // reuses a resolution for a second. Nodes of a cluster (a `cluster` section) do not: a
+    // client that deletes or moves a tag through one node and reads through the next must see
+    // its own write (docs/scale-out.md), which is worth those two requests.
+    if object_store && !config.cluster.configured {
         registry.set_resolve_cache_ttl(std::time::Duration::from_secs(1));
     }
     // Safe for the online collector of any node sharing this storage and configuration: it

@@ -178,6 +178,41 @@ async fn storage_requests_per_push_and_pull() {
     .await;
     table.push(("blob GET through Berth, cold", show("blob get", &r), 3));
 
+    // A node of a cluster (a `cluster` section) caches no resolution: every read sees what
+    // any node wrote.
+    let node = b.berth_with("cluster: {node: costs-2}\n");
+    for round in ["first", "again within 1 s"] {
+        let r = counted(&b, async || {
+            let m = node
+                .send(
+                    "GET",
+                    &format!("/v2/{name}/manifests/v1"),
+                    &[("accept", OCI_MANIFEST)],
+                    Vec::new(),
+                )
+                .await;
+            m.assert_status(200);
+        })
+        .await;
+        let label = if round == "first" {
+            "cluster node: manifest GET by tag"
+        } else {
+            "cluster node: manifest GET by tag, again within 1 s"
+        };
+        // The first read on this node also fetches the manifest's bytes (kept by digest).
+        let bound = if round == "first" { 3 } else { 2 };
+        table.push((label, show(label, &r), bound));
+    }
+    let r = counted(&b, async || {
+        let h = node
+            .head(&format!("/v2/{name}/blobs/{}", sha256(&small)))
+            .await;
+        h.assert_status(200);
+    })
+    .await;
+    table.push(("cluster node: blob HEAD", show("cluster blob head", &r), 2));
+    drop(node);
+
     // A node's own traffic while idle: the read-only flag poll (every 2 s by default).
     let before = b.proxy.seen().len();
     tokio::time::sleep(Duration::from_secs(10)).await;
