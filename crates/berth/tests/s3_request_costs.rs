@@ -28,6 +28,19 @@ async fn counted<F: AsyncFnOnce()>(b: &Bench, step: F) -> Vec<String> {
         .collect()
 }
 
+/// `GET` of tag `v1` of `name`, which must answer 200.
+async fn get_manifest(reg: &Reg, name: &str) {
+    let m = reg
+        .send(
+            "GET",
+            &format!("/v2/{name}/manifests/v1"),
+            &[("accept", OCI_MANIFEST)],
+            Vec::new(),
+        )
+        .await;
+    m.assert_status(200);
+}
+
 fn show(what: &str, requests: &[String]) -> usize {
     eprintln!("{what}: {} requests", requests.len());
     for r in requests {
@@ -135,15 +148,7 @@ async fn storage_requests_per_push_and_pull() {
     // Past the 1 s resolve cache: what a pull costs when nothing is cached.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let r = counted(&b, async || {
-        let m = reg
-            .send(
-                "GET",
-                &format!("/v2/{name}/manifests/v1"),
-                &[("accept", OCI_MANIFEST)],
-                Vec::new(),
-            )
-            .await;
-        m.assert_status(200);
+        get_manifest(&reg, name).await;
     })
     .await;
     table.push((
@@ -152,15 +157,7 @@ async fn storage_requests_per_push_and_pull() {
         2,
     ));
     let r = counted(&b, async || {
-        let m = reg
-            .send(
-                "GET",
-                &format!("/v2/{name}/manifests/v1"),
-                &[("accept", OCI_MANIFEST)],
-                Vec::new(),
-            )
-            .await;
-        m.assert_status(200);
+        get_manifest(&reg, name).await;
     })
     .await;
     table.push((
@@ -183,15 +180,7 @@ async fn storage_requests_per_push_and_pull() {
     let node = b.berth_with("cluster: {node: costs-2}\n");
     for round in ["first", "again within 1 s"] {
         let r = counted(&b, async || {
-            let m = node
-                .send(
-                    "GET",
-                    &format!("/v2/{name}/manifests/v1"),
-                    &[("accept", OCI_MANIFEST)],
-                    Vec::new(),
-                )
-                .await;
-            m.assert_status(200);
+            get_manifest(&node, name).await;
         })
         .await;
         let label = if round == "first" {

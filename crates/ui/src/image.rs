@@ -219,21 +219,7 @@ async fn config_section(page: &Page<'_>, repo: &RepoName, config: &manifest::Blo
         }
         out.push_str("</pre>");
     }
-    let mut labels: Vec<(String, String)> = runtime
-        .get("Labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    labels.sort();
+    let labels = crate::manifest::sorted_pairs(runtime.get("Labels"));
     out.push_str(&annotations("Labels", &labels));
     if let Some(history) = json.get("history").and_then(Value::as_array) {
         out.push_str(

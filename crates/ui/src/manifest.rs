@@ -120,21 +120,7 @@ pub fn parse(body: &[u8], media_type: &str) -> Summary {
         .and_then(|c| c.get("mediaType"))
         .and_then(Value::as_str)
         .filter(|t| !IMAGE_CONFIGS.contains(t));
-    let mut annotations: Vec<(String, String)> = json
-        .get("annotations")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    annotations.sort();
+    let annotations = sorted_pairs(json.get("annotations"));
     Summary {
         media_type: media_type.to_owned(),
         artifact_type: text(&json, "artifactType").or(config_type.map(str::to_owned)),
@@ -170,6 +156,24 @@ pub fn cosign_tag(tag: &str) -> Option<(String, &str)> {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         && matches!(kind, "sig" | "att" | "sbom");
     ok.then(|| (format!("sha256:{hex}"), kind))
+}
+
+/// The entries of a JSON object of strings (annotations, labels), sorted by key; a value that
+/// is not a string is shown as JSON. Anything but an object gives none.
+pub(crate) fn sorted_pairs(object: Option<&Value>) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = object
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                    (k.clone(), text)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    pairs.sort();
+    pairs
 }
 
 #[cfg(test)]
