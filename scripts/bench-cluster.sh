@@ -60,7 +60,7 @@ run_config() {
   start_cluster "$nodes" "$work/$key.yml" "$work/$key" node-a # Garage: no lease, node-a runs the jobs
   if [ "$lb" = yes ]; then
     for ((i = 0; i < nodes; i++)); do servers+=("${CLUSTER_NODES[$i]}=${CLUSTER_ADDRS[$i]}"); done
-    start_haproxy "$work/$key" "${servers[@]}"
+    HAPROXY_REQUEST_LOG=0 start_haproxy "$work/$key" "${servers[@]}" # quiet, like the nodes
     url=http://$HAPROXY_ADDR
   else
     url=http://${CLUSTER_ADDRS[0]}
@@ -96,7 +96,7 @@ run_config() {
   stop_cluster
 }
 
-echo "bench-cluster on $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'); $(haproxy -v | head -n1 | cut -d' ' -f1-3); Garage at $BERTH_TEST_GARAGE_ENDPOINT; results in $out" | tee "$out/header.txt" >&2
+echo "bench-cluster on $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg); $(haproxy -v | head -n1 | cut -d' ' -f1-3); Garage at $BERTH_TEST_GARAGE_ENDPOINT; results in $out" | tee "$out/header.txt" >&2
 run_config direct-1 1 no
 run_config haproxy-1 1 yes
 run_config haproxy-2 2 yes

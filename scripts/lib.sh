@@ -200,12 +200,14 @@ stop_cluster() {
 # not), health check GET /readyz every second (down after 2 failures, up after 2 successes),
 # timeouts for large blobs (15 minutes of silence on either side), and retries: a request that
 # could not be sent, or that got no byte of answer because its server died, goes to another
-# server (up to 3 times). A stats page (CSV) on a second port. Logs (httplog format, one line
-# per request with the server that answered) to WORK/haproxy.log. Waits until every server is
-# UP. Sets HAPROXY_PID, HAPROXY_ADDR (host:port) and HAPROXY_STATS (the CSV URL).
+# server (up to 3 times). A stats page (CSV) on a second port. Logs to WORK/haproxy.log: one
+# line per request with the server that answered (httplog format), unless HAPROXY_REQUEST_LOG=0
+# (benchmarks: only its notices). Waits until every server is UP. Sets HAPROXY_PID,
+# HAPROXY_ADDR (host:port) and HAPROXY_STATS (the CSV URL).
 start_haproxy() {
   local work=$1; shift
-  local port stats_port cfg=$work/haproxy.cfg server
+  local port stats_port cfg=$work/haproxy.cfg server request_log="option httplog"
+  [ "${HAPROXY_REQUEST_LOG:-1}" = 0 ] && request_log="no log"
   port=$(free_port)
   stats_port=$(free_port)
   cat >"$cfg" <<CFG
@@ -231,7 +233,7 @@ defaults
 
 frontend registry
   bind 127.0.0.1:$port
-  option httplog
+  $request_log
   default_backend berth
 
 backend berth
