@@ -22,11 +22,16 @@ use ui_kit::{
 /// Tags in the large repository: 2,000 keep the test fast; `BERTH_UI_TEST_TAGS=10000` measures
 /// the design's budget.
 fn many() -> usize {
-    std::env::var("BERTH_UI_TEST_TAGS")
+    count_from_env("BERTH_UI_TEST_TAGS", 2000)
+}
+
+/// `var` when it holds a number of at least `default`, else `default`.
+fn count_from_env(var: &str, default: usize) -> usize {
+    std::env::var(var)
         .ok()
         .and_then(|v| v.parse().ok())
-        .filter(|n| *n >= 2000)
-        .unwrap_or(2000)
+        .filter(|n| *n >= default)
+        .unwrap_or(default)
 }
 
 #[tokio::test]
@@ -213,11 +218,7 @@ async fn pages_show_what_is_stored() {
 /// Repositories for the list test: 300 keep it fast; `BERTH_UI_TEST_REPOS=2000` measures the
 /// design's budget.
 fn many_repositories() -> usize {
-    std::env::var("BERTH_UI_TEST_REPOS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n >= 300)
-        .unwrap_or(300)
+    count_from_env("BERTH_UI_TEST_REPOS", 300)
 }
 
 #[tokio::test]
