@@ -36,6 +36,7 @@ pub use dispatch::{add_configured_headers, log_access, AccessLine};
 pub use endpoint::Endpoint;
 pub use error::{ApiError, ErrorCode};
 use http::{HeaderName, HeaderValue};
+pub use manifests::delete_for;
 
 /// HTTP-level options from the `http` and `log` config sections.
 #[derive(Debug, Clone, Default)]

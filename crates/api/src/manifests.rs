@@ -94,8 +94,54 @@ pub async fn delete(
     repo: &RepoName,
     reference: &Reference,
 ) -> Result<Response, ApiError> {
+    delete_and_notify(ctx, req, repo, reference).await?;
+    empty(StatusCode::ACCEPTED, vec![])
+}
+
+/// The one delete path: deletes `reference` and sends the events (one per tag that went
+/// with a manifest). The API's DELETE and the web UI both come here.
+async fn delete_and_notify(
+    ctx: &Ctx,
+    req: &Req,
+    repo: &RepoName,
+    reference: &Reference,
+) -> Result<(), berth_registry::RegistryError> {
     let tags = notify::tags_to_delete(ctx, repo, reference).await;
     ctx.registry.delete_manifest(repo, reference).await?;
     notify::deleted_manifest(ctx, req, repo, reference, &tags);
-    empty(StatusCode::ACCEPTED, vec![])
+    Ok(())
+}
+
+/// Deletes a tag, or a manifest with its tags, for a caller outside the API (the web UI),
+/// already authorized by it: the same registry call and notifications as `DELETE`, with
+/// `user` and `client` as the events' actor and address. Refuses names the pull-through cache
+/// keeps read-only, as the API does.
+pub async fn delete_for(
+    ctx: &Ctx,
+    repo: &RepoName,
+    reference: &Reference,
+    user: Option<&str>,
+    client: Option<std::net::SocketAddr>,
+) -> Result<(), ApiError> {
+    if let Some(proxy) = &ctx.proxy {
+        let route = proxy.route(repo, None).filter(|r| &r.local == repo);
+        if proxy.write_refusal(repo, route.as_ref()).is_some() {
+            return Err(ApiError::new(
+                ErrorCode::Unsupported,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "The pull-through cache keeps this repository read-only.",
+            ));
+        }
+    }
+    let req = Req {
+        method: http::Method::DELETE,
+        headers: http::HeaderMap::new(),
+        query: crate::request::Query::parse(None),
+        authority: None,
+        client,
+        user: user.map(str::to_owned),
+        route: None,
+        requested: Some(repo.clone()),
+    };
+    Ok(delete_and_notify(ctx, &req, repo, reference).await?)
 }

@@ -290,6 +290,12 @@ impl Registry {
             .await
     }
 
+    /// Every manifest revision `repo` holds (tagged or not), by digest; none for a repository
+    /// that does not exist. The web UI lists them before deleting a whole repository.
+    pub async fn manifest_revisions(&self, repo: &RepoName) -> Result<Vec<Digest>, RegistryError> {
+        self.list_digests(&paths::revisions_dir(repo)).await
+    }
+
     /// Deletes a tag (by tag) or a manifest revision with every tag pointing at it (by digest).
     ///
     /// Manifest and tag writes in the same repository wait meanwhile ([`crate::repo_lock`]):

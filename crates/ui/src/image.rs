@@ -123,6 +123,23 @@ pub async fn show(page: &Page<'_>, name: &str, reference: &str) -> Response {
         tag.as_deref(),
         &digest,
     ));
+    if crate::delete::refusal(page, &repo).await.is_none() {
+        let here = format!("{base}r/{}/-/", esc(repo.as_str()));
+        body.push_str("<h2>Delete</h2><p class=\"actions\">");
+        if let Some(tag) = &tag {
+            let _ = write!(
+                body,
+                "<a class=\"button danger\" href=\"{here}{}/delete\">Delete tag {}</a> ",
+                esc(tag),
+                esc(tag)
+            );
+        }
+        let _ = write!(
+            body,
+            "<a class=\"button danger\" href=\"{here}{}/delete\">Delete manifest</a></p>",
+            esc(&digest)
+        );
+    }
     page.html(StatusCode::OK, &title, &body)
 }
 

@@ -8,9 +8,14 @@
 //! - `` (the base): repositories, with `q` (substring search), `start`, `n` (paging);
 //! - `r/<name>`: a repository's tags, with `q`, `start`, `n`;
 //! - `r/<name>/-/<tag or digest>`: an image or index;
+//! - `r/<name>/-/<tag or digest>/delete`: deleting a tag, or a manifest with its tags (GET:
+//!   what would go, POST: delete);
+//! - `r/<name>/-delete`: deleting every manifest and tag of a repository (GET, POST); `-` is
+//!   not a valid first character of a name component, so neither path can be a repository;
 //! - `login` (GET form, POST), `logout` (POST);
 //! - `static/ui.css`, `static/ui.js`.
 
+mod delete;
 mod html;
 mod image;
 mod manifest;
@@ -67,6 +72,9 @@ pub struct Ui {
     ctx: Arc<Ctx>,
     options: UiOptions,
     sessions: Sessions,
+    /// The form token without a login (no `auth`): one per process, as everybody is the same
+    /// anonymous user; it still keeps other sites from posting the UI's forms.
+    open_csrf: String,
     /// The base path, ending in `/` (`/ui/`, `/registry/ui/`).
     base: String,
 }
@@ -138,6 +146,7 @@ pub fn router(ctx: Arc<Ctx>, options: UiOptions) -> Router {
         ctx,
         options,
         sessions: Sessions::default(),
+        open_csrf: session::random_hex(),
         base: base.clone(),
     });
     Router::new()
@@ -163,6 +172,8 @@ pub(crate) struct Viewer {
     pub user: Option<String>,
     /// The session's `Authorization`, checked per repository.
     authorization: Option<String>,
+    /// The token the viewer's forms carry; empty when there is nothing to post.
+    csrf: String,
 }
 
 /// Every UI response passes here: security headers and the server time.
@@ -253,31 +264,55 @@ async fn route(ui: &Ui, request: Request) -> Response {
         (&Method::POST, "logout") => return logout(&page),
         _ => {}
     }
-    if !matches!(parts.method, Method::GET | Method::HEAD) {
+    let post = parts.method == Method::POST;
+    if !(post || matches!(parts.method, Method::GET | Method::HEAD)) {
         return page.message(
             StatusCode::METHOD_NOT_ALLOWED,
             "Not allowed",
-            "This page only answers GET.",
+            "This page only answers GET and its forms' POST.",
         );
     }
     page.viewer = viewer(ui, &parts.headers, client).await;
-    if rest == "login" {
-        return login_form(&page, StatusCode::OK, None);
+    let form = if post {
+        match page.posted_form(body).await {
+            Ok(form) => Some(form),
+            Err(refused) => return refused,
+        }
+    } else {
+        None
+    };
+    match (rest.as_str(), rest.strip_prefix("r/")) {
+        ("login", _) if !post => login_form(&page, StatusCode::OK, None),
+        ("", _) if !post => repos::list(&page).await,
+        (_, Some(target)) => {
+            if let Some(name) = target.strip_suffix("/-delete") {
+                return delete::repository(&page, name, form.as_ref()).await;
+            }
+            match target.split_once("/-/") {
+                Some((name, reference)) => match reference.strip_suffix("/delete") {
+                    Some(reference) => {
+                        delete::manifest(&page, name, reference, form.as_ref()).await
+                    }
+                    None if !post => image::show(&page, name, reference).await,
+                    None => page.not_postable(),
+                },
+                None if !post => repo::show(&page, target).await,
+                None => page.not_postable(),
+            }
+        }
+        _ if post => page.not_postable(),
+        _ => page.message(StatusCode::NOT_FOUND, "Not found", "There is no such page."),
     }
-    if rest.is_empty() {
-        return repos::list(&page).await;
-    }
-    if let Some(target) = rest.strip_prefix("r/") {
-        return match target.split_once("/-/") {
-            Some((name, reference)) => image::show(&page, name, reference).await,
-            None => repo::show(&page, target).await,
-        };
-    }
-    page.message(StatusCode::NOT_FOUND, "Not found", "There is no such page.")
 }
 
 /// The viewer of a request: the session's user when its login still holds.
 async fn viewer(ui: &Ui, headers: &HeaderMap, client: Option<ClientAddr>) -> Viewer {
+    if ui.options.login == LoginMode::Open {
+        return Viewer {
+            csrf: ui.open_csrf.clone(),
+            ..Viewer::default()
+        };
+    }
     if !ui.has_login() {
         return Viewer::default();
     }
@@ -291,6 +326,7 @@ async fn viewer(ui: &Ui, headers: &HeaderMap, client: Option<ClientAddr>) -> Vie
         Ok(true) => Viewer {
             user: Some(s.user),
             authorization: Some(s.authorization),
+            csrf: s.csrf,
         },
         Ok(false) | Err(_) => {
             // The password changed or the user is gone: the session ends.
@@ -304,6 +340,12 @@ impl Page<'_> {
     /// Whether the viewer may pull `repository` (the name as stored and read), by the API's
     /// own access controller.
     pub async fn may_pull(&self, repository: &str) -> bool {
+        self.may(repository, Action::Pull).await
+    }
+
+    /// Whether the viewer may do `action` on `repository` (the name as stored, read and
+    /// deleted), by the API's own access controller.
+    pub async fn may(&self, repository: &str, action: Action) -> bool {
         match self.ui.options.login {
             LoginMode::Unsupported => return false,
             // What a token from the built-in server would grant for this name: its rules,
@@ -312,7 +354,8 @@ impl Page<'_> {
                 return self.ui.ctx.token_issuer.as_ref().is_some_and(|issuer| {
                     issuer
                         .rules()
-                        .may_list(self.viewer.user.as_deref(), repository)
+                        .granted(self.viewer.user.as_deref(), repository)
+                        .contains(&action)
                 })
             }
             LoginMode::Open | LoginMode::Htpasswd => {}
@@ -330,8 +373,62 @@ impl Page<'_> {
             client: self.client.map(|c| c.0.ip()),
             origin: None,
         };
-        let needed = [Access::repository(repository, &[Action::Pull])];
+        let needed = [Access::repository(repository, &[action])];
         controller.authorize(&request, &needed).await.is_ok()
+    }
+
+    /// The hidden field every state-changing form carries.
+    pub fn csrf_field(&self) -> String {
+        format!(
+            "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+            esc(&self.viewer.csrf)
+        )
+    }
+
+    /// A posted form's fields, when the post comes from this site with the viewer's form
+    /// token; else the page refusing it.
+    async fn posted_form(&self, body: Body) -> Result<HashMap<String, String>, Response> {
+        let refused = |text: &str| self.message(StatusCode::FORBIDDEN, "Refused", text);
+        if !session::same_origin(self.headers) {
+            return Err(refused("The form was sent from another site."));
+        }
+        let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024).await else {
+            return Err(self.message(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Refused",
+                "The form is too large.",
+            ));
+        };
+        let fields = session::form_fields(&bytes);
+        let sent = fields.get("csrf").map(String::as_bytes).unwrap_or_default();
+        let expected = self.viewer.csrf.as_bytes();
+        // Compared in constant time; an empty token (no session) never matches.
+        let same = expected.len() == sent.len()
+            && expected
+                .iter()
+                .zip(sent)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if expected.is_empty() || !same {
+            return Err(refused(
+                "The form has expired or was not sent from this page: go back, reload and try again.",
+            ));
+        }
+        Ok(fields)
+    }
+
+    /// The answer to a POST where no form posts.
+    fn not_postable(&self) -> Response {
+        self.message(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Not allowed",
+            "This page only answers GET.",
+        )
+    }
+
+    /// The client's address.
+    pub fn client(&self) -> Option<std::net::SocketAddr> {
+        self.client.map(|c| c.0)
     }
 
     /// A query parameter.

@@ -133,6 +133,13 @@ pub async fn show(page: &Page<'_>, name: &str) -> Response {
     body.push_str(
         "<p class=\"note\">Tags sorted by name; the push date is when the tag was last set.</p>",
     );
+    if crate::delete::refusal(page, &repo).await.is_none() {
+        let _ = write!(
+            body,
+            "<p class=\"actions\"><a class=\"button danger\" href=\"{base}r/{}/-delete\">Delete repository</a></p>",
+            esc(repo.as_str())
+        );
+    }
     page.html(StatusCode::OK, repo.as_str(), &body)
 }
 

@@ -24,6 +24,9 @@ pub struct Session {
     /// The `Authorization` value the access controller checks for this user. Kept in memory
     /// only, never sent back to the browser.
     pub authorization: String,
+    /// The token every state-changing form of this session carries (256 random bits, hex):
+    /// another site cannot read it, so it cannot forge the form.
+    pub csrf: String,
     /// When the session ends.
     expires: Instant,
 }
@@ -37,7 +40,7 @@ pub struct Sessions {
 impl Sessions {
     /// Starts a session and returns its id (256 random bits, hex).
     pub fn create(&self, user: String, authorization: String) -> String {
-        let id = hex::encode(rand::random::<[u8; 32]>());
+        let id = random_hex();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_SESSIONS {
             let now = Instant::now();
@@ -57,6 +60,7 @@ impl Sessions {
             Session {
                 user,
                 authorization,
+                csrf: random_hex(),
                 expires: Instant::now() + TTL,
             },
         );
@@ -91,6 +95,11 @@ impl Sessions {
     }
 }
 
+/// 256 random bits, hex.
+pub fn random_hex() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
 /// The session id in the request's `Cookie` headers.
 pub fn cookie_id(headers: &HeaderMap) -> Option<String> {
     headers
@@ -116,7 +125,7 @@ pub fn set_cookie(id: Option<&str>, path: &str, secure: bool) -> String {
     }
 }
 
-/// Whether a state-changing request (login, logout) comes from this site: its `Origin`, when
+/// Whether a state-changing request (login, logout, delete) comes from this site: its `Origin`, when
 /// sent, names the host the request went to, and `Sec-Fetch-Site`, when sent, says
 /// same-origin. Both cookies (`SameSite=Strict`) and this check stop cross-site posts.
 pub fn same_origin(headers: &HeaderMap) -> bool {
