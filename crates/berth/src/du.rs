@@ -92,6 +92,7 @@ mod tests {
                 tags: 2,
                 blobs: 7,
                 unique_bytes: 3 << 20,
+                last_pushed: None,
                 shared_bytes: 1024,
             }],
             blobs: 9,

@@ -57,7 +57,23 @@ pub struct RepoUsage {
     pub unique_bytes: u64,
     /// Bytes of blobs other repositories use too.
     pub shared_bytes: u64,
+    /// When a tag was last set in it (its newest tag link), as RFC 3339; none without tags.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "rfc3339")]
+    pub last_pushed: Option<std::time::SystemTime>,
 }
+
+fn rfc3339<S: serde::Serializer>(
+    time: &Option<std::time::SystemTime>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(t) => serializer.collect_str(&humantime::format_rfc3339_seconds(*t)),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Tag links read at once for the push dates.
+const TAG_STATS_IN_FLIGHT: usize = 16;
 
 /// Storage use per repository, and what no manifest uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -121,13 +137,14 @@ impl Registry {
                 used.insert(digest);
             }
             let tags = match self.all_tags(&repo).await {
-                Ok(tags) => tags.len(),
-                Err(RegistryError::NameUnknown(_)) => 0,
+                Ok(tags) => tags,
+                Err(RegistryError::NameUnknown(_)) => Vec::new(),
                 Err(e) => return Err(e),
             };
-            per_repo.push((name, count as u64, tags as u64, used));
+            let last_pushed = self.newest_tag_time(&repo, &tags).await;
+            per_repo.push((name, count as u64, tags.len() as u64, used, last_pushed));
         }
-        for (_, _, _, used) in &per_repo {
+        for (_, _, _, used, _) in &per_repo {
             for digest in used {
                 if let Some((d, _)) = sizes.get_key_value(digest) {
                     *users.entry(d).or_default() += 1;
@@ -145,7 +162,7 @@ impl Registry {
                 report.unreferenced_bytes += size;
             }
         }
-        for (name, manifests, tags, used) in per_repo {
+        for (name, manifests, tags, used, last_pushed) in per_repo {
             let mut usage = RepoUsage {
                 name,
                 manifests,
@@ -153,6 +170,7 @@ impl Registry {
                 blobs: 0,
                 unique_bytes: 0,
                 shared_bytes: 0,
+                last_pushed,
             };
             for digest in &used {
                 // A manifest may name a blob that was never pushed (or was collected).
@@ -174,6 +192,33 @@ impl Registry {
                 .then_with(|| a.name.cmp(&b.name))
         });
         Ok(report)
+    }
+
+    /// When a tag of `repo` was last set: the newest of its tag links (a tag that cannot be
+    /// read is skipped; it has no date to give).
+    async fn newest_tag_time(
+        &self,
+        repo: &RepoName,
+        tags: &[String],
+    ) -> Option<std::time::SystemTime> {
+        use futures_util::StreamExt;
+        let parsed: Vec<berth_oci::Tag> = tags.iter().filter_map(|t| t.parse().ok()).collect();
+        let mut times = futures_util::stream::iter(parsed)
+            .map(|tag| self.tag_time(repo, tag))
+            .buffer_unordered(TAG_STATS_IN_FLIGHT);
+        let mut newest = None;
+        while let Some(time) = times.next().await {
+            newest = newest.max(time);
+        }
+        newest
+    }
+
+    async fn tag_time(
+        &self,
+        repo: &RepoName,
+        tag: berth_oci::Tag,
+    ) -> Option<std::time::SystemTime> {
+        self.tag_pushed_at(repo, &tag).await.ok().flatten()
     }
 }
 

@@ -60,24 +60,58 @@ pub fn short_digest(digest: &str) -> String {
     }
 }
 
+/// A list's search and sort, carried by its paging and sort links.
+#[derive(Clone, Copy)]
+pub struct ListQuery<'a> {
+    /// The search (`q`).
+    pub q: Option<&'a str>,
+    /// The sort key (`sort`), when not the default.
+    pub sort: Option<&'a str>,
+}
+
+impl ListQuery<'_> {
+    /// `&q=…&sort=…` for the parameters set.
+    fn suffix(&self) -> String {
+        let mut out = String::new();
+        for (name, value) in [("q", self.q), ("sort", self.sort)] {
+            if let Some(value) = value {
+                out.push_str(&format!("&{name}={}", query_value(value)));
+            }
+        }
+        out
+    }
+}
+
+/// "Sort by" links for the list at `path`: `(key, label)` choices, the first the default.
+pub fn sort_links(path: &str, query: ListQuery<'_>, choices: &[(&str, &str)]) -> String {
+    let current = query.sort.unwrap_or(choices[0].0);
+    let mut out = String::from("<nav class=\"sort\" aria-label=\"sort\"><span>Sort by</span>");
+    for (key, label) in choices {
+        if *key == current {
+            let _ = write!(out, "<strong aria-current=\"true\">{}</strong>", esc(label));
+        } else {
+            let mut url = format!("{path}?sort={key}");
+            if let Some(q) = query.q {
+                url.push_str(&format!("&q={}", query_value(q)));
+            }
+            let _ = write!(out, "<a href=\"{}\">{}</a>", esc(&url), esc(label));
+        }
+    }
+    out.push_str("</nav>");
+    out
+}
+
 /// Paging links and a "showing a–b of n" line for a list at `path` (already a URL path, not
-/// escaped), searched for `q`.
+/// escaped), with its search and sort.
 pub fn pager(
     path: &str,
-    q: Option<&str>,
+    query: ListQuery<'_>,
     start: usize,
     n: usize,
     shown: usize,
     total: usize,
 ) -> String {
-    let link = |from: usize| {
-        let mut url = format!("{path}?start={from}&n={n}");
-        if let Some(q) = q {
-            url.push_str("&q=");
-            url.push_str(&query_value(q));
-        }
-        esc(&url)
-    };
+    let link = |from: usize| esc(&format!("{path}?start={from}&n={n}{}", query.suffix()));
     let mut out = String::from("<nav class=\"pager\" aria-label=\"pages\">");
     if shown == 0 {
         let _ = write!(out, "<span>Nothing to show ({total} in all)</span>");
@@ -103,15 +137,18 @@ pub fn pager(
     out
 }
 
-/// A search form for the list at `path`.
-pub fn search_form(path: &str, q: Option<&str>, label: &str) -> String {
+/// A search form for the list at `path`, keeping its sort.
+pub fn search_form(path: &str, query: ListQuery<'_>, label: &str) -> String {
+    let sort = query.sort.map_or_else(String::new, |s| {
+        format!("<input type=\"hidden\" name=\"sort\" value=\"{}\">", esc(s))
+    });
     format!(
         "<form class=\"search\" method=\"get\" action=\"{}\" role=\"search\">\
-         <label for=\"q\">{}</label><input id=\"q\" name=\"q\" value=\"{}\">\
+         <label for=\"q\">{}</label><input id=\"q\" name=\"q\" value=\"{}\">{sort}\
          <button type=\"submit\">Search</button></form>",
         esc(path),
         esc(label),
-        esc(q.unwrap_or(""))
+        esc(query.q.unwrap_or(""))
     )
 }
 

@@ -23,6 +23,7 @@ mod pull;
 mod repo;
 mod repos;
 mod session;
+mod usage;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -75,6 +76,10 @@ pub struct Ui {
     /// The form token without a login (no `auth`): one per process, as everybody is the same
     /// anonymous user; it still keeps other sites from posting the UI's forms.
     open_csrf: String,
+    /// Storage use per repository, kept with its age.
+    usage: Arc<usage::UsageView>,
+    /// Tag dates and sizes read for sorting.
+    tag_facts: repo::TagFacts,
     /// The base path, ending in `/` (`/ui/`, `/registry/ui/`).
     base: String,
 }
@@ -147,6 +152,8 @@ pub fn router(ctx: Arc<Ctx>, options: UiOptions) -> Router {
         options,
         sessions: Sessions::default(),
         open_csrf: session::random_hex(),
+        usage: Arc::default(),
+        tag_facts: repo::TagFacts::default(),
         base: base.clone(),
     });
     Router::new()

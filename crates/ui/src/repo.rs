@@ -1,18 +1,21 @@
 //! A repository's page: its tags (cosign `.sig`/`.att`/`.sbom` tags folded under the image
 //! they belong to), searched by substring and paged; per tag on the page its digest, size,
-//! push date and platforms. Only the page's tags are read, so a repository with 10,000 tags
-//! costs one tag listing plus a page's worth of reads.
+//! push date and platforms. Sorted by name, only the page's tags are read, so a repository
+//! with 10,000 tags costs one tag listing plus a page's worth of reads. Sorted by push date or
+//! size, every tag's date and size are read once (each distinct manifest parsed once) and kept
+//! for [`FACTS_REUSE`], so paging through the sorted list does not read them again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::response::Response;
 use berth_oci::{Reference, RepoName, Tag};
 use futures_util::StreamExt;
 use http::StatusCode;
 
-use crate::html::{date, esc, pager, search_form, short_digest, size};
+use crate::html::{date, esc, pager, search_form, short_digest, size, sort_links, ListQuery};
 use crate::manifest::{self, cosign_tag};
 use crate::repos::MAX_PAGE;
 use crate::Page;
@@ -21,6 +24,25 @@ use crate::Page;
 const DEFAULT_PAGE: usize = 50;
 /// Tags of a page read at once.
 const CONCURRENCY: usize = 16;
+/// How long the dates and sizes read for sorting are reused.
+pub const FACTS_REUSE: Duration = Duration::from_secs(30);
+/// Repositories whose sorting facts are kept at once.
+const FACTS_KEPT: usize = 16;
+/// The sort choices; the first is the default.
+const SORTS: [(&str, &str); 3] = [("name", "Name"), ("pushed", "Push date"), ("size", "Size")];
+
+/// What sorting by date or size needs of one tag.
+#[derive(Clone, Copy, Default)]
+struct Facts {
+    pushed: Option<SystemTime>,
+    size: Option<u64>,
+}
+
+/// Per repository, every tag's [`Facts`] and when they were read.
+#[derive(Default)]
+pub struct TagFacts {
+    kept: Mutex<HashMap<String, (Instant, Arc<HashMap<String, Facts>>)>>,
+}
 
 /// One row of the tag table.
 struct Row {
@@ -74,6 +96,26 @@ pub async fn show(page: &Page<'_>, name: &str) -> Response {
             .collect(),
         None => tags,
     };
+    let sort = page
+        .param("sort")
+        .filter(|s| SORTS.iter().skip(1).any(|(key, _)| key == s))
+        .map(str::to_owned);
+    let mut tags = tags;
+    if let Some(sort) = sort.as_deref() {
+        let key = format!("{repo}\n{}", needle.as_deref().unwrap_or(""));
+        let facts = facts(page, &repo, &key, &tags).await;
+        tags.sort_by_cached_key(|t| {
+            let f = facts.get(t).copied().unwrap_or_default();
+            let key = match sort {
+                "pushed" => f.pushed.map_or(0, |t| {
+                    t.duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos())
+                }),
+                _ => u128::from(f.size.unwrap_or(0)),
+            };
+            (std::cmp::Reverse(key), t.clone())
+        });
+    }
     let total = tags.len();
     let start = page.number("start", 0, total);
     let n = page.number("n", DEFAULT_PAGE, MAX_PAGE).max(1);
@@ -87,8 +129,13 @@ pub async fn show(page: &Page<'_>, name: &str) -> Response {
     let base = esc(page.base());
     let path = format!("{}r/{}", page.base(), repo);
     let mut body = format!("<h1>{}</h1>", esc(repo.as_str()));
-    body.push_str(&search_form(&path, q.as_deref(), "Search tags"));
-    body.push_str(&pager(&path, q.as_deref(), start, n, rows.len(), total));
+    let query = ListQuery {
+        q: q.as_deref(),
+        sort: sort.as_deref(),
+    };
+    body.push_str(&search_form(&path, query, "Search tags"));
+    body.push_str(&sort_links(&path, query, &SORTS));
+    body.push_str(&pager(&path, query, start, n, rows.len(), total));
     body.push_str(
         "<table><thead><tr><th>Tag</th><th>Digest</th><th>Type</th><th>Platforms</th>\
          <th class=\"num\">Size</th><th>Pushed</th><th>Signatures</th></tr></thead><tbody>",
@@ -130,9 +177,13 @@ pub async fn show(page: &Page<'_>, name: &str) -> Response {
             signatures.len()
         );
     }
-    body.push_str(
-        "<p class=\"note\">Tags sorted by name; the push date is when the tag was last set.</p>",
-    );
+    body.push_str(match sort.as_deref() {
+        None => "<p class=\"note\">The push date is when the tag was last set.</p>",
+        Some(_) => {
+            "<p class=\"note\">The push date is when the tag was last set. Dates and \
+             sizes for sorting are read again at most every 30 seconds.</p>"
+        }
+    });
     if crate::delete::refusal(page, &repo).await.is_none() {
         let _ = write!(
             body,
@@ -141,6 +192,82 @@ pub async fn show(page: &Page<'_>, name: &str) -> Response {
         );
     }
     page.html(StatusCode::OK, repo.as_str(), &body)
+}
+
+/// The date and size of each of `tags`, kept under `key` (the repository and the search)
+/// for [`FACTS_REUSE`].
+async fn facts(
+    page: &Page<'_>,
+    repo: &RepoName,
+    key: &str,
+    tags: &[String],
+) -> Arc<HashMap<String, Facts>> {
+    let cache = &page.ui.tag_facts;
+    {
+        let kept = cache.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, facts)) = kept.get(key) {
+            if at.elapsed() < FACTS_REUSE {
+                return facts.clone();
+            }
+        }
+    }
+    let registry = page.registry();
+    let parsed: Vec<(String, Tag)> = tags
+        .iter()
+        .filter_map(|t| t.parse().ok().map(|tag| (t.clone(), tag)))
+        .collect();
+    let read: Vec<(String, Option<SystemTime>, Option<berth_oci::Digest>)> =
+        futures_util::stream::iter(parsed)
+            .map(|(name, tag)| tag_facts(registry, repo, name, tag))
+            .buffer_unordered(CONCURRENCY * 2)
+            .collect()
+            .await;
+    // Each distinct manifest parsed once: 10,000 tags usually name a few images.
+    let mut sizes: HashMap<berth_oci::Digest, Option<u64>> = HashMap::new();
+    let mut out = HashMap::with_capacity(read.len());
+    for (name, pushed, digest) in read {
+        let size = match digest {
+            Some(d) => match sizes.get(&d) {
+                Some(size) => *size,
+                None => {
+                    let size = registry
+                        .get_manifest(repo, &Reference::Digest(d.clone()))
+                        .await
+                        .ok()
+                        .and_then(|m| manifest::parse(&m.body, &m.media_type).compressed_size());
+                    sizes.insert(d, size);
+                    size
+                }
+            },
+            None => None,
+        };
+        out.insert(name, Facts { pushed, size });
+    }
+    let facts = Arc::new(out);
+    let mut kept = cache.kept.lock().unwrap_or_else(|e| e.into_inner());
+    if kept.len() >= FACTS_KEPT {
+        kept.retain(|_, (at, _)| at.elapsed() < FACTS_REUSE);
+        if kept.len() >= FACTS_KEPT {
+            kept.clear();
+        }
+    }
+    kept.insert(key.to_owned(), (Instant::now(), facts.clone()));
+    facts
+}
+
+/// One tag's push date and manifest digest.
+async fn tag_facts(
+    registry: &berth_registry::Registry,
+    repo: &RepoName,
+    name: String,
+    tag: Tag,
+) -> (String, Option<SystemTime>, Option<berth_oci::Digest>) {
+    let pushed = registry.tag_pushed_at(repo, &tag).await.ok().flatten();
+    let digest = registry
+        .resolve_manifest(repo, &Reference::Tag(tag))
+        .await
+        .ok();
+    (name, pushed, digest)
 }
 
 /// Reads what one tag row shows; a tag that cannot be read shows its name only.
