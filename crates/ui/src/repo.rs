@@ -38,10 +38,13 @@ struct Facts {
     size: Option<u64>,
 }
 
-/// Per repository, every tag's [`Facts`] and when they were read.
+/// Each tag's [`Facts`], by tag name.
+type FactsByTag = Arc<HashMap<String, Facts>>;
+
+/// Per repository (and search), every tag's [`Facts`] and when they were read.
 #[derive(Default)]
 pub struct TagFacts {
-    kept: Mutex<HashMap<String, (Instant, Arc<HashMap<String, Facts>>)>>,
+    kept: Mutex<HashMap<String, (Instant, FactsByTag)>>,
 }
 
 /// One row of the tag table.
@@ -201,7 +204,7 @@ async fn facts(
     repo: &RepoName,
     key: &str,
     tags: &[String],
-) -> Arc<HashMap<String, Facts>> {
+) -> FactsByTag {
     let cache = &page.ui.tag_facts;
     {
         let kept = cache.kept.lock().unwrap_or_else(|e| e.into_inner());
