@@ -9,6 +9,7 @@ mod cluster_cli;
 mod debug_server;
 mod du;
 mod health;
+mod job_log;
 mod layout;
 mod logging;
 mod maintenance;
@@ -20,6 +21,8 @@ mod s3;
 mod server;
 mod setup;
 mod tls;
+#[cfg(feature = "ui")]
+mod ui_admin;
 mod watermark;
 
 use std::process::ExitCode;

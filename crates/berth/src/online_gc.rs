@@ -7,6 +7,7 @@
 //! `berth_gc_bytes_freed_total`, `berth_gc_blobs_trashed_total`, `berth_gc_blobs_deleted_total`
 //! and `berth_gc_last_run_seconds`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -106,7 +107,7 @@ async fn run(
     };
     loop {
         if jobs.may_run("online garbage collection") {
-            collect(&registry, options).await;
+            let _ = collect(&registry, options).await;
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -117,17 +118,34 @@ async fn run(
     }
 }
 
-/// One run, logged: what moved to the trash, what came back, what was deleted for good.
-async fn collect(registry: &Registry, options: OnlineGcOptions) {
+/// Set while a run is under way in this process: a run asked for from the web UI and a
+/// scheduled one do not overlap (overlapping runs would be safe, only wasted work).
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// One run, logged and recorded for the web UI: what moved to the trash, what came back,
+/// what was deleted for good. Returns the summary, or why it did not run.
+pub(crate) async fn collect(
+    registry: &Registry,
+    options: OnlineGcOptions,
+) -> Result<String, String> {
+    if RUNNING.swap(true, Ordering::AcqRel) {
+        return Err("a garbage collection is already running".to_owned());
+    }
+    let result = collect_once(registry, options).await;
+    RUNNING.store(false, Ordering::Release);
+    result
+}
+
+async fn collect_once(registry: &Registry, options: OnlineGcOptions) -> Result<String, String> {
     let dry_run = options.dry_run;
     let metrics = &*METRICS;
     if registry.read_only() {
         tracing::info!("online garbage collection skipped: read-only mode is on");
         metrics.runs.with_label_values(&["skipped"]).inc();
-        return;
+        return Err("skipped: read-only mode is on".to_owned());
     }
     let started = Instant::now();
-    match registry.collect_garbage_online(options).await {
+    let result = match registry.collect_garbage_online(options).await {
         Ok(report) => {
             metrics.runs.with_label_values(&["ok"]).inc();
             metrics.last_run.set(started.elapsed().as_secs_f64());
@@ -158,14 +176,41 @@ async fn collect(registry: &Registry, options: OnlineGcOptions) {
                 millis = started.elapsed().as_millis() as u64,
                 "online garbage collection done"
             );
+            Ok(summary(&report, dry_run))
         }
         Err(RegistryError::ReadOnly) => {
             metrics.runs.with_label_values(&["skipped"]).inc();
-            tracing::info!("online garbage collection stopped: read-only mode was switched on")
+            tracing::info!("online garbage collection stopped: read-only mode was switched on");
+            Err("stopped: read-only mode was switched on".to_owned())
         }
         Err(e) => {
             metrics.runs.with_label_values(&["failed"]).inc();
-            tracing::error!(error = %e, "online garbage collection failed")
+            tracing::error!(error = %e, "online garbage collection failed");
+            Err("failed; the server log has the details".to_owned())
         }
+    };
+    match &result {
+        Ok(summary) => crate::job_log::record(&crate::job_log::GC, true, summary.clone()),
+        Err(why) => crate::job_log::record(&crate::job_log::GC, false, why.clone()),
     }
+    result
+}
+
+/// A run's figures in one line.
+pub(crate) fn summary(report: &berth_registry::gc::OnlineGcReport, dry_run: bool) -> String {
+    let trashed: u64 = report.trashed.iter().map(|(_, size)| size).sum();
+    format!(
+        "{}{} blobs in use; {} unused blobs ({}) {} to the trash, {} kept as recently used; {} trashed blobs ({}) {} for good, {} waiting for the delay; {} restored",
+        if dry_run { "dry run: " } else { "" },
+        report.blobs_marked,
+        report.trashed.len(),
+        crate::du::human(trashed),
+        if dry_run { "would move" } else { "moved" },
+        report.kept_recent,
+        report.purged.len(),
+        crate::du::human(report.bytes_freed()),
+        if dry_run { "would be deleted" } else { "deleted" },
+        report.waiting,
+        report.restored.len() + report.put_back.len(),
+    )
 }

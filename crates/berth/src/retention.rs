@@ -220,10 +220,15 @@ async fn schedule(
     }
 }
 
-/// One scheduled run, logged; never in read-only mode.
+/// One scheduled run, logged and recorded for the web UI; never in read-only mode.
 async fn run_logged(registry: &Registry, policies: &[RetentionPolicy], dry_run: bool) {
     if registry.read_only() {
         tracing::info!("retention skipped: read-only mode is on");
+        crate::job_log::record(
+            &crate::job_log::RETENTION,
+            false,
+            "skipped: read-only mode is on".to_owned(),
+        );
         return;
     }
     let started = Instant::now();
@@ -244,10 +249,23 @@ async fn run_logged(registry: &Registry, policies: &[RetentionPolicy], dry_run: 
                 millis = started.elapsed().as_millis() as u64,
                 "retention done"
             );
+            crate::job_log::record(&crate::job_log::RETENTION, true, summary(&report, dry_run));
         }
         Err(RegistryError::ReadOnly) => {
-            tracing::info!("retention stopped: read-only mode was switched on")
+            tracing::info!("retention stopped: read-only mode was switched on");
+            crate::job_log::record(
+                &crate::job_log::RETENTION,
+                false,
+                "stopped: read-only mode was switched on".to_owned(),
+            );
         }
-        Err(e) => tracing::error!(error = %e, "retention failed"),
+        Err(e) => {
+            tracing::error!(error = %e, "retention failed");
+            crate::job_log::record(
+                &crate::job_log::RETENTION,
+                false,
+                "failed; the server log has the details".to_owned(),
+            );
+        }
     }
 }

@@ -106,7 +106,11 @@ fn api_options(config: &berth_config::Config) -> anyhow::Result<berth_api::ApiOp
 }
 
 /// The application: the API, and the web UI's routes when it is built in and enabled.
-fn app(config: &berth_config::Config, ctx: Arc<Ctx>) -> axum::Router {
+fn app(
+    config: &berth_config::Config,
+    ctx: Arc<Ctx>,
+    jobs: Arc<crate::cluster::Jobs>,
+) -> anyhow::Result<axum::Router> {
     #[cfg(feature = "ui")]
     if config.ui.enabled {
         use berth_ui::LoginMode;
@@ -118,22 +122,25 @@ fn app(config: &berth_config::Config, ctx: Arc<Ctx>) -> axum::Router {
             }
             Some(_) => LoginMode::Unsupported,
         };
+        let admin = crate::ui_admin::UiAdmin::new(ctx.registry.clone(), config, jobs)?;
         let options = berth_ui::UiOptions {
             title: config.ui.title.clone(),
             pullhost: config.ui.pullhost.clone(),
             login,
+            admin: Some(Arc::new(admin)),
         };
         tracing::info!(
             path = berth_ui::base_path(&ctx.options.prefix),
             "web UI enabled"
         );
-        return berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx));
+        return Ok(berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx)));
     }
     #[cfg(not(feature = "ui"))]
     if config.ui.enabled {
         tracing::debug!("ui.enabled is set, but this binary was built without the web UI");
     }
-    berth_api::app(ctx)
+    let _ = jobs;
+    Ok(berth_api::app(ctx))
 }
 
 /// Runs the registry until a shutdown signal.
@@ -208,7 +215,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
         registry: registry.clone(),
         options: api_options(config)?,
     });
-    let app = app(config, ctx);
+    let app = app(config, ctx, jobs.clone())?;
     let graceful = GracefulShutdown::new();
     let tls = match &config.http.tls {
         Some(settings) => Some(crate::tls::acceptor(settings, !config.http.http2_disabled)?),

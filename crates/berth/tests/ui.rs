@@ -500,5 +500,106 @@ async fn builtin_token_server_login_follows_its_rules() {
         .await
         .text();
     assert!(html.contains("<h2>Layers</h2>"), "{html}");
+    // alice is no admin: no registry page, not even a link to it.
+    assert!(!html.contains("/ui/admin"), "{html}");
+    page(&api, "/ui/admin", Some(&cookie))
+        .await
+        .assert_status(404);
+
+    // root is: the registry page with the masked configuration.
+    add_user(&htpasswd, "root", "rootpw");
+    let r = login(&api, "root", "rootpw", None).await;
+    r.assert_status(303);
+    let root = session_cookie(r.header("set-cookie"));
+    let r = page(&api, "/ui/admin", Some(&root)).await;
+    r.assert_status(200);
+    let html = r.text();
+    assert!(
+        html.contains("<h2>Maintenance</h2>") && html.contains("Effective configuration"),
+        "{html}"
+    );
     drop(server);
+}
+
+/// The hidden form fields of a page, urlencoded, as a browser posts them.
+fn hidden_form(html: &str) -> String {
+    html.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .map(|part| {
+            let (name, rest) = part.split_once('"').unwrap();
+            let value = rest
+                .split_once("value=\"")
+                .unwrap()
+                .1
+                .split_once('"')
+                .unwrap()
+                .0;
+            format!("{name}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[tokio::test]
+async fn registry_page_previews_and_runs_garbage_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let server = Server::start(
+        &[&config],
+        &[("REGISTRY_STORAGE_MAINTENANCE_GC_DELAY", "1s")],
+    );
+    let api = Api::new(&server.url);
+    let (_, digest) = api.push_image("gc/app", "v1", "collect me").await;
+    api.push_image("gc/keep", "v1", "keep me").await;
+    api.delete(&format!("/v2/gc/app/manifests/{digest}"))
+        .await
+        .assert_status(202);
+    // Older than the delay: unused blobs may go to the trash.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+
+    let html = page(&api, "/ui/admin", None).await.text();
+    assert!(
+        html.contains("<td>garbage collection</td><td>off (storage.maintenance.gc)</td><td>not since start</td>"),
+        "{html}"
+    );
+    let r = page(&api, "/ui/admin/gc", None).await;
+    r.assert_status(200);
+    let preview = r.text();
+    // The deleted image's manifest, config and layer; nothing of the kept one.
+    assert_eq!(
+        preview.matches("would move to the trash: sha256:").count(),
+        3,
+        "{preview}"
+    );
+    assert!(
+        preview.contains(&format!("would move to the trash: {digest}")),
+        "{preview}"
+    );
+    assert!(preview.contains("dry run: "), "{preview}");
+
+    // Without the page's form token the run is refused; with it, it runs.
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    api.send("POST", "/ui/admin/gc", &form, "csrf=0".to_owned())
+        .await
+        .assert_status(403);
+    let r = api
+        .send("POST", "/ui/admin/gc", &form, hidden_form(&preview))
+        .await;
+    r.assert_status(200);
+    assert!(r.text().contains("3 unused blobs"), "{}", r.text());
+    let html = page(&api, "/ui/admin", None).await.text();
+    assert!(
+        html.contains("moved to the trash"),
+        "the run is listed: {html}"
+    );
+    // A second preview finds nothing left to trash.
+    let preview = page(&api, "/ui/admin/gc", None).await.text();
+    assert!(
+        !preview.contains("would move to the trash: sha256:"),
+        "{preview}"
+    );
+    assert!(preview.contains("3 waiting for the delay"), "{preview}");
+    api.get("/v2/gc/keep/manifests/v1").await.assert_status(200);
+    let r = page(&api, "/ui/admin/retention", None).await;
+    assert!(r.text().contains("No retention policies"), "{}", r.text());
 }

@@ -68,7 +68,7 @@ impl UpstreamError {
     /// The client-facing error when nothing is cached.
     pub fn into_proxy(self, what: What, host: &str) -> ProxyError {
         if !self.is_not_found() {
-            crate::metrics::upstream_error(host);
+            crate::metrics::upstream_error(host, &self);
         }
         let host = host.to_owned();
         match self {

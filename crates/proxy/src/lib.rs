@@ -29,7 +29,7 @@ mod evict_tests;
 mod flight;
 pub mod guard;
 mod manifest;
-mod metrics;
+pub mod metrics;
 pub mod referrers;
 pub mod route;
 pub mod spool;
@@ -268,9 +268,9 @@ impl Proxy {
         metrics::request(Kind::Blob);
         match self.registry.stat_blob(&route.local, digest).await {
             Ok(size) => {
-                metrics::hit(Kind::Blob);
+                metrics::hit(Kind::Blob, route.upstream.host());
                 if !head {
-                    metrics::pushed(Kind::Blob, size);
+                    metrics::pushed(Kind::Blob, size, route.upstream.host());
                 }
                 return Ok(BlobSource::Local(Some(size)));
             }
@@ -297,7 +297,7 @@ impl Proxy {
                             .map_err(|e| e.into_proxy(What::Blob, route.upstream.host()))
                     })
                     .await?;
-                metrics::miss(Kind::Blob);
+                metrics::miss(Kind::Blob, route.upstream.host());
                 return Ok(BlobSource::Remote(size));
             }
             (None, false) => self.download(route, digest)?,
@@ -306,9 +306,9 @@ impl Proxy {
             blob::Ready::Local => BlobSource::Local(None),
             blob::Ready::Streaming(size) => BlobSource::Fetching(size, download),
         };
-        metrics::miss(Kind::Blob);
+        metrics::miss(Kind::Blob, route.upstream.host());
         if let BlobSource::Fetching(Some(size), _) = &source {
-            metrics::pushed(Kind::Blob, *size);
+            metrics::pushed(Kind::Blob, *size, route.upstream.host());
         }
         Ok(source)
     }
@@ -371,7 +371,7 @@ impl Proxy {
     fn stale(&self, route: &Route, reference: &str, error: &UpstreamError) {
         let n = self.stats.stale_served.fetch_add(1, Ordering::Relaxed) + 1;
         metrics::stale_serve(route.upstream.host());
-        metrics::upstream_error(route.upstream.host());
+        metrics::upstream_error(route.upstream.host(), error);
         tracing::warn!(
             upstream = route.upstream.host(),
             repo = %route.local,

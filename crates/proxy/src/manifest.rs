@@ -26,7 +26,7 @@ impl Proxy {
         metrics::request(Kind::Manifest);
         let served = self.manifest_uncounted(route, reference).await;
         if let Ok(m) = &served {
-            metrics::pushed(Kind::Manifest, m.body.len() as u64);
+            metrics::pushed(Kind::Manifest, m.body.len() as u64, route.upstream.host());
             self.note_pull(route, &m.digest);
             // Cached ones too: after a restart the blobs they name may still be cold.
             if let Ok(parsed) = Manifest::parse(&m.body, Some(&m.media_type)) {
@@ -47,7 +47,7 @@ impl Proxy {
         match reference {
             Reference::Digest(digest) => match local {
                 Some(m) => {
-                    metrics::hit(Kind::Manifest);
+                    metrics::hit(Kind::Manifest, route.upstream.host());
                     Ok(m)
                 }
                 None => {
@@ -60,7 +60,7 @@ impl Proxy {
             },
             Reference::Tag(tag) => match local {
                 Some(m) if self.fresh(route, tag.as_str()) => {
-                    metrics::hit(Kind::Manifest);
+                    metrics::hit(Kind::Manifest, route.upstream.host());
                     Ok(m)
                 }
                 _ => {
@@ -117,7 +117,7 @@ impl Proxy {
         match head {
             Ok(Some(digest)) if digest == cached.digest => {
                 self.mark_checked(route, tag.as_str());
-                metrics::hit(Kind::Manifest);
+                metrics::hit(Kind::Manifest, route.upstream.host());
                 Ok(cached)
             }
             Ok(moved) => {
@@ -134,14 +134,14 @@ impl Proxy {
                     }
                     Err(e) => {
                         self.stale(route, tag.as_str(), &e);
-                        metrics::hit(Kind::Manifest);
+                        metrics::hit(Kind::Manifest, route.upstream.host());
                         Ok(cached)
                     }
                 }
             }
             Err(e) => {
                 self.stale(route, tag.as_str(), &e);
-                metrics::hit(Kind::Manifest);
+                metrics::hit(Kind::Manifest, route.upstream.host());
                 Ok(cached)
             }
         }
@@ -214,7 +214,7 @@ impl Proxy {
         let parsed = Manifest::parse(&remote.body, remote.content_type.as_deref())
             .map_err(|e| invalid(format!("manifest {digest}: {e}")))?;
         let n = self.stats.manifests_fetched.fetch_add(1, Ordering::Relaxed) + 1;
-        metrics::miss(Kind::Manifest);
+        metrics::miss(Kind::Manifest, route.upstream.host());
         metrics::pulled(Kind::Manifest, remote.body.len() as u64);
         tracing::info!(upstream = route.upstream.host(), repo = %route.local, %reference, %digest, manifests_fetched_total = n, "manifest fetched from upstream");
         let stored = self

@@ -6,8 +6,14 @@
 //! `berth_proxy_cache_images{upstream}` (set by each expiry/eviction pass) and
 //! `berth_proxy_evictions_total{upstream}` (images evicted). They live in the `prometheus`
 //! crate's default registry.
+//!
+//! The same events are also kept per upstream in memory ([`upstream_stats`]) for the web UI's
+//! cache page: hits and misses, bytes served from the cache, errors with the last one's text
+//! and time, stale serves, evictions and the cache's size.
 
-use std::sync::LazyLock;
+use std::collections::BTreeMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::SystemTime;
 
 use prometheus::{register_int_counter_vec, register_int_gauge_vec, IntCounterVec, IntGaugeVec};
 
@@ -102,19 +108,65 @@ static METRICS: LazyLock<ProxyMetrics> = LazyLock::new(|| {
     }
 });
 
+/// One upstream's cache figures since the process started (sizes: as of the last pass).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamStats {
+    /// Requests answered from the cache.
+    pub hits: u64,
+    /// Requests that needed the upstream.
+    pub misses: u64,
+    /// Bytes of cached content sent to clients.
+    pub served_bytes: u64,
+    /// Failed upstream requests.
+    pub errors: u64,
+    /// The last failure: when, and what (as logged).
+    pub last_error: Option<(SystemTime, String)>,
+    /// Cached content served because the upstream failed.
+    pub stale_serves: u64,
+    /// Images evicted.
+    pub evictions: u64,
+    /// Bytes and images cached, as of the last expiry/eviction pass.
+    pub cache: Option<(u64, u64)>,
+}
+
+/// The longest error text kept.
+const MAX_ERROR_TEXT: usize = 300;
+
+static PER_UPSTREAM: LazyLock<Mutex<BTreeMap<String, UpstreamStats>>> =
+    LazyLock::new(Mutex::default);
+
+fn per_upstream(upstream: &str, update: impl FnOnce(&mut UpstreamStats)) {
+    let mut all = PER_UPSTREAM.lock().unwrap_or_else(|e| e.into_inner());
+    // Upstream names come from the configuration, so the map stays as small as it is.
+    match all.get_mut(upstream) {
+        Some(stats) => update(stats),
+        None => update(all.entry(upstream.to_owned()).or_default()),
+    }
+}
+
+/// Every upstream's figures, by host.
+pub fn upstream_stats() -> BTreeMap<String, UpstreamStats> {
+    PER_UPSTREAM
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
 /// A request for cached content arrived.
 pub fn request(kind: Kind) {
     METRICS.requests.with_label_values(&[kind.label()]).inc();
 }
 
-/// It was answered from the cache.
-pub fn hit(kind: Kind) {
+/// It was answered from `upstream`'s cached content.
+pub fn hit(kind: Kind, upstream: &str) {
     METRICS.hits.with_label_values(&[kind.label()]).inc();
+    per_upstream(upstream, |s| s.hits += 1);
 }
 
-/// It needed the upstream.
-pub fn miss(kind: Kind) {
+/// It needed `upstream`.
+pub fn miss(kind: Kind, upstream: &str) {
     METRICS.misses.with_label_values(&[kind.label()]).inc();
+    per_upstream(upstream, |s| s.misses += 1);
 }
 
 /// Bytes received from an upstream.
@@ -125,31 +177,48 @@ pub fn pulled(kind: Kind, bytes: u64) {
         .inc_by(bytes);
 }
 
-/// Bytes of cached content sent to a client.
-pub fn pushed(kind: Kind, bytes: u64) {
+/// Bytes of `upstream`'s cached content sent to a client.
+pub fn pushed(kind: Kind, bytes: u64, upstream: &str) {
     METRICS
         .pushed_bytes
         .with_label_values(&[kind.label()])
         .inc_by(bytes);
+    per_upstream(upstream, |s| s.served_bytes += bytes);
 }
 
-/// An upstream request failed.
-pub fn upstream_error(upstream: &str) {
+/// An upstream request failed with `error`.
+pub fn upstream_error(upstream: &str, error: &dyn std::fmt::Display) {
     METRICS.upstream_errors.with_label_values(&[upstream]).inc();
+    let mut text = error.to_string();
+    if text.len() > MAX_ERROR_TEXT {
+        let mut end = MAX_ERROR_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    per_upstream(upstream, |s| {
+        s.errors += 1;
+        s.last_error = Some((SystemTime::now(), text));
+    });
 }
 
 /// Cached content was served because the upstream failed.
 pub fn stale_serve(upstream: &str) {
     METRICS.stale_serves.with_label_values(&[upstream]).inc();
+    per_upstream(upstream, |s| s.stale_serves += 1);
 }
 
 /// A cached image was evicted.
 pub fn evicted(upstream: &str) {
     METRICS.evictions.with_label_values(&[upstream]).inc();
+    per_upstream(upstream, |s| s.evictions += 1);
 }
 
 /// What an upstream's cached images use after a pass.
 pub fn cache_usage(upstream: &str, bytes: u64, images: u64) {
+    per_upstream(upstream, |s| s.cache = Some((bytes, images)));
     let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     METRICS
         .cache_bytes

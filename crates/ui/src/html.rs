@@ -164,6 +164,8 @@ pub struct Frame<'a> {
     pub user: Option<&'a str>,
     /// Whether the UI offers a login (htpasswd).
     pub login: bool,
+    /// Whether to link the administration page.
+    pub admin: bool,
 }
 
 impl Frame<'_> {
@@ -178,11 +180,16 @@ impl Frame<'_> {
              <title>{} · {}</title>\
              <link rel=\"stylesheet\" href=\"{base}static/ui.css\">\
              <script src=\"{base}static/ui.js\" defer></script></head><body>\
-             <header><a class=\"title\" href=\"{base}\">{}</a><nav><a href=\"{base}\">Repositories</a></nav>\
+             <header><a class=\"title\" href=\"{base}\">{}</a><nav><a href=\"{base}\">Repositories</a>{}</nav>\
              <div class=\"who\">",
             esc(self.title),
             esc(self.site),
             esc(self.site),
+            if self.admin {
+                format!(" <a href=\"{base}admin\">Registry</a>")
+            } else {
+                String::new()
+            },
         );
         match (self.user, self.login) {
             (Some(user), _) => {

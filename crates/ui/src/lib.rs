@@ -12,9 +12,11 @@
 //!   what would go, POST: delete);
 //! - `r/<name>/-delete`: deleting every manifest and tag of a repository (GET, POST); `-` is
 //!   not a valid first character of a name component, so neither path can be a repository;
+//! - `admin`, `admin/gc`, `admin/retention`: administration (see [`admin`]);
 //! - `login` (GET form, POST), `logout` (POST);
 //! - `static/ui.css`, `static/ui.js`.
 
+pub mod admin;
 mod delete;
 mod html;
 mod image;
@@ -57,8 +59,10 @@ pub enum LoginMode {
     Unsupported,
 }
 
+pub use admin::{Admin, JobRun, JobState, Preview};
+
 /// The UI's settings (the `ui` config section and the login mode).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UiOptions {
     /// `ui.title`.
     pub title: String,
@@ -66,6 +70,8 @@ pub struct UiOptions {
     pub pullhost: Option<String>,
     /// How people log in.
     pub login: LoginMode,
+    /// The administration pages' view of the jobs and configuration; `None` shows none.
+    pub admin: Option<Arc<dyn Admin>>,
 }
 
 /// Shared by every UI request.
@@ -288,6 +294,9 @@ async fn route(ui: &Ui, request: Request) -> Response {
     } else {
         None
     };
+    if let Some(response) = admin::route(&page, &rest, post).await {
+        return response;
+    }
     match (rest.as_str(), rest.strip_prefix("r/")) {
         ("login", _) if !post => login_form(&page, StatusCode::OK, None),
         ("", _) if !post => repos::list(&page).await,
@@ -384,6 +393,23 @@ impl Page<'_> {
         controller.authorize(&request, &needed).await.is_ok()
     }
 
+    /// Whether the viewer administers the registry: the token server's `admins`; with
+    /// htpasswd any logged-in user (each may do everything through the API); without `auth`
+    /// everybody, likewise.
+    pub fn is_admin(&self) -> bool {
+        match self.ui.options.login {
+            LoginMode::Open => true,
+            LoginMode::Htpasswd => self.viewer.user.is_some(),
+            LoginMode::BuiltinToken => self
+                .ui
+                .ctx
+                .token_issuer
+                .as_ref()
+                .is_some_and(|issuer| issuer.rules().is_admin(self.viewer.user.as_deref())),
+            LoginMode::Unsupported => false,
+        }
+    }
+
     /// The hidden field every state-changing form carries.
     pub fn csrf_field(&self) -> String {
         format!(
@@ -473,6 +499,7 @@ impl Page<'_> {
             title,
             user: self.viewer.user.as_deref(),
             login: self.ui.has_login(),
+            admin: self.is_admin() && self.ui.options.admin.is_some(),
         };
         let mut response = Response::new(Body::from(frame.render(body)));
         *response.status_mut() = status;

@@ -199,12 +199,7 @@ pub async fn show(page: &Page<'_>, name: &str) -> Response {
 
 /// The date and size of each of `tags`, kept under `key` (the repository and the search)
 /// for [`FACTS_REUSE`].
-async fn facts(
-    page: &Page<'_>,
-    repo: &RepoName,
-    key: &str,
-    tags: &[String],
-) -> FactsByTag {
+async fn facts(page: &Page<'_>, repo: &RepoName, key: &str, tags: &[String]) -> FactsByTag {
     let cache = &page.ui.tag_facts;
     {
         let kept = cache.kept.lock().unwrap_or_else(|e| e.into_inner());

@@ -120,6 +120,7 @@ async fn app_in_mode(
         title: "t".into(),
         pullhost: None,
         login,
+        admin: None,
     };
     berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx))
 }
@@ -252,6 +253,7 @@ async fn cached_repositories_are_grouped_by_upstream() {
         title: "t".into(),
         pullhost: None,
         login: berth_ui::LoginMode::Open,
+        admin: None,
     };
     let app = berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx));
     let (status, _, html) = send(&app, get("/ui/", None)).await;

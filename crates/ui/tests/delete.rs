@@ -116,6 +116,7 @@ async fn fixture(delete_enabled: bool) -> Fixture {
         title: "t".into(),
         pullhost: None,
         login: berth_ui::LoginMode::Htpasswd,
+        admin: None,
     };
     let app = berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx));
     let request = Request::post("/ui/login")

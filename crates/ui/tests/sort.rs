@@ -63,6 +63,7 @@ async fn app() -> (Router, Arc<Registry>) {
         title: "t".into(),
         pullhost: None,
         login: berth_ui::LoginMode::Open,
+        admin: None,
     };
     (
         berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx)),
