@@ -130,6 +130,9 @@ for (let i = 0; i < 12; i++) {
   await manifest(repo, 'stable', await image(repo, 'amd64'));
   toolRepos.push(repo);
 }
-seeded.repos = ['team/app', 'team/many', ...toolRepos];
+// team/scratch: one image under three tags; each target deletes one of them in the tests.
+const scratch = await image('team/scratch', 'amd64');
+for (const t of ['keep', 'gone-root', 'gone-prefix']) await manifest('team/scratch', t, scratch);
+seeded.repos = ['team/app', 'team/many', 'team/scratch', ...toolRepos];
 writeFileSync(out, JSON.stringify(seeded, null, 2));
 console.log(`seeded ${seeded.repos.length} repositories, ${MANY_TAGS} tags in team/many, index ${idx.digest}`);

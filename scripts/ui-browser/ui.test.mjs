@@ -190,6 +190,69 @@ for (const target of targets) {
       await axe(page, 'image', target);
     });
 
+    test('sorting the repository list by size and by last push', async () => {
+      await page.goto(ui);
+      await Promise.all([page.waitForURL(/sort=size/), page.locator('nav.sort').getByRole('link', { name: 'Size' }).click()]);
+      // The usage report may still be counting on the very first visit: reload until it is in.
+      for (let i = 0; i < 20 && !/as of/.test(await page.locator('main').innerText()); i++) {
+        await page.waitForTimeout(250);
+        await page.reload();
+      }
+      assert.match(await page.locator('main').innerText(), /Tags, sizes and push dates as of/);
+      const bytes = (t) => {
+        const [n, unit] = t.trim().split(' ');
+        return Number(n) * ({ B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }[unit] ?? 0);
+      };
+      const sizes = (await page.locator('main table').first().locator('tbody tr td:nth-child(3)').allInnerTexts()).map(bytes);
+      assert.ok(sizes.length > 3 && sizes.every((s, i) => i === 0 || sizes[i - 1] >= s), `largest first: ${sizes}`);
+      assert.equal(await page.locator('nav.sort [aria-current]').innerText(), 'Size');
+      await Promise.all([page.waitForURL(/sort=pushed/), page.locator('nav.sort').getByRole('link', { name: 'Last push' }).click()]);
+      // The repository the seed pushed last comes first.
+      assert.equal((await page.locator('main table tbody tr a').first().innerText()).trim(), 'team/scratch');
+      await axe(page, 'repositories-sorted', target);
+    });
+
+    test('keyboard-only delete of a tag, after a page listing the tags that stay', async () => {
+      const gone = target.name === 'root' ? 'gone-root' : 'gone-prefix';
+      await page.goto(ui + `r/team/scratch/-/${gone}`);
+      const label = `Delete tag ${gone}`;
+      let tabs = 0;
+      while ((await page.evaluate(() => document.activeElement?.textContent?.trim())) !== label) {
+        assert.ok(++tabs <= 60, `"${label}" is not reached with Tab`);
+        await page.keyboard.press('Tab');
+      }
+      await Promise.all([page.waitForURL(/\/delete$/), page.keyboard.press('Enter')]);
+      const confirm = await page.locator('main').innerText();
+      assert.match(confirm, /Only the tag is removed/);
+      assert.ok(confirm.includes('keep'), `the other tags are listed: ${confirm}`);
+      await axe(page, 'delete-tag', target);
+      tabs = 0;
+      while ((await page.evaluate(() => document.activeElement?.textContent?.trim())) !== label) {
+        assert.ok(++tabs <= 60, `the "${label}" button is not reached with Tab`);
+        await page.keyboard.press('Tab');
+      }
+      await Promise.all([page.waitForLoadState('load'), page.keyboard.press('Enter')]);
+      await page.getByRole('heading', { name: 'Deleted' }).waitFor();
+      await page.goto(ui + 'r/team/scratch');
+      const tags = (await page.locator('main table tbody tr').allInnerTexts()).map((t) => t.split('\t')[0].trim());
+      assert.ok(!tags.includes(gone) && tags.includes('keep'), `${tags}`);
+    });
+
+    test('the registry page: storage, maintenance, a garbage collection preview', async () => {
+      await page.goto(ui);
+      await Promise.all([page.waitForURL(/\/admin$/), page.locator('header').getByRole('link', { name: 'Registry' }).click()]);
+      for (const h of ['Registry', 'Storage', 'Maintenance', 'Configuration']) {
+        await page.getByRole('heading', { name: h, exact: true }).waitFor();
+      }
+      const main = await page.locator('main').innerText();
+      assert.match(main, /garbage collection/);
+      await axe(page, 'registry', target);
+      await Promise.all([page.waitForURL(/admin\/gc$/), page.getByRole('link', { name: 'Preview garbage collection' }).click()]);
+      assert.match(await page.locator('main').innerText(), /dry run: \d+ blobs in use/);
+      await page.getByRole('button', { name: 'Run garbage collection now' }).waitFor();
+      await axe(page, 'gc-preview', target);
+    });
+
     test('logout: back to anonymous', async () => {
       await page.goto(ui);
       await Promise.all([page.waitForURL(ui), page.getByRole('button', { name: 'Log out' }).click()]);
