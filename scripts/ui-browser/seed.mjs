@@ -1,17 +1,23 @@
 // Seeds a running Berth over the registry API (plain HTTP on loopback, Basic auth), for
-// ui.test.mjs. Usage: node seed.mjs BASE_URL USER PASSWORD OUT.json
+// ui.test.mjs. Usage: node seed.mjs BASE_URL USER PASSWORD OUT.json [MIRROR_URL]
 //   team/app   a multi-arch OCI index (linux/amd64 + linux/arm64) tagged latest and 1.0; the
 //              amd64 image tagged v1 too; image configs with labels, env, entrypoint and
 //              history; an SBOM artifact whose subject is the index; a cosign-style
 //              sha256-<hex>.sig tag for the index
-//   team/many  one image under MANY_TAGS tags (t-000 ...)
-//   tools/tool-00 ... tools/tool-11  a small image each (list search and paging)
+//   team/many  one image under MANY_TAGS tags (t-0000 ..., 10,000 by default)
+//   tools/tool-0000 ...  TOOL_REPOS small repositories (2,000 by default) sharing one layer
+//   team/scratch  one image under three tags, for the delete tests
+// With MIRROR_URL (a pull-through cache whose upstream upstream.test serves the same storage),
+// pulls team/app's amd64 image through it, so the mirror holds a cached repository.
 // Writes the digests the tests check to OUT.json.
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 
-const [base, user, password, out] = process.argv.slice(2);
-const MANY_TAGS = Number(process.env.MANY_TAGS || 300);
+const [base, user, password, out, mirror] = process.argv.slice(2);
+const MANY_TAGS = Number(process.env.MANY_TAGS || 10000);
+const TOOL_REPOS = Number(process.env.TOOL_REPOS || 2000);
+// Requests in flight while seeding the many tags and repositories.
+const PARALLEL = 16;
 const auth = 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');
 const sha = (buf) => 'sha256:' + createHash('sha256').update(buf).digest('hex');
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -115,24 +121,50 @@ await manifest('team/app', sigTag, {
 });
 Object.assign(seeded, { index: idx.digest, amd64: amd64.digest, arm64: arm64.digest, sbom: sbom.digest, sigTag });
 
-// team/many: one image, MANY_TAGS tags, pushed a few at a time.
-const many = await image('team/many', 'amd64');
-const tags = Array.from({ length: MANY_TAGS }, (_, i) => `t-${String(i).padStart(3, '0')}`);
-for (let i = 0; i < tags.length; i += 8) {
-  await Promise.all(tags.slice(i, i + 8).map((t) => manifest('team/many', t, many)));
+// Runs `task` on every item, PARALLEL at a time.
+async function each(items, task) {
+  let next = 0;
+  await Promise.all(Array.from({ length: PARALLEL }, async () => {
+    while (next < items.length) await task(items[next++]);
+  }));
 }
+
+// team/many: one image, MANY_TAGS tags.
+const many = await image('team/many', 'amd64');
+const tags = Array.from({ length: MANY_TAGS }, (_, i) => `t-${String(i).padStart(4, '0')}`);
+await each(tags, (t) => manifest('team/many', t, many));
 seeded.manyTags = MANY_TAGS;
 
-// tools/tool-NN: a dozen small repositories.
-const toolRepos = [];
-for (let i = 0; i < 12; i++) {
-  const repo = `tools/tool-${String(i).padStart(2, '0')}`;
-  await manifest(repo, 'stable', await image(repo, 'amd64'));
-  toolRepos.push(repo);
-}
+// tools/tool-NNNN: small repositories; each has its own config, all share one layer, mounted.
+const toolRepos = Array.from({ length: TOOL_REPOS }, (_, i) => `tools/tool-${String(i).padStart(4, '0')}`);
+const shared = await blob('tools/base', Buffer.from('shared tool layer\n'.repeat(64)));
+await each(toolRepos, async (repo) => {
+  await req('POST', `v2/${repo}/blobs/uploads/?mount=${shared.digest}&from=tools/base`);
+  const config = await blob(repo, { architecture: 'amd64', os: 'linux', config: { Labels: { repo } },
+    rootfs: { type: 'layers', diff_ids: [shared.digest] } });
+  await manifest(repo, 'stable', {
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...shared }],
+  });
+});
 // team/scratch: one image under three tags; each target deletes one of them in the tests.
 const scratch = await image('team/scratch', 'amd64');
 for (const t of ['keep', 'gone-root', 'gone-prefix']) await manifest('team/scratch', t, scratch);
 seeded.repos = ['team/app', 'team/many', 'team/scratch', ...toolRepos];
+
+// Through the pull-through cache: team/app's amd64 image (manifest, config, layer), as a
+// client pulls it, so the mirror stores it under upstream.test/team/app.
+if (mirror) {
+  const pull = async (path) => {
+    const r = await fetch(new URL(path, mirror), { headers: { accept: OCI_MANIFEST } });
+    if (r.status !== 200) throw new Error(`GET ${path} through the mirror: ${r.status} ${await r.text()}`);
+    return r;
+  };
+  const m = await (await pull(`v2/upstream.test/team/app/manifests/v1`)).json();
+  for (const d of [m.config, ...m.layers]) await (await pull(`v2/upstream.test/team/app/blobs/${d.digest}`)).arrayBuffer();
+  seeded.cached = 'upstream.test/team/app';
+}
 writeFileSync(out, JSON.stringify(seeded, null, 2));
 console.log(`seeded ${seeded.repos.length} repositories, ${MANY_TAGS} tags in team/many, index ${idx.digest}`);
