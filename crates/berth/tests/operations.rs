@@ -55,6 +55,9 @@ async fn metrics_count_a_scripted_push_pull_delete_session() {
     reg.delete(&format!("/v2/ops/app/manifests/{digest}"))
         .await
         .assert_status(202);
+    // Web UI pages are measured too, under the handler `ui`.
+    reg.get("/ui/").await.assert_status(200);
+    reg.get("/ui/r/nothing/here").await.assert_status(404);
 
     let after = Scrape::take(&reg).await;
     let moved = |name: &str, labels: &[(&str, &str)]| {
@@ -102,6 +105,10 @@ async fn metrics_count_a_scripted_push_pull_delete_session() {
     ];
     for (labels, want) in cases {
         assert_eq!(moved(requests, labels), want, "{requests} {labels:?}");
+    }
+    for code in ["200", "404"] {
+        let labels = [("handler", "ui"), ("code", code), ("method", "get")];
+        assert_eq!(moved(requests, &labels), 1.0, "{requests} {labels:?}");
     }
     assert_eq!(
         moved(

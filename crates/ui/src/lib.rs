@@ -197,6 +197,15 @@ async fn handle(State(ui): State<Arc<Ui>>, request: Request) -> Response {
     let host = request.headers().get(header::HOST).cloned();
     let user_agent = request.headers().get(header::USER_AGENT).cloned();
     let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
+    // The API's HTTP metrics, under registry:2's label scheme with the handler `ui`.
+    let measured = ui.ctx.options.metrics.then(|| {
+        let size = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        berth_api::metrics::InFlight::start("ui", &method, size)
+    });
     let mut response = route(&ui, request).await;
     let h = response.headers_mut();
     h.insert(
@@ -225,6 +234,12 @@ async fn handle(State(ui): State<Arc<Ui>>, request: Request) -> Response {
     }
     // `http.headers` and the access log, as for the API (the UI's own headers win).
     berth_api::add_configured_headers(&ui.ctx.options, h);
+    if let Some(measured) = measured {
+        let bytes = http_body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or(0);
+        measured.finish(response.status().as_u16(), bytes);
+    }
     if ui.ctx.options.access_log {
         let user = response.extensions().get::<Viewed>().map(|v| v.0.clone());
         let line = berth_api::AccessLine {
