@@ -289,6 +289,20 @@ pub async fn repository(
         let parsed: Vec<Tag> = tags.iter().filter_map(|t| t.parse().ok()).collect();
         body.push_str(&tag_list(&parsed.iter().collect::<Vec<_>>()));
     }
+    if let Some(used) = page
+        .ui
+        .usage
+        .current(&page.ui.ctx.registry)
+        .and_then(|u| u.repository(repo.as_str()).cloned())
+    {
+        let _ = write!(
+            body,
+            "<p>Garbage collection then frees <strong>{}</strong> that only this repository uses; \
+             {} it shares with other repositories stay.</p>",
+            crate::html::size(used.unique_bytes),
+            crate::html::size(used.shared_bytes)
+        );
+    }
     body.push_str(
         "<p class=\"note\">As in registry:2, the name stays in the catalog with no tags until \
          something is pushed to it again; layers stay until garbage collection.</p>",

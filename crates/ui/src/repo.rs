@@ -132,6 +132,20 @@ pub async fn show(page: &Page<'_>, name: &str) -> Response {
     let base = esc(page.base());
     let path = format!("{}r/{}", page.base(), repo);
     let mut body = format!("<h1>{}</h1>", esc(repo.as_str()));
+    if let Some(usage) = page.ui.usage.current(&page.ui.ctx.registry) {
+        if let Some(used) = usage.repository(repo.as_str()) {
+            let _ = write!(
+                body,
+                "<p class=\"storage\">Storage: <strong>{}</strong> only here (what deleting the \
+                 repository, then collecting garbage, frees), {} shared with other repositories; \
+                 {} manifests (as of {} ago).</p>",
+                size(used.unique_bytes),
+                size(used.shared_bytes),
+                used.manifests,
+                usage.age()
+            );
+        }
+    }
     let query = ListQuery {
         q: q.as_deref(),
         sort: sort.as_deref(),

@@ -117,6 +117,12 @@ async fn repositories_sort_by_name_last_push_and_size() {
         html.contains("<strong aria-current=\"true\">Size</strong>"),
         "{html}"
     );
+    // The repository page states its storage from the same report.
+    let html = get(&app, "/ui/r/big").await;
+    assert!(
+        html.contains("KiB</strong> only here") && html.contains("0 B shared"),
+        "{html}"
+    );
     let html = get(&app, "/ui/?sort=pushed").await;
     assert_eq!(order(&html, &names), ["middle", "small", "big"]);
     let html = get(&app, "/ui/").await;
