@@ -64,7 +64,15 @@ impl Config {
         put(&mut root, "http", e.http(&self.http));
         put(&mut root, "health", e.health(&self.health));
         if let Some(auth) = &self.auth {
-            put(&mut root, "auth", e.auth(auth));
+            let mut section = e.auth(auth);
+            if let (Some(oidc), Value::Mapping(m)) = (&self.oidc, &mut section) {
+                put(
+                    m,
+                    crate::oidc::KEY,
+                    crate::oidc::emit(oidc, |s| e.secret(s)),
+                );
+            }
+            put(&mut root, "auth", section);
         }
         if let Some(proxy) = &self.proxy {
             put(

@@ -42,6 +42,7 @@ pub(crate) fn config(cx: &Cx<'_>, root: &Mapping) -> Result<Config, ConfigError>
         http: http(cx, root)?,
         health: health(cx, root)?,
         auth: auth(cx, root)?,
+        oidc: oidc(cx, root)?,
         proxy: crate::proxy::extract(cx, root)?,
         notifications: notifications(cx, root)?,
         limits: crate::limits::extract(cx, root)?,
@@ -454,7 +455,12 @@ fn auth(cx: &Cx<'_>, root: Option<&Mapping>) -> Result<Option<AuthConfig>, Confi
     let Some(auth) = cx.section(root, "auth", "")? else {
         return Ok(None);
     };
-    let names: Vec<String> = auth.keys().map(key_text).collect();
+    // `oidc` signs people in beside a provider; it is not one itself (crate::oidc).
+    let names: Vec<String> = auth
+        .keys()
+        .map(key_text)
+        .filter(|k| k != crate::oidc::KEY)
+        .collect();
     let name = match names.as_slice() {
         [] => return Ok(None),
         [one] => one.clone(),
@@ -539,6 +545,19 @@ fn auth(cx: &Cx<'_>, root: Option<&Mapping>) -> Result<Option<AuthConfig>, Confi
             });
         }
     }))
+}
+
+/// `auth.oidc`, checked against the provider beside it (it needs `auth.token.builtin`).
+fn oidc(
+    cx: &Cx<'_>,
+    root: Option<&Mapping>,
+) -> Result<Option<crate::oidc::OidcConfig>, ConfigError> {
+    let auth = cx.section(root, "auth", "")?;
+    let token = cx.section(auth, "token", "auth")?;
+    let builtin = params(token)
+        .keys()
+        .any(|k| k.eq_ignore_ascii_case("builtin"));
+    crate::oidc::extract(cx, auth, builtin)
 }
 
 fn notifications(

@@ -70,7 +70,7 @@ pub(crate) const fn closed(fields: &'static [Field]) -> Node {
 
 pub(crate) static SCALAR: Node = Node::Scalar;
 static ANY: Node = Node::Any;
-static SCALARS: Node = Node::Seq(&SCALAR);
+pub(crate) static SCALARS: Node = Node::Seq(&SCALAR);
 static HEADERS: Node = Node::Map(&ANY);
 
 static ACCESSLOG: Node = closed(&[yes("disabled", &SCALAR)]);
@@ -219,6 +219,8 @@ static AUTH: Node = Node::Struct {
         yes("htpasswd", &HTPASSWD),
         yes("token", &TOKEN),
         yes("silly", &SILLY),
+        // Berth extension: OIDC sign-in beside the built-in token server (crate::oidc).
+        yes(crate::oidc::KEY, &crate::oidc::KEYS),
     ],
     open: true,
 };

@@ -33,6 +33,9 @@ pub struct Config {
     pub health: HealthConfig,
     /// `auth`: the single access controller, if configured.
     pub auth: Option<AuthConfig>,
+    /// `auth.oidc` (Berth extension): signing in to the web UI with an OpenID Connect
+    /// provider, beside `auth.token.builtin`.
+    pub oidc: Option<crate::oidc::OidcConfig>,
     /// `proxy`: pull-through cache mode, present only when `proxy.remoteurl` or
     /// `proxy.upstreams` is set.
     pub proxy: Option<ProxyConfig>,

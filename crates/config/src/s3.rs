@@ -23,8 +23,8 @@ pub(crate) fn extract(
         region: cx.opt_string(p, "region", PATH)?,
         bucket: cx.opt_string(p, "bucket", PATH)?,
         regionendpoint: cx.opt_string(p, "regionendpoint", PATH)?,
-        accesskey: secret(cx, p, "accesskey")?,
-        secretkey: secret(cx, p, "secretkey")?,
+        accesskey: cx.secret(p, "accesskey", PATH)?,
+        secretkey: cx.secret(p, "secretkey", PATH)?,
         sessiontoken: cx.opt_string(p, "sessiontoken", PATH)?,
         rootdirectory: cx.opt_string(p, "rootdirectory", PATH)?,
         forcepathstyle: cx.opt_bool(p, "forcepathstyle", PATH)?,
@@ -41,41 +41,6 @@ pub(crate) fn extract(
         params: params(p),
         settings: Box::new(settings),
     })
-}
-
-/// `key`, or the content of the file named by `key_file` (one trailing newline dropped).
-fn secret(cx: &Cx<'_>, p: Option<&Mapping>, key: &str) -> Result<Option<String>, ConfigError> {
-    let file_key = format!("{key}_file");
-    let inline = cx.opt_string(p, key, PATH)?;
-    let Some(file) = cx.opt_string(p, &file_key, PATH)? else {
-        return Ok(inline);
-    };
-    let file_path = format!("{PATH}.{file_key}");
-    if inline.is_some() {
-        return Err(cx.invalid(
-            &file_path,
-            &file.into(),
-            &format!("either {PATH}.{key} or {file_path}, not both"),
-        ));
-    }
-    match std::fs::read_to_string(&file) {
-        Ok(text) => {
-            let value = text.trim_end_matches(['\r', '\n']);
-            if value.is_empty() {
-                return Err(cx.invalid(
-                    &file_path,
-                    &file.into(),
-                    &format!("a file holding the {key} (the file is empty)"),
-                ));
-            }
-            Ok(Some(value.to_owned()))
-        }
-        Err(e) => Err(cx.invalid(
-            &file_path,
-            &file.into(),
-            &format!("a readable file holding the {key} ({e})"),
-        )),
-    }
 }
 
 /// Warns, by key, about settings registry:2 has and Berth does not act on.

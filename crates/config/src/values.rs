@@ -116,6 +116,46 @@ impl Cx<'_> {
         }
     }
 
+    /// `key`, or the content of the file named by `key_file` (one trailing newline dropped).
+    pub fn secret(
+        &self,
+        p: Option<&Mapping>,
+        key: &str,
+        path: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        let file_key = format!("{key}_file");
+        let inline = self.opt_string(p, key, path)?;
+        let Some(file) = self.opt_string(p, &file_key, path)? else {
+            return Ok(inline);
+        };
+        let file_path = join(path, &file_key);
+        if inline.is_some() {
+            return Err(self.invalid(
+                &file_path,
+                &file.into(),
+                &format!("either {path}.{key} or {file_path}, not both"),
+            ));
+        }
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                let value = text.trim_end_matches(['\r', '\n']);
+                if value.is_empty() {
+                    return Err(self.invalid(
+                        &file_path,
+                        &file.into(),
+                        &format!("a file holding the {key} (the file is empty)"),
+                    ));
+                }
+                Ok(Some(value.to_owned()))
+            }
+            Err(e) => Err(self.invalid(
+                &file_path,
+                &file.into(),
+                &format!("a readable file holding the {key} ({e})"),
+            )),
+        }
+    }
+
     /// A string with a default.
     pub fn string(
         &self,
