@@ -267,6 +267,7 @@ fn issuer_and_token() -> (TokenController, String, tempfile::TempDir) {
         serviceaccounts: Vec::new(),
         rules: vec![Rule::new(&["**"], &["anonymous"], &["pull"]).expect("rule")],
         admins: Vec::new(),
+        admin_groups: Vec::new(),
     };
     let issuer = TokenIssuer::new(config, "registry.test", "berth-fuzz").expect("issuer");
     let controller = issuer

@@ -66,6 +66,9 @@ pub struct BuiltinConfig {
     /// Users who may do everything.
     #[serde(default)]
     pub admins: Vec<String>,
+    /// Groups (from an OIDC sign-in) whose members may do everything.
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
 }
 
 /// A service account: log in with `name` and the secret in `tokenfile`.
@@ -217,7 +220,10 @@ impl TokenIssuer {
             service: service.to_owned(),
             issuer: issuer.to_owned(),
             ttl: config.ttl,
-            rules: Arc::new(AccessRules::new(config.rules, config.admins)),
+            rules: Arc::new(
+                AccessRules::new(config.rules, config.admins)
+                    .with_admin_groups(config.admin_groups),
+            ),
             users,
             accounts,
             limiter: Arc::new(FailureLimiter::new(

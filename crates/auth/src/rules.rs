@@ -9,8 +9,17 @@
 //!   - repositories: ["public/**"]
 //!     users: [anonymous]
 //!     actions: [pull]
+//!   - repositories: ["team-b/**"]
+//!     groups: [team-b]             # groups from the OIDC provider (auth.oidc groups_claim)
+//!     actions: [pull]
 //! admins: [root]                   # may do everything, including the catalog
+//! admin_groups: [registry-admins]  # so may every member of these groups
 //! ```
+//!
+//! A rule names `users`, `groups` or both (at least one of them); it applies to a caller who
+//! is one of its users or a member of one of its groups. Groups come from the identity
+//! provider of an OIDC sign-in ([`Principal::groups`]); an htpasswd user or a service account
+//! belongs to no group.
 //!
 //! Patterns are [`berth_oci::RepoPattern`]s (shared with the retention policies): `*`
 //! matches one whole segment, `*` inside a segment any run of characters within it (`app-*`),
@@ -49,6 +58,37 @@ pub struct AccessRules {
     /// Users who may do everything on every repository, and list the catalog.
     #[serde(default)]
     pub admins: Vec<String>,
+    /// Groups whose members are admins.
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
+}
+
+/// Who is asking: a user name (`None` = anonymous) and the groups the identity provider put
+/// the user in (empty for htpasswd users and service accounts).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Principal<'a> {
+    /// The user name; `None` or empty is anonymous.
+    pub user: Option<&'a str>,
+    /// The user's groups.
+    pub groups: &'a [String],
+}
+
+impl<'a> Principal<'a> {
+    /// A caller without groups.
+    pub fn user(user: Option<&'a str>) -> Principal<'a> {
+        Principal { user, groups: &[] }
+    }
+
+    /// An anonymous caller has no groups, whatever it claims.
+    fn logged_in(self) -> Principal<'a> {
+        match logged_in(self.user) {
+            Some(user) => Principal {
+                user: Some(user),
+                groups: self.groups,
+            },
+            None => Principal::default(),
+        }
+    }
 }
 
 /// Who may do what on which repositories.
@@ -57,6 +97,7 @@ pub struct AccessRules {
 pub struct Rule {
     repositories: Vec<Pattern>,
     users: Vec<String>,
+    groups: Vec<String>,
     actions: Vec<Action>,
 }
 
@@ -65,7 +106,10 @@ pub struct Rule {
 #[serde(deny_unknown_fields)]
 struct RuleSpec {
     repositories: Vec<String>,
+    #[serde(default)]
     users: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
     actions: Vec<String>,
 }
 
@@ -73,7 +117,7 @@ impl TryFrom<RuleSpec> for Rule {
     type Error = RuleError;
 
     fn try_from(spec: RuleSpec) -> Result<Rule, RuleError> {
-        Rule::new(&spec.repositories, &spec.users, &spec.actions)
+        Rule::with_groups(&spec.repositories, &spec.users, &spec.groups, &spec.actions)
     }
 }
 
@@ -85,10 +129,24 @@ impl Rule {
         users: &[S],
         actions: &[S],
     ) -> Result<Rule, RuleError> {
-        if repositories.is_empty() || users.is_empty() || actions.is_empty() {
+        Rule::with_groups(repositories, users, &[], actions)
+    }
+
+    /// A rule for users and groups: at least one of the two lists must be non-empty.
+    pub fn with_groups<S: AsRef<str>>(
+        repositories: &[S],
+        users: &[S],
+        groups: &[S],
+        actions: &[S],
+    ) -> Result<Rule, RuleError> {
+        if repositories.is_empty() || (users.is_empty() && groups.is_empty()) || actions.is_empty()
+        {
             return Err(RuleError(
-                "each rule needs at least one repository, user and action".into(),
+                "each rule needs at least one repository, user or group, and action".into(),
             ));
+        }
+        if groups.iter().any(|g| g.as_ref().is_empty()) {
+            return Err(RuleError("a group name cannot be empty".into()));
         }
         let repositories = repositories
             .iter()
@@ -106,20 +164,22 @@ impl Rule {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let users = users.iter().map(|u| u.as_ref().to_owned()).collect();
+        let groups = groups.iter().map(|g| g.as_ref().to_owned()).collect();
         Ok(Rule {
             repositories,
             users,
+            groups,
             actions,
         })
     }
 
-    fn applies_to(&self, subject: Option<&str>) -> bool {
-        self.users.iter().any(|u| match (u.as_str(), subject) {
+    fn applies_to(&self, who: Principal<'_>) -> bool {
+        self.users.iter().any(|u| match (u.as_str(), who.user) {
             (ANONYMOUS, _) => true,
             (AUTHENTICATED, Some(_)) => true,
             (name, Some(s)) => name == s,
             (_, None) => false,
-        })
+        }) || self.groups.iter().any(|g| who.groups.contains(g))
     }
 
     fn covers(&self, repository: &str) -> bool {
@@ -130,24 +190,47 @@ impl Rule {
 impl AccessRules {
     /// Rules and admins.
     pub fn new(rules: Vec<Rule>, admins: Vec<String>) -> AccessRules {
-        AccessRules { rules, admins }
+        AccessRules {
+            rules,
+            admins,
+            admin_groups: Vec::new(),
+        }
+    }
+
+    /// The same, with groups whose members are admins.
+    pub fn with_admin_groups(mut self, admin_groups: Vec<String>) -> AccessRules {
+        self.admin_groups = admin_groups;
+        self
     }
 
     /// Whether `subject` is an admin.
     pub fn is_admin(&self, subject: Option<&str>) -> bool {
-        logged_in(subject).is_some_and(|s| self.admins.iter().any(|a| a == s))
+        self.is_admin_principal(Principal::user(subject))
+    }
+
+    /// Whether `who` is an admin: one of `admins`, or a member of one of `admin_groups`.
+    pub fn is_admin_principal(&self, who: Principal<'_>) -> bool {
+        let who = who.logged_in();
+        who.user.is_some_and(|s| self.admins.iter().any(|a| a == s))
+            || who.groups.iter().any(|g| self.admin_groups.contains(g))
     }
 
     /// What `subject` (`None` = anonymous) may do on `repository`: sorted, without
     /// duplicates; `*` in a rule gives pull, push and delete, and [`Action::All`] too.
     pub fn granted(&self, subject: Option<&str>, repository: &str) -> Vec<Action> {
-        let subject = logged_in(subject);
-        let mut actions: Vec<Action> = if self.is_admin(subject) {
+        self.granted_to(Principal::user(subject), repository)
+    }
+
+    /// What `who` may do on `repository`, by its user name and its groups (as
+    /// [`AccessRules::granted`]).
+    pub fn granted_to(&self, who: Principal<'_>, repository: &str) -> Vec<Action> {
+        let who = who.logged_in();
+        let mut actions: Vec<Action> = if self.is_admin_principal(who) {
             vec![Action::All]
         } else {
             self.rules
                 .iter()
-                .filter(|r| r.applies_to(subject) && r.covers(repository))
+                .filter(|r| r.applies_to(who) && r.covers(repository))
                 .flat_map(|r| r.actions.iter().copied())
                 .collect()
         };

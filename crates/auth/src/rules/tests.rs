@@ -134,3 +134,89 @@ fn rule_new_checks_its_lists() {
     assert!(Rule::new(&["a"], &["u"], &["fly"]).is_err());
     assert!(Rule::new::<&str>(&[], &["u"], &["pull"]).is_err());
 }
+
+const GROUPS: &str = r#"
+rules:
+  - repositories: ["team-a/**"]
+    groups: [team-a]
+    actions: [pull, push]
+  - repositories: ["team-b/**"]
+    users: [carol]
+    groups: [team-b]
+    actions: [pull]
+  - repositories: ["public/**"]
+    users: [anonymous]
+    actions: [pull]
+admins: [root]
+admin_groups: [registry-admins]
+"#;
+
+#[test]
+fn groups_grant_beside_users() {
+    let rules: AccessRules = serde_yaml::from_str(GROUPS).expect("rules");
+    let a = ["team-a".to_owned()];
+    let b = ["team-b".to_owned(), "other".to_owned()];
+    let alice = Principal {
+        user: Some("alice"),
+        groups: &a,
+    };
+    let bob = Principal {
+        user: Some("bob"),
+        groups: &b,
+    };
+    assert_eq!(rules.granted_to(alice, "team-a/app"), vec![Pull, Push]);
+    assert_eq!(rules.granted_to(alice, "team-b/app"), vec![]);
+    assert_eq!(rules.granted_to(bob, "team-b/app"), vec![Pull]);
+    assert_eq!(rules.granted_to(bob, "team-a/app"), vec![]);
+    assert_eq!(rules.granted_to(bob, "public/x"), vec![Pull]);
+    // A user named in a group rule without the group, and the same name without groups.
+    assert_eq!(rules.granted(Some("carol"), "team-b/x"), vec![Pull]);
+    assert_eq!(rules.granted(Some("team-a"), "team-a/app"), vec![]);
+    // Groups of an anonymous caller count for nothing.
+    let anon = Principal {
+        user: None,
+        groups: &a,
+    };
+    assert_eq!(rules.granted_to(anon, "team-a/app"), vec![]);
+    let empty = Principal {
+        user: Some(""),
+        groups: &a,
+    };
+    assert_eq!(rules.granted_to(empty, "team-a/app"), vec![]);
+}
+
+#[test]
+fn admins_by_group() {
+    let rules: AccessRules = serde_yaml::from_str(GROUPS).expect("rules");
+    let admins = ["registry-admins".to_owned()];
+    let dave = Principal {
+        user: Some("dave"),
+        groups: &admins,
+    };
+    assert!(rules.is_admin_principal(dave));
+    assert_eq!(
+        rules.granted_to(dave, "anything/at/all"),
+        vec![Pull, Push, Delete, All]
+    );
+    assert!(!rules.is_admin(Some("dave")));
+    assert!(rules.is_admin(Some("root")));
+    assert!(!rules.is_admin_principal(Principal {
+        user: None,
+        groups: &admins
+    }));
+}
+
+#[test]
+fn rules_need_users_or_groups() {
+    for bad in [
+        "rules: [{repositories: [a], actions: [pull]}]",
+        "rules: [{repositories: [a], users: [], groups: [], actions: [pull]}]",
+        "rules: [{repositories: [a], groups: [''], actions: [pull]}]",
+    ] {
+        assert!(serde_yaml::from_str::<AccessRules>(bad).is_err(), "{bad}");
+    }
+    let ok: AccessRules =
+        serde_yaml::from_str("rules: [{repositories: [a], groups: [g], actions: [pull]}]")
+            .expect("groups only");
+    assert_eq!(ok.rules.len(), 1);
+}
