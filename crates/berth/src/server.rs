@@ -105,6 +105,50 @@ fn api_options(config: &berth_config::Config) -> anyhow::Result<berth_api::ApiOp
     Ok(options)
 }
 
+/// The UI's OIDC sign-in from `auth.oidc` (with the built-in token server, which the config
+/// crate already required); its provider is asked for its discovery document in the
+/// background, so that an unreachable or misconfigured one is a startup warning (sign-in
+/// with it then shows an error page until it answers).
+#[cfg(feature = "ui")]
+fn oidc_signin(
+    config: &berth_config::Config,
+    login: berth_ui::LoginMode,
+) -> anyhow::Result<Option<Arc<berth_ui::Oidc>>> {
+    let Some(c) = &config.oidc else {
+        return Ok(None);
+    };
+    if login != berth_ui::LoginMode::BuiltinToken {
+        anyhow::bail!("auth.oidc needs auth.token.builtin (the built-in token server) beside it");
+    }
+    let oidc = Arc::new(
+        berth_ui::Oidc::new(berth_ui::OidcSettings {
+            realm: c.realm.clone(),
+            issuer: c.expected_issuer().to_owned(),
+            name: c.display_name(),
+            client_id: c.client_id.clone(),
+            client_secret: c.client_secret.clone(),
+            scopes: c.scopes.clone(),
+            groups_claim: c.groups_claim.clone(),
+        })
+        .map_err(|e| anyhow::anyhow!("auth.oidc: {e}"))?,
+    );
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let check = oidc.clone();
+        let realm = c.realm.clone();
+        runtime.spawn(async move {
+            match check.check().await {
+                Ok(()) => tracing::info!(realm, "OIDC identity provider found"),
+                Err(e) => tracing::warn!(
+                    realm,
+                    error = %e,
+                    "auth.oidc: the identity provider is not usable; signing in with it shows an error page until it is (password logins and existing sessions keep working)"
+                ),
+            }
+        });
+    }
+    Ok(Some(oidc))
+}
+
 /// The application: the API, and the web UI's routes when it is built in and enabled.
 fn app(
     config: &berth_config::Config,
@@ -128,12 +172,18 @@ fn app(
             pullhost: config.ui.pullhost.clone(),
             login,
             admin: Some(Arc::new(admin)),
+            oidc: oidc_signin(config, login)?,
         };
         tracing::info!(
             path = berth_ui::base_path(&ctx.options.prefix),
             "web UI enabled"
         );
         return Ok(berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx)));
+    }
+    if config.oidc.is_some() {
+        tracing::warn!(
+            "auth.oidc is set, but the web UI is off (ui.enabled) or not built in: nobody can sign in with OIDC"
+        );
     }
     #[cfg(not(feature = "ui"))]
     if config.ui.enabled {

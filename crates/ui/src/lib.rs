@@ -14,6 +14,7 @@
 //!   not a valid first character of a name component, so neither path can be a repository;
 //! - `admin`, `admin/gc`, `admin/retention`: administration (see [`admin`]);
 //! - `login` (GET form, POST), `logout` (POST);
+//! - `oidc/login`, `oidc/callback`: signing in with the OIDC identity provider (see [`oidc`]);
 //! - `static/ui.css`, `static/ui.js`.
 
 pub mod admin;
@@ -21,6 +22,7 @@ mod delete;
 mod html;
 mod image;
 mod manifest;
+pub mod oidc;
 mod pull;
 mod repo;
 mod repos;
@@ -38,11 +40,12 @@ use axum::routing::any;
 use axum::Router;
 use base64::Engine;
 use berth_api::{ClientAddr, Ctx};
+use berth_auth::rules::Principal;
 use berth_auth::{Access, Action, AuthRequest, Denied};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::html::{esc, Frame};
-use crate::session::Sessions;
+use crate::session::{Login, Sessions};
 
 /// How people log in to the UI, from the `auth` section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +63,7 @@ pub enum LoginMode {
 }
 
 pub use admin::{Admin, JobRun, JobState, Preview};
+pub use oidc::{Oidc, OidcSettings};
 
 /// The UI's settings (the `ui` config section and the login mode).
 #[derive(Clone)]
@@ -72,6 +76,9 @@ pub struct UiOptions {
     pub login: LoginMode,
     /// The administration pages' view of the jobs and configuration; `None` shows none.
     pub admin: Option<Arc<dyn Admin>>,
+    /// Signing in with an OIDC identity provider (`auth.oidc`, with the built-in token
+    /// server's login mode); `None`: no such choice.
+    pub oidc: Option<Arc<Oidc>>,
 }
 
 /// Shared by every UI request.
@@ -185,6 +192,8 @@ pub(crate) struct Viewer {
     pub user: Option<String>,
     /// The session's `Authorization`, checked per repository.
     authorization: Option<String>,
+    /// The groups of an OIDC sign-in.
+    pub groups: Vec<String>,
     /// The token the viewer's forms carry; empty when there is nothing to post.
     csrf: String,
 }
@@ -289,6 +298,20 @@ async fn route(ui: &Ui, request: Request) -> Response {
             )
         }
         (&Method::POST, "login") => return login(&page, body).await,
+        (&Method::GET | &Method::HEAD, "oidc/login" | "oidc/callback") => {
+            let Some(oidc) = ui.options.oidc.as_deref() else {
+                return page.message(
+                    StatusCode::NOT_FOUND,
+                    "No single sign-on",
+                    "This registry has no OIDC sign-in.",
+                );
+            };
+            return if rest == "oidc/login" {
+                oidc::start(&page, oidc).await
+            } else {
+                oidc::callback(&page, oidc).await
+            };
+        }
         (&Method::POST, "logout") => return logout(&page),
         _ => {}
     }
@@ -353,10 +376,28 @@ async fn viewer(ui: &Ui, headers: &HeaderMap, client: Option<ClientAddr>) -> Vie
     let Some(s) = ui.sessions.get(&id) else {
         return Viewer::default();
     };
-    match ui.check_login(&s.authorization, client).await {
+    let authorization = match s.login {
+        Login::Password(authorization) => authorization,
+        // What the identity provider vouched for holds until the session ends; with
+        // `auth.oidc` gone from the configuration, so is the session.
+        Login::Oidc { groups } if ui.options.oidc.is_some() => {
+            return Viewer {
+                user: Some(s.user),
+                authorization: None,
+                groups,
+                csrf: s.csrf,
+            }
+        }
+        Login::Oidc { .. } => {
+            ui.sessions.remove(&id);
+            return Viewer::default();
+        }
+    };
+    match ui.check_login(&authorization, client).await {
         Ok(true) => Viewer {
             user: Some(s.user),
-            authorization: Some(s.authorization),
+            authorization: Some(authorization),
+            groups: Vec::new(),
             csrf: s.csrf,
         },
         Ok(false) | Err(_) => {
@@ -385,7 +426,7 @@ impl Page<'_> {
                 return self.ui.ctx.token_issuer.as_ref().is_some_and(|issuer| {
                     issuer
                         .rules()
-                        .granted(self.viewer.user.as_deref(), repository)
+                        .granted_to(self.principal(), repository)
                         .contains(&action)
                 })
             }
@@ -420,8 +461,16 @@ impl Page<'_> {
                 .ctx
                 .token_issuer
                 .as_ref()
-                .is_some_and(|issuer| issuer.rules().is_admin(self.viewer.user.as_deref())),
+                .is_some_and(|issuer| issuer.rules().is_admin_principal(self.principal())),
             LoginMode::Unsupported => false,
+        }
+    }
+
+    /// The viewer as the token server's rules see it: user name and groups.
+    fn principal(&self) -> Principal<'_> {
+        Principal {
+            user: self.viewer.user.as_deref(),
+            groups: &self.viewer.groups,
         }
     }
 
@@ -618,7 +667,9 @@ async fn login(page: &Page<'_>, body: Body) -> Response {
     match ui.check_login(&authorization, page.client).await {
         Ok(true) => {
             tracing::info!(user, "web UI login");
-            let id = ui.sessions.create(user.to_owned(), authorization);
+            let id = ui
+                .sessions
+                .create(user.to_owned(), Login::Password(authorization));
             let cookie = session::set_cookie(Some(&id), &ui.base, ui.secure_cookies());
             redirect(&ui.base, Some(cookie))
         }
@@ -669,9 +720,14 @@ fn login_form(page: &Page<'_>, status: StatusCode, error: Option<&str>) -> Respo
              <input id=\"username\" name=\"username\" autocomplete=\"username\" required>\
              <label for=\"password\">Password</label>\
              <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-             <button type=\"submit\">Log in</button></form>",
+             <button type=\"submit\">Log in</button></form>{}",
             error.map_or_else(String::new, |e| format!("<p class=\"warn\" role=\"alert\">{}</p>", esc(e))),
-            esc(&page.ui.base)
+            esc(&page.ui.base),
+            page.ui.options.oidc.as_ref().map_or_else(String::new, |oidc| format!(
+                "<p class=\"sso\"><a class=\"button\" href=\"{}oidc/login\">Sign in with {}</a></p>",
+                esc(&page.ui.base),
+                esc(oidc.name())
+            ))
         ),
         LoginMode::Unsupported => format!(
             "<h1>Log in</h1><p class=\"warn\">{}</p>",

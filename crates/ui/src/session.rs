@@ -1,7 +1,8 @@
-//! Login sessions for the htpasswd mode: a random id in an `HttpOnly`, `SameSite=Strict`
+//! Login sessions (htpasswd and built-in token server users, and OIDC sign-ins): a random id in an `HttpOnly`, `SameSite=Strict`
 //! cookie (`Secure` over TLS), the login it stands for kept server-side with an expiry, in a
 //! store of bounded size. Every page re-checks the login with the access controller, so a
-//! removed user or a changed password ends the session at once.
+//! removed user or a changed password ends the session at once; an OIDC session holds what the
+//! identity provider vouched for at sign-in (user and groups) until it expires.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,14 +22,26 @@ const MAX_SESSIONS: usize = 10_000;
 pub struct Session {
     /// The user name.
     pub user: String,
-    /// The `Authorization` value the access controller checks for this user. Kept in memory
-    /// only, never sent back to the browser.
-    pub authorization: String,
+    /// How the user logged in.
+    pub login: Login,
     /// The token every state-changing form of this session carries (256 random bits, hex):
     /// another site cannot read it, so it cannot forge the form.
     pub csrf: String,
     /// When the session ends.
     expires: Instant,
+}
+
+/// How a session's user logged in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Login {
+    /// With a user name and password: the `Authorization` value the access controller checks
+    /// on every page. Kept in memory only, never sent back to the browser.
+    Password(String),
+    /// With the OIDC identity provider, which put the user in these groups.
+    Oidc {
+        /// The groups from the ID token's groups claim.
+        groups: Vec<String>,
+    },
 }
 
 /// The server-side session store.
@@ -39,7 +52,7 @@ pub struct Sessions {
 
 impl Sessions {
     /// Starts a session and returns its id (256 random bits, hex).
-    pub fn create(&self, user: String, authorization: String) -> String {
+    pub fn create(&self, user: String, login: Login) -> String {
         let id = random_hex();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_SESSIONS {
@@ -59,7 +72,7 @@ impl Sessions {
             id.clone(),
             Session {
                 user,
-                authorization,
+                login,
                 csrf: random_hex(),
                 expires: Instant::now() + TTL,
             },
@@ -102,13 +115,18 @@ pub fn random_hex() -> String {
 
 /// The session id in the request's `Cookie` headers.
 pub fn cookie_id(headers: &HeaderMap) -> Option<String> {
+    cookie_hex(headers, COOKIE)
+}
+
+/// The value of the cookie `name` when it is 256 bits in hex, as this UI sets them.
+pub fn cookie_hex(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.to_owned())
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
@@ -171,13 +189,13 @@ mod tests {
     #[test]
     fn store_is_bounded_and_expires() {
         let s = Sessions::default();
-        let id = s.create("alice".into(), "Basic x".into());
+        let id = s.create("alice".into(), Login::Password("Basic x".into()));
         assert_eq!(id.len(), 64);
         assert_eq!(s.get(&id).map(|s| s.user), Some("alice".to_owned()));
         s.remove(&id);
         assert!(s.get(&id).is_none());
         for _ in 0..MAX_SESSIONS + 5 {
-            s.create("u".into(), "a".into());
+            s.create("u".into(), Login::Password("a".into()));
         }
         assert_eq!(s.len(), MAX_SESSIONS);
     }

@@ -121,6 +121,7 @@ async fn app_in_mode(
         pullhost: None,
         login,
         admin: None,
+        oidc: None,
     };
     berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx))
 }
@@ -254,6 +255,7 @@ async fn cached_repositories_are_grouped_by_upstream() {
         pullhost: None,
         login: berth_ui::LoginMode::Open,
         admin: None,
+        oidc: None,
     };
     let app = berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx));
     let (status, _, html) = send(&app, get("/ui/", None)).await;

@@ -117,6 +117,7 @@ async fn fixture(delete_enabled: bool) -> Fixture {
         pullhost: None,
         login: berth_ui::LoginMode::Htpasswd,
         admin: None,
+        oidc: None,
     };
     let app = berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx));
     let request = Request::post("/ui/login")

@@ -64,6 +64,7 @@ async fn app() -> (Router, Arc<Registry>) {
         pullhost: None,
         login: berth_ui::LoginMode::Open,
         admin: None,
+        oidc: None,
     };
     (
         berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx)),

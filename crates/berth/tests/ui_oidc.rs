@@ -1,0 +1,581 @@
+//! OIDC sign-in to the web UI against a real identity provider: `oidc-provider` from npm
+//! (scripts/oidc/idp.mjs) on loopback, two users in different groups, and the real `berth`
+//! binary with `auth.oidc` beside the built-in token server, whose rules grant by group. An
+//! HTTP client with a cookie jar plays the browser: it starts the sign-in at Berth, posts the
+//! provider's login form, follows the redirects back and reads the repository list.
+//!
+//! Refused, each in its own test: a replayed `state`, a sign-in finished in another browser,
+//! an authorization code redeemed with another sign-in's PKCE verifier (the provider refuses;
+//! the UI says so), ID tokens with a wrong nonce, a wrong audience, a forged signature or an
+//! unknown key; an unreachable provider (an error page, nobody let in).
+//!
+//! Needs node (and npm, to install scripts/oidc's packages when missing): without them the
+//! tests are skipped with a message, except under CI=true, where that is a failure.
+#![cfg(feature = "ui")]
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::auth::{add_user, builtin_token_auth};
+use common::oci::{Api, Reg};
+use common::{write_config, Server};
+use reqwest::redirect::Policy;
+use reqwest::{Client, Url};
+
+/// The identity provider, stopped by PID when dropped.
+struct Idp {
+    child: Child,
+    issuer: String,
+}
+
+fn oidc_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/oidc")
+}
+
+/// A missing tool: a failure under CI, else a skip with a message.
+fn missing(what: &str) -> Option<Idp> {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("OIDC tests: {what} (CI=true: this is a failure, not a skip)");
+    }
+    eprintln!("OIDC tests SKIPPED: {what}");
+    None
+}
+
+impl Idp {
+    /// Starts scripts/oidc/idp.mjs (installing its packages with `npm ci` when missing).
+    fn start() -> Option<Idp> {
+        let dir = oidc_dir();
+        if Command::new("node").arg("--version").output().is_err() {
+            return missing("node is not installed (scripts/install-test-deps.sh installs it)");
+        }
+        if !dir.join("node_modules/oidc-provider").is_dir() {
+            let ok = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return missing("`npm ci` in scripts/oidc failed (is npm installed?)");
+            }
+        }
+        let mut child = Command::new("node")
+            .arg("idp.mjs")
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node idp.mjs");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the identity provider printed its URL");
+        let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+        let issuer = json["issuer"].as_str().expect("issuer").to_owned();
+        Some(Idp { child, issuer })
+    }
+
+    /// Makes the provider alter the ID token of its next token response.
+    async fn tamper(&self, mode: &str) {
+        let r = Client::new()
+            .post(format!("{}/test/tamper", self.issuer))
+            .body(mode.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The rules of every test: each group its own repositories.
+const RULES: &str = "admins: [root]
+rules:
+  - {repositories: [\"team-a/**\"], groups: [team-a], actions: [pull, push]}
+  - {repositories: [\"team-b/**\"], groups: [team-b], actions: [pull]}";
+
+/// Three repositories pushed without auth, then Berth restarted with the built-in token
+/// server (rules by group) and `auth.oidc` at `realm`, plus `extra` YAML.
+async fn registry(realm: &str, extra: &str) -> (Server, tempfile::TempDir) {
+    let reg = Reg::start("");
+    for repo in ["team-a/app", "team-b/app", "other/app"] {
+        reg.push_image(repo, "v1", repo).await;
+    }
+    let Reg { server, dir, .. } = reg;
+    drop(server);
+    let htpasswd = dir.path().join("htpasswd");
+    add_user(&htpasswd, "root", "root-pw");
+    let mut auth = builtin_token_auth(
+        "oidc-test",
+        &htpasswd,
+        &dir.path().join("signing.pem"),
+        RULES,
+    );
+    auth.push_str(&format!(
+        "  oidc:\n    realm: {realm}\n    service: Test IdP\n    client_id: berth\n    client_secret: berth-test-secret\n{extra}"
+    ));
+    let config = write_config(dir.path(), &auth);
+    (Server::start(&[&config], &[]), dir)
+}
+
+/// An answer, read whole.
+struct Page {
+    status: u16,
+    url: String,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> String {
+        let to = self.headers["location"].to_str().unwrap();
+        Url::parse(&self.url).unwrap().join(to).unwrap().to_string()
+    }
+}
+
+/// A browser: a cookie jar (name → value; every host here is 127.0.0.1, and browsers do
+/// not keep cookies apart by port either) and redirects followed by hand.
+struct Browser {
+    client: Client,
+    jar: Mutex<HashMap<String, String>>,
+}
+
+impl Browser {
+    fn new() -> Browser {
+        Browser {
+            client: Client::builder().redirect(Policy::none()).build().unwrap(),
+            jar: Mutex::default(),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> Page {
+        let cookies = self
+            .jar
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let request = if cookies.is_empty() {
+            request
+        } else {
+            request.header("cookie", cookies)
+        };
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        for set in headers.get_all("set-cookie") {
+            let set = set.to_str().unwrap();
+            let (pair, attributes) = set.split_once(';').unwrap_or((set, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            let mut jar = self.jar.lock().unwrap();
+            if attributes.to_ascii_lowercase().contains("max-age=0") {
+                jar.remove(name.trim());
+            } else {
+                jar.insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+        let body = r.text().await.unwrap();
+        Page {
+            status,
+            url: url.to_owned(),
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, url: &str) -> Page {
+        self.send(self.client.get(url), url).await
+    }
+
+    async fn post(&self, url: &str, form: &[(&str, &str)]) -> Page {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", enc(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let request = self
+            .client
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(request, url).await
+    }
+
+    /// Follows redirects from `page`, stopping at the first one to a URL under `stop`.
+    async fn follow(&self, mut page: Page, stop: &str) -> Result<String, Page> {
+        for _ in 0..20 {
+            if !(300..400).contains(&page.status) {
+                return Err(page);
+            }
+            let next = page.location();
+            if next.starts_with(stop) {
+                return Ok(next);
+            }
+            page = self.get(&next).await;
+        }
+        panic!("too many redirects");
+    }
+}
+
+fn enc(v: &str) -> String {
+    url_query(&[("v", v)])[2..].to_owned()
+}
+
+fn url_query(pairs: &[(&str, &str)]) -> String {
+    let mut url = Url::parse("http://x/").unwrap();
+    url.query_pairs_mut().extend_pairs(pairs);
+    url.query().unwrap_or("").to_owned()
+}
+
+fn query(url: &str, name: &str) -> String {
+    Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Starts a sign-in at Berth and signs in as `user` at the provider: the URL the provider
+/// sends the browser back to (not visited yet).
+async fn to_callback(b: &Browser, berth: &str, idp: &Idp, user: &str, password: &str) -> String {
+    let start = b.get(&format!("{berth}/ui/oidc/login")).await;
+    assert_eq!(start.status, 303, "{}", start.body);
+    let authorize = start.location();
+    assert!(authorize.starts_with(&idp.issuer), "{authorize}");
+    assert_eq!(query(&authorize, "code_challenge_method"), "S256");
+    assert_eq!(query(&authorize, "code_challenge").len(), 43);
+    assert_eq!(
+        query(&authorize, "redirect_uri"),
+        format!("{berth}/ui/oidc/callback")
+    );
+    assert_eq!(query(&authorize, "scope"), "openid profile email groups");
+    // Already signed in at the provider (single sign-on): straight back.
+    let form = match b.follow(b.get(&authorize).await, berth).await {
+        Ok(back) => return back,
+        Err(form) => form,
+    };
+    assert_eq!(form.status, 200, "{}", form.body);
+    let action = form
+        .body
+        .split("action=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a form");
+    let action = Url::parse(&form.url).unwrap().join(action).unwrap();
+    let posted = b
+        .post(action.as_str(), &[("login", user), ("password", password)])
+        .await;
+    b.follow(posted, berth)
+        .await
+        .unwrap_or_else(|p| panic!("no way back to Berth: {} {}", p.status, p.body))
+}
+
+/// Signs in as `user` and returns the callback's answer.
+async fn sign_in(b: &Browser, berth: &str, idp: &Idp, user: &str, password: &str) -> Page {
+    let back = to_callback(b, berth, idp, user, password).await;
+    b.get(&back).await
+}
+
+/// The repositories the repository list links to.
+async fn listed(b: &Browser, berth: &str) -> Vec<String> {
+    let html = b.get(&format!("{berth}/ui/")).await.body;
+    ["team-a/app", "team-b/app", "other/app"]
+        .into_iter()
+        .filter(|r| html.contains(&format!(">{r}</a>")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn groups_decide_what_each_user_sees() {
+    let Some(idp) = Idp::start() else { return };
+    let (server, _dir) = registry(&idp.issuer, "").await;
+    let berth = server.url.trim_end_matches('/').to_owned();
+
+    // The login page offers both ways in.
+    let b = Browser::new();
+    let login = b.get(&format!("{berth}/ui/login")).await;
+    assert!(
+        login.body.contains("name=\"password\"")
+            && login
+                .body
+                .contains("href=\"/ui/oidc/login\">Sign in with Test IdP</a>"),
+        "{}",
+        login.body
+    );
+    assert!(listed(&b, &berth).await.is_empty());
+
+    // A wrong password at the provider: its form again, nothing at Berth.
+    let start = b.get(&format!("{berth}/ui/oidc/login")).await;
+    let form = b.follow(b.get(&start.location()).await, &berth).await;
+    let form = form.expect_err("login form");
+    let action = form.body.split("action=\"").nth(1).unwrap();
+    let action = format!("{}{}", idp.issuer, action.split('"').next().unwrap());
+    let refused = b
+        .post(&action, &[("login", "alice"), ("password", "wrong")])
+        .await;
+    assert_eq!(refused.status, 401);
+
+    // alice (team-a): team-a's repository only, and she may not open team-b's.
+    let done = sign_in(&b, &berth, &idp, "alice", "alice-pw").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.headers["refresh"], "0; url=/ui/");
+    assert!(done.body.contains("Signed in as alice with Test IdP"));
+    let cookie = done
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("berth_ui_session="))
+        .expect("a session cookie");
+    assert!(cookie.contains("HttpOnly; SameSite=Strict"), "{cookie}");
+    assert_eq!(listed(&b, &berth).await, ["team-a/app"]);
+    let html = b.get(&format!("{berth}/ui/")).await.body;
+    assert!(html.contains("<strong>alice</strong>"), "{html}");
+    assert_eq!(b.get(&format!("{berth}/ui/r/team-b/app")).await.status, 404);
+    assert_eq!(b.get(&format!("{berth}/ui/r/team-a/app")).await.status, 200);
+
+    // Logout ends the session.
+    let html = b.get(&format!("{berth}/ui/")).await.body;
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or("")
+        .to_owned();
+    let out = b
+        .post(&format!("{berth}/ui/logout"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(out.status, 303);
+    assert!(listed(&b, &berth).await.is_empty());
+
+    // bob (team-b) in another browser: team-b's repository only.
+    let b2 = Browser::new();
+    let done = sign_in(&b2, &berth, &idp, "bob", "bob-pw").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(listed(&b2, &berth).await, ["team-b/app"]);
+}
+
+#[tokio::test]
+async fn a_replayed_state_is_refused() {
+    let Some(idp) = Idp::start() else { return };
+    let (server, _dir) = registry(&idp.issuer, "").await;
+    let berth = server.url.trim_end_matches('/').to_owned();
+    let b = Browser::new();
+    let back = to_callback(&b, &berth, &idp, "alice", "alice-pw").await;
+    assert_eq!(b.get(&back).await.status, 200);
+    // The same answer again (its code and state), in a browser that has no session yet:
+    // the state was used.
+    let b2 = Browser::new();
+    b2.jar.lock().unwrap().extend(
+        b.jar
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.as_str() == "berth_ui_oidc")
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    let again = b2.get(&back).await;
+    assert_eq!(again.status, 400, "{}", again.body);
+    assert!(
+        again.body.contains("expired or was already used"),
+        "{}",
+        again.body
+    );
+    assert!(listed(&b2, &berth).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_sign_in_finished_in_another_browser_is_refused() {
+    let Some(idp) = Idp::start() else { return };
+    let (server, _dir) = registry(&idp.issuer, "").await;
+    let berth = server.url.trim_end_matches('/').to_owned();
+    let victim = Browser::new();
+    // An attacker's own sign-in, handed to a victim's browser (login CSRF): no binding cookie.
+    let attacker = Browser::new();
+    let back = to_callback(&attacker, &berth, &idp, "bob", "bob-pw").await;
+    let r = victim.get(&back).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("started in another browser"), "{}", r.body);
+    assert!(listed(&victim, &berth).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_code_redeemed_without_its_pkce_verifier_is_refused() {
+    let Some(idp) = Idp::start() else { return };
+    let (server, _dir) = registry(&idp.issuer, "").await;
+    let berth = server.url.trim_end_matches('/').to_owned();
+    let b = Browser::new();
+    // Sign-in A reaches the way back; sign-in B is started in the same browser. A's code with
+    // B's state makes Berth redeem A's code with B's verifier: A's verifier is missing.
+    let back_a = to_callback(&b, &berth, &idp, "alice", "alice-pw").await;
+    let start_b = b.get(&format!("{berth}/ui/oidc/login")).await;
+    let state_b = query(&start_b.location(), "state");
+    let code_a = query(&back_a, "code");
+    let injected = format!(
+        "{berth}/ui/oidc/callback?{}",
+        url_query(&[("code", &code_a), ("state", &state_b)])
+    );
+    let r = b.get(&injected).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(
+        r.body.contains("refused the sign-in") && r.body.contains("invalid_grant"),
+        "{}",
+        r.body
+    );
+    assert!(listed(&b, &berth).await.is_empty());
+}
+
+/// Signs in with the provider altering the ID token (`mode`): refused with `expect` shown.
+async fn refused_token(mode: &str, expect: &str) {
+    let Some(idp) = Idp::start() else { return };
+    let (server, _dir) = registry(&idp.issuer, "").await;
+    let berth = server.url.trim_end_matches('/').to_owned();
+    let b = Browser::new();
+    idp.tamper(mode).await;
+    let r = sign_in(&b, &berth, &idp, "alice", "alice-pw").await;
+    assert_eq!(r.status, 401, "{mode}: {}", r.body);
+    assert!(r.body.contains(expect), "{mode}: {}", r.body);
+    assert!(
+        !r.headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("berth_ui_session=")),
+        "{mode}"
+    );
+    assert!(listed(&b, &berth).await.is_empty(), "{mode}");
+    // The same browser and provider, untouched: signing in works.
+    let ok = sign_in(&b, &berth, &idp, "alice", "alice-pw").await;
+    assert_eq!(ok.status, 200, "{mode}: {}", ok.body);
+    assert_eq!(listed(&b, &berth).await, ["team-a/app"], "{mode}");
+}
+
+#[tokio::test]
+async fn an_id_token_with_a_wrong_nonce_is_refused() {
+    refused_token("nonce", "nonce is not this sign-in").await;
+}
+
+#[tokio::test]
+async fn an_id_token_for_another_audience_is_refused() {
+    refused_token("audience", "InvalidAudience").await;
+}
+
+#[tokio::test]
+async fn a_forged_id_token_is_refused() {
+    refused_token("forged", "InvalidSignature").await;
+}
+
+#[tokio::test]
+async fn an_id_token_signed_by_an_unlisted_key_is_refused() {
+    refused_token("unknown-kid", "does not list").await;
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_is_an_error_page() {
+    // A loopback port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (server, _dir) = registry(&format!("http://127.0.0.1:{port}"), "").await;
+    let berth = server.url.trim_end_matches('/').to_owned();
+    let logs = server.logs(Duration::from_millis(500)).join("\n");
+    assert!(
+        logs.contains("the identity provider is not usable"),
+        "{logs}"
+    );
+    let b = Browser::new();
+    let r = b.get(&format!("{berth}/ui/oidc/login")).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(
+        r.body
+            .contains("Signing in with Test IdP is not available right now"),
+        "{}",
+        r.body
+    );
+    assert!(listed(&b, &berth).await.is_empty());
+    // Password logins still work.
+    let api = Api::new(&berth);
+    let r = api
+        .send(
+            "POST",
+            "/ui/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            "username=root&password=root-pw",
+        )
+        .await;
+    r.assert_status(303);
+}
+
+#[tokio::test]
+async fn the_redirect_uri_follows_http_host_and_prefix() {
+    let Some(idp) = Idp::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    add_user(&htpasswd, "root", "root-pw");
+    let mut yaml = builtin_token_auth("oidc-test", &htpasswd, &dir.path().join("k.pem"), RULES);
+    yaml.push_str(&format!(
+        "  oidc:\n    realm: {}\n    client_id: berth\n    client_secret: berth-test-secret\n",
+        idp.issuer
+    ));
+    let config = write_config(dir.path(), &yaml);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "http: {addr: 127.0.0.1:0}",
+        "http: {addr: 127.0.0.1:0, prefix: /reg/, host: \"https://reg.example.test\"}",
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start(&[&config], &[]);
+    let berth = server.url.trim_end_matches('/').to_owned();
+    let b = Browser::new();
+    let login = b.get(&format!("{berth}/reg/ui/login")).await;
+    assert!(
+        login
+            .body
+            .contains("href=\"/reg/ui/oidc/login\">Sign in with 127.0.0.1:"),
+        "{}",
+        login.body
+    );
+    let start = b.get(&format!("{berth}/reg/ui/oidc/login")).await;
+    assert_eq!(start.status, 303, "{}", start.body);
+    assert_eq!(
+        query(&start.location(), "redirect_uri"),
+        "https://reg.example.test/reg/ui/oidc/callback"
+    );
+    let cookie = start.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.contains("Path=/reg/ui/oidc/; HttpOnly; SameSite=Lax")
+            && cookie.ends_with("; Secure"),
+        "{cookie}"
+    );
+}
