@@ -4,7 +4,8 @@
 # and the validators of the deployment files (musl-gcc for the static binary, yamllint,
 # docker-compose, haproxy, systemd-analyze, and PyPI's YAML/HCL/Kubernetes-schema/Helm checkers,
 # and ansible-core with ansible-lint for the Ansible role); chromium, node and npm for the web
-# UI's browser suite (scripts/ui-browser.sh runs npm ci for its own npm packages).
+# UI's browser suite (scripts/ui-browser.sh runs npm ci for its own npm packages) and the
+# OIDC identity provider of crates/berth/tests/ui_oidc.rs (oidc-provider, npm ci in scripts/oidc).
 # Also the Rust pieces a fresh rustup toolchain lacks: the x86_64-unknown-linux-musl target (the
 # static binary) and the clippy and rustfmt components (the lint and format suites).
 # The S3 test servers: moto_server (PyPI moto[server]) and, under CI, Garage (cargo install).
@@ -63,7 +64,16 @@ for pair in skopeo:skopeo ctr:containerd containerd:containerd umoci:umoci jq:jq
   cmd=${pair%%:*} pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
+# The OIDC tests' identity provider (scripts/oidc: oidc-provider from npm, locked); the test
+# also runs this itself when the packages are missing.
+oidc_packages() {
+  if command -v npm >/dev/null 2>&1 && [ ! -d "$(dirname "$0")/oidc/node_modules/oidc-provider" ]; then
+    echo "install-test-deps: npm ci in scripts/oidc"
+    (cd "$(dirname "$0")/oidc" && npm ci --no-audit --no-fund)
+  fi
+}
 if [ ${#need[@]} -eq 0 ]; then
+  oidc_packages
   echo "install-test-deps: all present"
   exit 0
 fi
@@ -73,3 +83,4 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+oidc_packages
