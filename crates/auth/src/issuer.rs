@@ -30,7 +30,8 @@ use crate::htpasswd::{
     client_text, limited_login, parse_basic, HtpasswdError, HtpasswdFile, Verifier,
 };
 use crate::limiter::FailureLimiter;
-use crate::rules::{AccessRules, Rule};
+use crate::personal::{PersonalTokens, TOKEN_PREFIX};
+use crate::rules::{AccessRules, Principal, Rule};
 use crate::token::{Audience, Claims, ResourceActions, TokenController, TokenError, TokenOptions};
 use crate::{Access, AuthRequest, Denied, Resource};
 
@@ -108,6 +109,15 @@ impl std::fmt::Debug for Resolver {
     }
 }
 
+/// A [`PersonalTokens`] store that `#[derive(Debug)]` can print.
+struct Personal(Arc<dyn PersonalTokens>);
+
+impl std::fmt::Debug for Personal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PersonalTokens")
+    }
+}
+
 /// Why the issuer cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum IssuerError {
@@ -163,6 +173,8 @@ pub type NameResolver = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 pub struct TokenIssuer {
     /// How requested names resolve; set once the pull-through cache exists.
     names: std::sync::OnceLock<Resolver>,
+    /// Personal access tokens of OIDC users; set once the web UI's store exists.
+    personal: std::sync::OnceLock<Personal>,
     service: String,
     issuer: String,
     ttl: Duration,
@@ -217,6 +229,7 @@ impl TokenIssuer {
         }
         Ok(TokenIssuer {
             names: std::sync::OnceLock::new(),
+            personal: std::sync::OnceLock::new(),
             service: service.to_owned(),
             issuer: issuer.to_owned(),
             ttl: config.ttl,
@@ -246,6 +259,12 @@ impl TokenIssuer {
     /// reads `docker.io/library/alpine`). Only the first call takes effect.
     pub fn resolve_names_with(&self, names: NameResolver) {
         let _ = self.names.set(Resolver(names));
+    }
+
+    /// Accepts personal access tokens from `tokens` as passwords (user name + token). Only
+    /// the first call takes effect.
+    pub fn use_personal_tokens(&self, tokens: Arc<dyn PersonalTokens>) {
+        let _ = self.personal.set(Personal(tokens));
     }
 
     /// The access rules.
@@ -321,16 +340,40 @@ impl TokenIssuer {
             }
             None => basic_credentials(request.authorization)?,
         };
+        let mut groups = Vec::new();
+        let mut cap = None;
         let subject = match credentials {
             Some((user, password)) if !(user.is_empty() && password.is_empty()) => {
-                if !self.login(request.client, &user, &password).await? {
-                    return Err(unauthorized("invalid username or password"));
+                match self.personal.get() {
+                    Some(Personal(tokens)) if password.starts_with(TOKEN_PREFIX) => {
+                        let grant = self
+                            .personal_login(tokens.as_ref(), request.client, &user, &password)
+                            .await?;
+                        groups = grant.groups;
+                        cap = Some(grant.actions);
+                    }
+                    _ => {
+                        if !self.login(request.client, &user, &password).await? {
+                            return Err(unauthorized("invalid username or password"));
+                        }
+                    }
                 }
                 Some(user)
             }
             _ => None,
         };
-        let access = self.grant(subject.as_deref(), &form.scopes);
+        let who = Principal {
+            user: subject.as_deref(),
+            groups: &groups,
+        };
+        let mut access = self.grant(who, &form.scopes);
+        if let Some(cap) = &cap {
+            for a in &mut access {
+                if matches!(a.resource, Resource::Repository(_)) {
+                    a.actions.retain(|wanted| cap.contains(wanted));
+                }
+            }
+        }
         let token = self.sign(subject.as_deref().unwrap_or(""), &access, SystemTime::now())?;
         tracing::info!(subject = subject.as_deref().unwrap_or("<anonymous>"), client = client_text(request.client),
             granted = %crate::token::scope_param(&access), "token issued");
@@ -349,6 +392,34 @@ impl TokenIssuer {
         password: &str,
     ) -> Result<bool, Denied> {
         self.login(client, user, password).await
+    }
+
+    /// Checks a personal access token through the failed-login limiter.
+    async fn personal_login(
+        &self,
+        tokens: &dyn PersonalTokens,
+        client: Option<IpAddr>,
+        user: &str,
+        secret: &str,
+    ) -> Result<crate::personal::PersonalGrant, Denied> {
+        self.limiter
+            .check(client, user)
+            .map_err(|retry_after| Denied::TooManyAttempts { retry_after })?;
+        match tokens.check(user, secret).await {
+            Some(grant) => {
+                self.limiter.succeeded(user);
+                Ok(grant)
+            }
+            None => {
+                tracing::info!(
+                    user,
+                    client = client_text(client),
+                    "failed login: not a live personal access token"
+                );
+                self.limiter.failed(client, user);
+                Err(unauthorized("invalid username or password"))
+            }
+        }
     }
 
     async fn login(
@@ -394,7 +465,7 @@ impl TokenIssuer {
 
     /// The requested scopes, each on the name it resolves to, cut down by the rules: one
     /// entry per resource.
-    fn grant(&self, subject: Option<&str>, requested: &[Access]) -> Vec<Access> {
+    fn grant(&self, who: Principal<'_>, requested: &[Access]) -> Vec<Access> {
         let mut merged: Vec<Access> = Vec::new();
         for wanted in requested {
             let resolved = match (&wanted.resource, self.names.get()) {
@@ -408,7 +479,7 @@ impl TokenIssuer {
             };
             let granted = self
                 .rules
-                .grant(subject, resolved.as_ref().unwrap_or(wanted));
+                .grant_to(who, resolved.as_ref().unwrap_or(wanted));
             match merged.iter_mut().find(|m| m.resource == granted.resource) {
                 Some(m) => {
                     m.actions.extend(granted.actions);

@@ -16,6 +16,7 @@ mod files;
 pub mod htpasswd;
 pub mod issuer;
 pub mod limiter;
+pub mod personal;
 pub mod rules;
 pub mod token;
 

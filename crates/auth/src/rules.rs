@@ -259,9 +259,14 @@ impl AccessRules {
     /// `requested` cut down to what `subject` may do (the token server's intersection:
     /// actions not granted are dropped, possibly all of them).
     pub fn grant(&self, subject: Option<&str>, requested: &Access) -> Access {
+        self.grant_to(Principal::user(subject), requested)
+    }
+
+    /// `requested` cut down to what `who` (user and groups) may do.
+    pub fn grant_to(&self, who: Principal<'_>, requested: &Access) -> Access {
         let allowed = match &requested.resource {
-            Resource::Repository(name) => self.granted(subject, name),
-            Resource::Catalog if self.may_catalog(subject) => vec![Action::All],
+            Resource::Repository(name) => self.granted_to(who, name),
+            Resource::Catalog if self.may_catalog(who.user) => vec![Action::All],
             Resource::Catalog => Vec::new(),
         };
         Access {

@@ -9,6 +9,11 @@
 //! the UI says so), ID tokens with a wrong nonce, a wrong audience, a forged signature or an
 //! unknown key; an unreachable provider (an error page, nobody let in).
 //!
+//! Personal access tokens: an OIDC user creates them on the "Access tokens" page (shown
+//! once), logs in to the token server with them as the password (what `docker login` does),
+//! gets what the user's group allows cut to the token's scope, and a revoked, expired or
+//! someone else's token is refused.
+//!
 //! Needs node (and npm, to install scripts/oidc's packages when missing): without them the
 //! tests are skipped with a message, except under CI=true, where that is a failure.
 #![cfg(feature = "ui")]
@@ -23,7 +28,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::auth::{add_user, builtin_token_auth};
+use common::auth::{add_user, builtin_token_auth, jwt_part, send, SERVICE};
 use common::oci::{Api, Reg};
 use common::{write_config, Server};
 use reqwest::redirect::Policy;
@@ -578,4 +583,261 @@ async fn the_redirect_uri_follows_http_host_and_prefix() {
             && cookie.ends_with("; Secure"),
         "{cookie}"
     );
+}
+
+/// The form token on a page.
+fn csrf(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned()
+}
+
+/// A token from the built-in token server for `user` with `password` (a personal access
+/// token here): the status, and what the token grants per repository.
+async fn token_for(
+    berth: &str,
+    user: &str,
+    password: &str,
+    scopes: &[&str],
+) -> (u16, Vec<(String, Vec<String>)>) {
+    let mut path = format!("/auth/token?service={SERVICE}");
+    for s in scopes {
+        path.push_str(&format!("&scope={s}"));
+    }
+    let basic = common::auth::basic(user, password);
+    let r = send(berth, "GET", &path, Some(&basic), None, None).await;
+    if r.status != 200 {
+        return (r.status, Vec::new());
+    }
+    let jwt = r.json()["token"].as_str().unwrap().to_owned();
+    let access = jwt_part(&jwt, 1)["access"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let actions = a["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap().to_owned())
+                .collect();
+            (a["name"].as_str().unwrap().to_owned(), actions)
+        })
+        .collect();
+    (200, access)
+}
+
+#[tokio::test]
+async fn access_tokens_log_in_with_what_the_group_allows() {
+    let Some(idp) = Idp::start() else { return };
+    let (server, dir) = registry(&idp.issuer, "").await;
+    let berth = server.url.trim_end_matches('/').to_owned();
+    let b = Browser::new();
+    assert_eq!(
+        sign_in(&b, &berth, &idp, "alice", "alice-pw").await.status,
+        200
+    );
+
+    // The page, linked from every page of an OIDC user.
+    let html = b.get(&format!("{berth}/ui/")).await.body;
+    assert!(
+        html.contains("href=\"/ui/tokens\">Access tokens</a>"),
+        "{html}"
+    );
+    let html = b.get(&format!("{berth}/ui/tokens")).await.body;
+    assert!(
+        html.contains("You have no access tokens") && html.contains("Create token"),
+        "{html}"
+    );
+    let form = csrf(&html);
+    let create = |name: &'static str, scope: &'static str| {
+        let form = form.clone();
+        let b = &b;
+        let berth = &berth;
+        async move {
+            let r = b
+                .post(
+                    &format!("{berth}/ui/tokens"),
+                    &[
+                        ("csrf", &form),
+                        ("action", "create"),
+                        ("name", name),
+                        ("scope", scope),
+                        ("days", "30"),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.body
+                .split("<code class=\"token\">")
+                .nth(1)
+                .and_then(|s| s.split('<').next())
+                .expect("the new token, shown once")
+                .to_owned()
+        }
+    };
+    let pull = create("laptop", "pull").await;
+    let push = create("ci", "push").await;
+    assert!(pull.starts_with("berth_pat_") && pull != push);
+    // Listed by name, never shown again; nothing but hashes in storage.
+    let html = b.get(&format!("{berth}/ui/tokens")).await.body;
+    assert!(
+        html.contains(">laptop<") && html.contains(">ci<") && html.contains("pull and push"),
+        "{html}"
+    );
+    assert!(!html.contains(&pull) && !html.contains(&push));
+    let tokens_dir = dir.path().join("data/docker/registry/v2/_berth/tokens");
+    let mut stored = String::new();
+    for user in std::fs::read_dir(&tokens_dir).unwrap() {
+        for file in std::fs::read_dir(user.unwrap().path()).unwrap() {
+            stored.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap());
+        }
+    }
+    assert!(stored.contains("laptop") && !stored.contains(&pull) && !stored.contains(&push));
+
+    // What each token gets: alice's group's repository, up to the token's scope; never
+    // another group's.
+    let scopes = [
+        "repository:team-a/app:pull,push,delete",
+        "repository:team-b/app:pull",
+    ];
+    let pull_only = vec![
+        ("team-a/app".to_owned(), vec!["pull".to_owned()]),
+        ("team-b/app".to_owned(), vec![]),
+    ];
+    assert_eq!(
+        token_for(&berth, "alice", &pull, &scopes).await,
+        (200, pull_only)
+    );
+    let (status, access) = token_for(&berth, "alice", &push, &scopes).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        access[0],
+        (
+            "team-a/app".to_owned(),
+            vec!["pull".to_owned(), "push".to_owned()]
+        )
+    );
+    assert!(access[1].1.is_empty());
+    // And the registry takes them: a pull with the pull token, an upload with the push token.
+    let jwt = |password: &str, scope: &str| {
+        let berth = berth.clone();
+        let password = password.to_owned();
+        let scope = scope.to_owned();
+        async move {
+            let path = format!("/auth/token?service={SERVICE}&scope={scope}");
+            let basic = common::auth::basic("alice", &password);
+            let r = send(&berth, "GET", &path, Some(&basic), None, None).await;
+            format!("Bearer {}", r.json()["token"].as_str().unwrap())
+        }
+    };
+    let bearer = jwt(&pull, "repository:team-a/app:pull").await;
+    let r = send(
+        &berth,
+        "GET",
+        "/v2/team-a/app/manifests/v1",
+        Some(&bearer),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = send(
+        &berth,
+        "POST",
+        "/v2/team-a/app/blobs/uploads/",
+        Some(&bearer),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 401, "a pull token does not push");
+    let bearer = jwt(&push, "repository:team-a/app:pull,push").await;
+    let r = send(
+        &berth,
+        "POST",
+        "/v2/team-a/app/blobs/uploads/",
+        Some(&bearer),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    let bearer = jwt(&push, "repository:team-b/app:pull").await;
+    let r = send(
+        &berth,
+        "GET",
+        "/v2/team-b/app/manifests/v1",
+        Some(&bearer),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 401, "another group's repository");
+
+    // Someone else's name with alice's token, a made-up token: refused.
+    assert_eq!(token_for(&berth, "bob", &pull, &scopes).await.0, 401);
+    assert_eq!(
+        token_for(&berth, "alice", "berth_pat_madeup", &scopes)
+            .await
+            .0,
+        401
+    );
+
+    // Revoked: refused at once.
+    let html = b.get(&format!("{berth}/ui/tokens")).await.body;
+    let row = html.split("<tr>").find(|r| r.contains(">laptop<")).unwrap();
+    let id = row
+        .split("name=\"id\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let r = b
+        .post(
+            &format!("{berth}/ui/tokens"),
+            &[("csrf", &csrf(&html)), ("action", "revoke"), ("id", id)],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains("The token was revoked") && !r.body.contains(">laptop<"),
+        "{}",
+        r.body
+    );
+    assert_eq!(token_for(&berth, "alice", &pull, &scopes).await.0, 401);
+
+    // Expired: its record says so (as if 30 days had passed), refused.
+    for user in std::fs::read_dir(&tokens_dir).unwrap() {
+        for file in std::fs::read_dir(user.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            let mut record: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            record["expires"] = serde_json::json!(record["created"].as_u64().unwrap() - 1);
+            std::fs::write(&path, record.to_string()).unwrap();
+        }
+    }
+    assert_eq!(token_for(&berth, "alice", &push, &scopes).await.0, 401);
+    let html = b.get(&format!("{berth}/ui/tokens")).await.body;
+    assert!(html.contains("(expired)"), "{html}");
+
+    // A password user has no access tokens page.
+    let api = Api::new(&berth);
+    let r = api
+        .send(
+            "POST",
+            "/ui/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            "username=root&password=root-pw",
+        )
+        .await;
+    r.assert_status(303);
+    let cookie = r.header("set-cookie").split(';').next().unwrap().to_owned();
+    let r = api
+        .send("GET", "/ui/tokens", &[("cookie", &cookie)], Vec::new())
+        .await;
+    r.assert_status(404);
 }

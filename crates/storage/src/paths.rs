@@ -38,6 +38,9 @@
 //! ├── catalog/<name, any depth>/_repository            repository index for `_catalog` on object
 //! │                                                     stores (one flat listing, not a walk)
 //! ├── catalog-complete                                  marker: the index covers every repository
+//! ├── tokens/<sha256 of user name>/<sha256 of token>    a personal access token of an OIDC user:
+//! │                                                     JSON (name, scope, groups, expiry), the
+//! │                                                     token itself never stored
 //! └── pulled/<name, any depth>/_revisions/<alg>/<hex>   unix time (ms) a manifest of a cached
 //!                                                       repository was last pulled through
 //!                                                       the pull-through cache (eviction)
@@ -229,6 +232,17 @@ pub fn upload_started_at(name: &RepoName, uuid: &str) -> String {
 /// Root of Berth's own state (online garbage collection), outside registry:2's walks.
 pub fn berth_root() -> String {
     format!("{ROOT}/_berth")
+}
+
+/// Directory of one user's personal access tokens; `user_hex` is the SHA-256 of the user
+/// name in hex (so any name is one safe path component).
+pub fn access_tokens(user_hex: &str) -> String {
+    format!("{ROOT}/_berth/tokens/{user_hex}")
+}
+
+/// One personal access token's record; `token_hex` is the SHA-256 of the token in hex.
+pub fn access_token(user_hex: &str, token_hex: &str) -> String {
+    format!("{}/{token_hex}", access_tokens(user_hex))
 }
 
 /// Touch marker of a blob: when it was last made referenced or reused.

@@ -166,12 +166,21 @@ pub struct Frame<'a> {
     pub login: bool,
     /// Whether to link the administration page.
     pub admin: bool,
+    /// Whether to link the access tokens page (OIDC users).
+    pub tokens: bool,
 }
 
 impl Frame<'_> {
     /// The whole document around `body` (already HTML).
     pub fn render(&self, body: &str) -> String {
         let base = esc(self.base);
+        let mut nav = String::new();
+        if self.tokens {
+            let _ = write!(nav, " <a href=\"{base}tokens\">Access tokens</a>");
+        }
+        if self.admin {
+            let _ = write!(nav, " <a href=\"{base}admin\">Registry</a>");
+        }
         let mut out = String::with_capacity(body.len() + 1500);
         let _ = write!(
             out,
@@ -185,11 +194,7 @@ impl Frame<'_> {
             esc(self.title),
             esc(self.site),
             esc(self.site),
-            if self.admin {
-                format!(" <a href=\"{base}admin\">Registry</a>")
-            } else {
-                String::new()
-            },
+            nav,
         );
         match (self.user, self.login) {
             (Some(user), _) => {

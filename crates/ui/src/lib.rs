@@ -15,6 +15,7 @@
 //! - `admin`, `admin/gc`, `admin/retention`: administration (see [`admin`]);
 //! - `login` (GET form, POST), `logout` (POST);
 //! - `oidc/login`, `oidc/callback`: signing in with the OIDC identity provider (see [`oidc`]);
+//! - `tokens`: an OIDC user's personal access tokens (GET, POST; see [`tokens`]);
 //! - `static/ui.css`, `static/ui.js`.
 
 pub mod admin;
@@ -27,6 +28,7 @@ mod pull;
 mod repo;
 mod repos;
 mod session;
+mod tokens;
 mod usage;
 
 use std::collections::HashMap;
@@ -95,6 +97,8 @@ pub struct Ui {
     tag_facts: repo::TagFacts,
     /// The base path, ending in `/` (`/ui/`, `/registry/ui/`).
     base: String,
+    /// Personal access tokens of OIDC users (with `auth.oidc` and the built-in token server).
+    tokens: Option<Arc<tokens::TokenStore>>,
 }
 
 impl Ui {
@@ -160,7 +164,17 @@ pub fn base_path(prefix: &str) -> String {
 /// The UI's routes, to be merged with the API's router (which answers everything else).
 pub fn router(ctx: Arc<Ctx>, options: UiOptions) -> Router {
     let base = base_path(&ctx.options.prefix);
+    // With OIDC sign-in, the built-in token server also accepts the users' access tokens.
+    let tokens = match (&options.oidc, &ctx.token_issuer) {
+        (Some(_), Some(issuer)) => {
+            let store = Arc::new(tokens::TokenStore::new(ctx.registry.clone()));
+            issuer.use_personal_tokens(store.clone());
+            Some(store)
+        }
+        _ => None,
+    };
     let ui = Arc::new(Ui {
+        tokens,
         ctx,
         options,
         sessions: Sessions::default(),
@@ -194,6 +208,8 @@ pub(crate) struct Viewer {
     authorization: Option<String>,
     /// The groups of an OIDC sign-in.
     pub groups: Vec<String>,
+    /// Whether the viewer signed in with OIDC.
+    pub oidc: bool,
     /// The token the viewer's forms carry; empty when there is nothing to post.
     csrf: String,
 }
@@ -335,6 +351,9 @@ async fn route(ui: &Ui, request: Request) -> Response {
     if let Some(response) = admin::route(&page, &rest, post).await {
         return response;
     }
+    if rest == "tokens" {
+        return tokens::page(&page, form.as_ref()).await;
+    }
     match (rest.as_str(), rest.strip_prefix("r/")) {
         ("login", _) if !post => login_form(&page, StatusCode::OK, None),
         ("", _) if !post => repos::list(&page).await,
@@ -385,6 +404,7 @@ async fn viewer(ui: &Ui, headers: &HeaderMap, client: Option<ClientAddr>) -> Vie
                 user: Some(s.user),
                 authorization: None,
                 groups,
+                oidc: true,
                 csrf: s.csrf,
             }
         }
@@ -398,6 +418,7 @@ async fn viewer(ui: &Ui, headers: &HeaderMap, client: Option<ClientAddr>) -> Vie
             user: Some(s.user),
             authorization: Some(authorization),
             groups: Vec::new(),
+            oidc: false,
             csrf: s.csrf,
         },
         Ok(false) | Err(_) => {
@@ -564,6 +585,7 @@ impl Page<'_> {
             user: self.viewer.user.as_deref(),
             login: self.ui.has_login(),
             admin: self.is_admin() && self.ui.options.admin.is_some(),
+            tokens: self.viewer.oidc && self.ui.tokens.is_some(),
         };
         let mut response = Response::new(Body::from(frame.render(body)));
         *response.status_mut() = status;

@@ -513,3 +513,81 @@ async fn issue_futures_are_send() {
         .await
         .is_ok());
 }
+
+/// Tokens kept in memory: (user, secret) → grant. The real store (registry storage, hashed)
+/// is crates/ui's, tested against the binary in crates/berth/tests/ui_oidc.rs.
+struct Tokens(Vec<(String, String, crate::personal::PersonalGrant)>);
+
+#[async_trait::async_trait]
+impl PersonalTokens for Tokens {
+    async fn check(&self, user: &str, secret: &str) -> Option<crate::personal::PersonalGrant> {
+        self.0
+            .iter()
+            .find(|(u, s, _)| u == user && s == secret)
+            .map(|(_, _, g)| g.clone())
+    }
+}
+
+#[tokio::test]
+async fn personal_access_tokens_grant_by_groups_cut_to_their_scope() {
+    let f = Fixture::new();
+    let yaml = format!(
+        "{}\n  - repositories: [\"team-g/**\"]\n    groups: [team-g]\n    actions: [\"*\"]\n",
+        f.yaml().replace("admins: [root]\n", "")
+    ) + "admins: [root]\n";
+    let issuer = TokenIssuer::new(
+        serde_yaml::from_str(&yaml).expect("config"),
+        SERVICE,
+        ISSUER,
+    )
+    .expect("issuer");
+    let grant = |actions: &[Action]| crate::personal::PersonalGrant {
+        groups: vec!["team-g".into()],
+        actions: actions.to_vec(),
+    };
+    let pull = "berth_pat_pull-0123456789";
+    let push = "berth_pat_push-0123456789";
+    issuer.use_personal_tokens(Arc::new(Tokens(vec![
+        ("gina".into(), pull.into(), grant(&[Action::Pull])),
+        (
+            "gina".into(),
+            push.into(),
+            grant(&[Action::Pull, Action::Push]),
+        ),
+    ])));
+    let scopes = [
+        "repository:team-g/app:pull,push,delete",
+        "repository:team-a/app:pull",
+    ];
+    let response = get(&issuer, Some(("gina", pull)), &scopes)
+        .await
+        .expect("token");
+    assert_eq!(
+        granted(&issuer, &response),
+        vec![
+            Access::repository("team-g/app", &[Action::Pull]),
+            Access::repository("team-a/app", &[]),
+        ]
+    );
+    let response = get(&issuer, Some(("gina", push)), &scopes)
+        .await
+        .expect("token");
+    assert_eq!(
+        granted(&issuer, &response),
+        vec![
+            Access::repository("team-g/app", &[Action::Pull, Action::Push]),
+            Access::repository("team-a/app", &[]),
+        ]
+    );
+    // Another user's token, an unknown one: refused, not anonymous.
+    for (user, secret) in [("alice", pull), ("gina", "berth_pat_unknown-000000")] {
+        assert!(matches!(
+            get(&issuer, Some((user, secret)), &scopes).await,
+            Err(Denied::Unauthorized { .. })
+        ));
+    }
+    // Passwords still work beside tokens.
+    get(&issuer, Some(("alice", "alice-pw")), &scopes)
+        .await
+        .expect("password");
+}
