@@ -347,6 +347,7 @@ impl AccessController for HtpasswdController {
         {
             Ok(Grant {
                 subject: Some(user),
+                groups: Vec::new(),
             })
         } else {
             Err(self.challenge("invalid username or password"))

@@ -374,7 +374,12 @@ impl TokenIssuer {
                 }
             }
         }
-        let token = self.sign(subject.as_deref().unwrap_or(""), &access, SystemTime::now())?;
+        let token = self.sign(
+            subject.as_deref().unwrap_or(""),
+            &groups,
+            &access,
+            SystemTime::now(),
+        )?;
         tracing::info!(subject = subject.as_deref().unwrap_or("<anonymous>"), client = client_text(request.client),
             granted = %crate::token::scope_param(&access), "token issued");
         Ok(token)
@@ -495,6 +500,7 @@ impl TokenIssuer {
     fn sign(
         &self,
         subject: &str,
+        groups: &[String],
         access: &[Access],
         now: SystemTime,
     ) -> Result<TokenResponse, Denied> {
@@ -512,6 +518,7 @@ impl TokenIssuer {
             iat: secs,
             jti: URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()),
             access: access.iter().map(ResourceActions::from_access).collect(),
+            groups: groups.to_vec(),
         };
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some(self.key.kid.clone());

@@ -42,6 +42,9 @@ pub struct AuthRequest<'a> {
 pub struct Grant {
     /// The authenticated user or service account; `None` for anonymous access.
     pub subject: Option<String>,
+    /// The groups the identity provider put the subject in (OIDC users' tokens); the
+    /// catalog is filtered by the rules for the subject and these groups.
+    pub groups: Vec<String>,
 }
 
 /// Why a request may not go ahead.

@@ -247,6 +247,11 @@ impl AccessRules {
         self.granted(subject, repository).contains(&Action::Pull)
     }
 
+    /// Whether `who` (user and groups) may see `repository` in the catalog.
+    pub fn may_list_to(&self, who: Principal<'_>, repository: &str) -> bool {
+        self.granted_to(who, repository).contains(&Action::Pull)
+    }
+
     /// Whether `subject` may list the catalog at all (then filtered with `may_list`).
     pub fn may_catalog(&self, subject: Option<&str>) -> bool {
         logged_in(subject).is_some()

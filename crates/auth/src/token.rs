@@ -325,12 +325,19 @@ impl AccessController for TokenController {
         }
         Ok(Grant {
             subject: (!claims.sub.is_empty()).then_some(claims.sub),
+            groups: claims.groups,
         })
     }
 
     fn may_list(&self, grant: &Grant, repository: &str) -> bool {
         match &self.rules {
-            Some(rules) => rules.may_list(grant.subject.as_deref(), repository),
+            Some(rules) => rules.may_list_to(
+                crate::rules::Principal {
+                    user: grant.subject.as_deref(),
+                    groups: &grant.groups,
+                },
+                repository,
+            ),
             None => true,
         }
     }

@@ -777,6 +777,12 @@ async fn access_tokens_log_in_with_what_the_group_allows() {
     .await;
     assert_eq!(r.status, 401, "another group's repository");
 
+    // The catalog lists what the token's user and groups may pull, as the UI does.
+    let bearer = jwt(&pull, "registry:catalog:*").await;
+    let r = send(&berth, "GET", "/v2/_catalog", Some(&bearer), None, None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["repositories"], serde_json::json!(["team-a/app"]));
+
     // Someone else's name with alice's token, a made-up token: refused.
     assert_eq!(token_for(&berth, "bob", &pull, &scopes).await.0, 401);
     assert_eq!(

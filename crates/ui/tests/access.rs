@@ -62,6 +62,7 @@ impl AccessController for PerRepository {
         }
         Ok(Grant {
             subject: Some("alice".into()),
+            groups: Vec::new(),
         })
     }
 }

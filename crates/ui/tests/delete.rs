@@ -52,6 +52,7 @@ impl AccessController for DeleteInTeam {
         }
         Ok(Grant {
             subject: Some("alice".into()),
+            groups: Vec::new(),
         })
     }
 }

@@ -36,6 +36,15 @@ pub struct Claims {
     /// `access`: what the token grants.
     #[serde(default, deserialize_with = "null_default")]
     pub access: Vec<ResourceActions>,
+    /// `berth_groups` (Berth's built-in token server): the subject's groups from an OIDC
+    /// sign-in, for filtering the catalog; absent for everyone else.
+    #[serde(
+        default,
+        rename = "berth_groups",
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub groups: Vec<String>,
 }
 
 /// One entry of the `access` claim.

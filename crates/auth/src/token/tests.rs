@@ -312,6 +312,7 @@ fn may_list_follows_the_rules_when_given() {
     let signer = Signer::es256();
     let grant = Grant {
         subject: Some("alice".into()),
+        groups: Vec::new(),
     };
     assert!(controller(vec![signer.trusted()]).may_list(&grant, "anything"));
     let rules: crate::rules::AccessRules = serde_json::from_value(json!({
