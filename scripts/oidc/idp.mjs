@@ -7,7 +7,8 @@
 // - Client: OIDC_CLIENT_ID (default berth) with OIDC_CLIENT_SECRET (default
 //   berth-test-secret), redirect URIs http://127.0.0.1/ui/oidc/callback and
 //   http://127.0.0.1/reg/ui/oidc/callback (a native client: any loopback port, RFC 8252 7.3),
-//   PKCE required. ID tokens carry preferred_username and groups.
+//   PKCE required. ID tokens carry preferred_username and groups, signed with RS256; the client
+//   `<client id>-es256` (same secret and URIs) gets them signed with ES256.
 // - POST /test/tamper with a mode (the body) makes the provider alter the ID token of its next
 //   token response, so the relying party's refusals can be tested against a real provider:
 //   `nonce` (re-signed with the provider's key, another nonce), `audience` (re-signed, another
@@ -30,6 +31,8 @@ const rsa = () => generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey
 const idpKey = rsa();
 const foreignKey = rsa();
 const jwk = { ...idpKey.export({ format: 'jwk' }), kid: KID, alg: 'RS256', use: 'sig' };
+const ecKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+const ecJwk = { ...ecKey.export({ format: 'jwk' }), kid: 'idp-es256', alg: 'ES256', use: 'sig' };
 
 const b64 = (x) => Buffer.from(x).toString('base64url');
 const signJwt = (key, kid, claims) => {
@@ -43,16 +46,17 @@ const server = createServer();
 server.listen(0, '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
   const provider = new Provider(issuer, {
-    clients: [{
-      client_id: CLIENT_ID,
+    clients: [CLIENT_ID, `${CLIENT_ID}-es256`].map((id) => ({
+      client_id: id,
       client_secret: CLIENT_SECRET,
       application_type: 'native',
       redirect_uris: ['http://127.0.0.1/ui/oidc/callback', 'http://127.0.0.1/reg/ui/oidc/callback'],
       grant_types: ['authorization_code'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
-    }],
-    jwks: { keys: [jwk] },
+      id_token_signed_response_alg: id === CLIENT_ID ? 'RS256' : 'ES256',
+    })),
+    jwks: { keys: [jwk, ecJwk] },
     pkce: { required: () => true, methods: ['S256'] },
     claims: {
       openid: ['sub'],

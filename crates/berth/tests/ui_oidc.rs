@@ -129,6 +129,11 @@ rules:
 /// Three repositories pushed without auth, then Berth restarted with the built-in token
 /// server (rules by group) and `auth.oidc` at `realm`, plus `extra` YAML.
 async fn registry(realm: &str, extra: &str) -> (Server, tempfile::TempDir) {
+    registry_for("berth", realm, extra).await
+}
+
+/// [`registry`] as the provider's client `client_id`.
+async fn registry_for(client_id: &str, realm: &str, extra: &str) -> (Server, tempfile::TempDir) {
     let reg = Reg::start("");
     for repo in ["team-a/app", "team-b/app", "other/app"] {
         reg.push_image(repo, "v1", repo).await;
@@ -144,7 +149,7 @@ async fn registry(realm: &str, extra: &str) -> (Server, tempfile::TempDir) {
         RULES,
     );
     auth.push_str(&format!(
-        "  oidc:\n    realm: {realm}\n    service: Test IdP\n    client_id: berth\n    client_secret: berth-test-secret\n{extra}"
+        "  oidc:\n    realm: {realm}\n    service: Test IdP\n    client_id: {client_id}\n    client_secret: berth-test-secret\n{extra}"
     ));
     let config = write_config(dir.path(), &auth);
     (Server::start(&[&config], &[]), dir)
@@ -846,4 +851,21 @@ async fn access_tokens_log_in_with_what_the_group_allows() {
         .send("GET", "/ui/tokens", &[("cookie", &cookie)], Vec::new())
         .await;
     r.assert_status(404);
+}
+
+#[tokio::test]
+async fn es256_id_tokens_are_verified_too() {
+    let Some(idp) = Idp::start() else { return };
+    let (server, _dir) = registry_for("berth-es256", &idp.issuer, "").await;
+    let berth = server.url.trim_end_matches('/').to_owned();
+    let b = Browser::new();
+    let back = to_callback(&b, &berth, &idp, "bob", "bob-pw").await;
+    let done = b.get(&back).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(listed(&b, &berth).await, ["team-b/app"]);
+    // A forged ES256-client token (RS256, another key, the provider's RSA key id): refused.
+    let b2 = Browser::new();
+    idp.tamper("forged").await;
+    let r = sign_in(&b2, &berth, &idp, "alice", "alice-pw").await;
+    assert_eq!(r.status, 401, "{}", r.body);
 }
