@@ -134,6 +134,16 @@ async fn registry(realm: &str, extra: &str) -> (Server, tempfile::TempDir) {
 
 /// [`registry`] as the provider's client `client_id`.
 async fn registry_for(client_id: &str, realm: &str, extra: &str) -> (Server, tempfile::TempDir) {
+    registry_with(client_id, "berth-test-secret", realm, extra).await
+}
+
+/// [`registry`] as the provider's client `client_id` with `secret`.
+async fn registry_with(
+    client_id: &str,
+    secret: &str,
+    realm: &str,
+    extra: &str,
+) -> (Server, tempfile::TempDir) {
     let reg = Reg::start("");
     for repo in ["team-a/app", "team-b/app", "other/app"] {
         reg.push_image(repo, "v1", repo).await;
@@ -149,7 +159,7 @@ async fn registry_for(client_id: &str, realm: &str, extra: &str) -> (Server, tem
         RULES,
     );
     auth.push_str(&format!(
-        "  oidc:\n    realm: {realm}\n    service: Test IdP\n    client_id: {client_id}\n    client_secret: berth-test-secret\n{extra}"
+        "  oidc:\n    realm: {realm}\n    service: Test IdP\n    client_id: {client_id}\n    client_secret: {secret}\n{extra}"
     ));
     let config = write_config(dir.path(), &auth);
     (Server::start(&[&config], &[]), dir)
@@ -868,4 +878,20 @@ async fn es256_id_tokens_are_verified_too() {
     idp.tamper("forged").await;
     let r = sign_in(&b2, &berth, &idp, "alice", "alice-pw").await;
     assert_eq!(r.status, 401, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_is_a_clear_error() {
+    let Some(idp) = Idp::start() else { return };
+    let (server, _dir) = registry_with("berth", "not-the-secret", &idp.issuer, "").await;
+    let berth = server.url.trim_end_matches('/').to_owned();
+    let b = Browser::new();
+    let r = sign_in(&b, &berth, &idp, "alice", "alice-pw").await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(
+        r.body.contains("refused the sign-in: invalid_client"),
+        "{}",
+        r.body
+    );
+    assert!(listed(&b, &berth).await.is_empty());
 }
