@@ -398,6 +398,48 @@ async fn groups_decide_what_each_user_sees() {
         .await;
     assert_eq!(out.status, 303);
     assert!(listed(&b, &berth).await.is_empty());
+    // ... and sends the browser to the provider's end-session endpoint with the ID token as
+    // hint; confirming there ends the provider's session: the next sign-in asks again.
+    let end = out.location();
+    assert!(
+        end.starts_with(&format!(
+            "{}/session/end?client_id=berth&id_token_hint=",
+            idp.issuer
+        )),
+        "{end}"
+    );
+    let confirm = b.get(&end).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    let action = confirm
+        .body
+        .split("action=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let xsrf = confirm
+        .body
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let action = Url::parse(&confirm.url).unwrap().join(action).unwrap();
+    let done = b
+        .post(action.as_str(), &[("xsrf", xsrf), ("logout", "yes")])
+        .await;
+    assert!(done.status < 400, "{} {}", done.status, done.body);
+    let _ = b.follow(done, &berth).await;
+    let start = b.get(&format!("{berth}/ui/oidc/login")).await;
+    let form = b.follow(b.get(&start.location()).await, &berth).await;
+    let form = form.expect_err("signed out at the provider: its login form again");
+    assert!(
+        form.body.contains("Sign in to the test IdP"),
+        "{}",
+        form.body
+    );
 
     // bob (team-b) in another browser: team-b's repository only.
     let b2 = Browser::new();

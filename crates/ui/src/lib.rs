@@ -328,7 +328,7 @@ async fn route(ui: &Ui, request: Request) -> Response {
                 oidc::callback(&page, oidc).await
             };
         }
-        (&Method::POST, "logout") => return logout(&page),
+        (&Method::POST, "logout") => return logout(&page).await,
         _ => {}
     }
     let post = parts.method == Method::POST;
@@ -399,7 +399,7 @@ async fn viewer(ui: &Ui, headers: &HeaderMap, client: Option<ClientAddr>) -> Vie
         Login::Password(authorization) => authorization,
         // What the identity provider vouched for holds until the session ends; with
         // `auth.oidc` gone from the configuration, so is the session.
-        Login::Oidc { groups } if ui.options.oidc.is_some() => {
+        Login::Oidc { groups, .. } if ui.options.oidc.is_some() => {
             return Viewer {
                 user: Some(s.user),
                 authorization: None,
@@ -715,8 +715,9 @@ async fn login(page: &Page<'_>, body: Body) -> Response {
     }
 }
 
-/// `POST logout`: ends the session and clears the cookie.
-fn logout(page: &Page<'_>) -> Response {
+/// `POST logout`: ends the session and clears the cookie; an OIDC session is ended at the
+/// provider too, when it can.
+async fn logout(page: &Page<'_>) -> Response {
     let ui = page.ui;
     if !session::same_origin(page.headers) {
         return page.message(
@@ -725,11 +726,20 @@ fn logout(page: &Page<'_>) -> Response {
             "The logout form was sent from another site.",
         );
     }
+    let mut to = ui.base.clone();
     if let Some(id) = session::cookie_id(page.headers) {
+        if let (Some(oidc), Some(Login::Oidc { id_token, .. })) = (
+            ui.options.oidc.as_deref(),
+            ui.sessions.get(&id).map(|s| s.login),
+        ) {
+            if let Some(url) = oidc::end_session_url(oidc, &id_token).await {
+                to = url;
+            }
+        }
         ui.sessions.remove(&id);
     }
     let cookie = session::set_cookie(None, &ui.base, ui.secure_cookies());
-    redirect(&ui.base, Some(cookie))
+    redirect(&to, Some(cookie))
 }
 
 /// The login form, with an error when a login failed. No `WWW-Authenticate` is ever sent, so

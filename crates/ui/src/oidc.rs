@@ -13,6 +13,9 @@
 //!   may see and do is then decided by the built-in token server's rules for that user and
 //!   those groups, as for everyone else.
 //!
+//! Logout ends the Berth session and, when the provider has an end-session endpoint, sends the
+//! browser there to end the provider's session too ([`end_session_url`]).
+//!
 //! The redirect URI is `<http.host><http.prefix>ui/oidc/callback` when `http.host` is set
 //! (behind a reverse proxy), else built from the request's `Host`. When the provider cannot be
 //! reached, sign-in with it shows an error page and nobody is let in; password logins and
@@ -229,7 +232,7 @@ pub(crate) async fn callback(page: &Page<'_>, oidc: &Oidc) -> Response {
             "The identity provider sent no authorization code.",
         );
     };
-    let claims = match oidc
+    let (claims, id_token) = match oidc
         .provider
         .exchange(
             code,
@@ -265,7 +268,9 @@ pub(crate) async fn callback(page: &Page<'_>, oidc: &Oidc) -> Response {
     let groups = groups(&claims, &oidc.settings.groups_claim);
     tracing::info!(user, groups = ?groups, "web UI sign-in with OIDC");
     let ui = page.ui;
-    let id = ui.sessions.create(user.clone(), Login::Oidc { groups });
+    let id = ui
+        .sessions
+        .create(user.clone(), Login::Oidc { groups, id_token });
     // The session cookie is `SameSite=Strict`: a browser does not send it on a redirect chain
     // that began at the provider, so this page moves on by itself (`Refresh`, a navigation
     // started by this site) instead of a 303.
@@ -288,6 +293,23 @@ pub(crate) async fn callback(page: &Page<'_>, oidc: &Oidc) -> Response {
         h.append(header::SET_COOKIE, v);
     }
     response
+}
+
+/// Where to send the browser to end its session at the provider too (RP-initiated logout),
+/// when the provider has an end-session endpoint: with this client's id and the ID token as
+/// hint; the provider then shows its own "signed out" page.
+pub(crate) async fn end_session_url(oidc: &Oidc, id_token: &str) -> Option<String> {
+    let endpoint = oidc.provider.endpoints().await.ok()?.end_session_endpoint?;
+    let query = [
+        ("client_id", oidc.settings.client_id.as_str()),
+        ("id_token_hint", id_token),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", form_encode(v)))
+    .collect::<Vec<_>>()
+    .join("&");
+    let separator = if endpoint.contains('?') { '&' } else { '?' };
+    Some(format!("{endpoint}{separator}{query}"))
 }
 
 /// The error page when the provider cannot be reached or answers nonsense: nobody is let in.

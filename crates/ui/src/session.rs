@@ -41,6 +41,8 @@ pub enum Login {
     Oidc {
         /// The groups from the ID token's groups claim.
         groups: Vec<String>,
+        /// The ID token, the hint of a logout at the provider (in memory only).
+        id_token: String,
     },
 }
 

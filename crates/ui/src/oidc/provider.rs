@@ -167,7 +167,7 @@ impl Provider {
     }
 
     /// Exchanges `code` for tokens and returns the verified ID token's claims (the caller
-    /// checks the nonce). `secret`: the client secret, sent with HTTP Basic as the
+    /// checks the nonce) and the ID token itself (the hint of a logout at the provider). `secret`: the client secret, sent with HTTP Basic as the
     /// provider's default `client_secret_basic` wants; `None` for a public client.
     pub async fn exchange(
         &self,
@@ -175,7 +175,7 @@ impl Provider {
         redirect_uri: &str,
         verifier: &str,
         secret: Option<&str>,
-    ) -> Result<Map<String, Value>, ProviderError> {
+    ) -> Result<(Map<String, Value>, String), ProviderError> {
         let endpoints = self.endpoints().await?;
         let mut form = vec![
             ("grant_type", "authorization_code"),
@@ -227,7 +227,8 @@ impl Provider {
                 message: "no id_token in the token response (is `openid` among the scopes?)"
                     .to_owned(),
             })?;
-        self.verify(id_token, &endpoints).await
+        let claims = self.verify(id_token, &endpoints).await?;
+        Ok((claims, id_token.to_owned()))
     }
 
     /// The claims of `token` when it is signed by one of the provider's keys with an
