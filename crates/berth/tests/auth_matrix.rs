@@ -146,6 +146,109 @@ async fn token_mode_valid_tokens_get_exactly_what_the_rules_grant() {
     report("token mode, valid tokens", cells, &failures);
 }
 
+/// Personal access tokens of OIDC users (`auth.oidc` beside the built-in token server; its
+/// provider is not needed to use a token, so it is a loopback port nobody listens on): the
+/// rules grant team/app by group, and a token gets its user's groups cut to its scope. The
+/// records are written where the web UI's "Create token" writes them (tested through the UI
+/// in ui_oidc.rs): the SHA-256 of the user and of the token name the file.
+#[cfg(feature = "ui")]
+#[tokio::test]
+async fn token_mode_oidc_access_tokens_get_what_their_groups_and_scope_allow() {
+    use sha2::{Digest as _, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let key = Key::generate();
+    let (htpasswd, keyfile) = (dir.path().join("htpasswd"), dir.path().join("signing.pem"));
+    key.write(&keyfile);
+    let (root, root_pw) = ROOT.unwrap();
+    auth::add_user(&htpasswd, root, root_pw);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut extra = auth::builtin_token_auth(
+        ISSUER,
+        &htpasswd,
+        &keyfile,
+        "ttl: 5m
+admins: [root]
+rules:
+  - {repositories: [team/app], groups: [pullers], actions: [pull]}
+  - {repositories: [team/app], groups: [pushers], actions: [pull, push]}
+  - {repositories: [\"public/**\"], users: [anonymous], actions: [pull]}",
+    );
+    extra.push_str(&format!(
+        "  oidc: {{realm: \"http://127.0.0.1:{dead}\", client_id: berth}}\n"
+    ));
+    let fix = Fix::start(&extra, dir, async |url: &str| {
+        bearer(url, ROOT, ALL_SCOPES).await
+    })
+    .await;
+    let hex = |s: &str| {
+        Sha256::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let pat = |user: &str, groups: &[&str], push: bool, expires: u64| {
+        let token = format!("berth_pat_{}_{}", user, if push { "push" } else { "pull" });
+        let dir = fix
+            .dir
+            .path()
+            .join("data/docker/registry/v2/_berth/tokens")
+            .join(hex(user));
+        std::fs::create_dir_all(&dir).unwrap();
+        let record = json!({"name": "matrix", "user": user, "groups": groups, "push": push,
+            "created": now, "expires": expires});
+        std::fs::write(dir.join(hex(&token)), record.to_string()).unwrap();
+        token
+    };
+    let later = now + 3600;
+    let pull_of_puller = pat("gina", &["pullers"], false, later);
+    let push_of_puller = pat("gina", &["pullers"], true, later);
+    let pull_of_pusher = pat("gus", &["pushers", "other"], false, later);
+    let push_of_pusher = pat("gus", &["pushers", "other"], true, later);
+    let expired = pat("gail", &["pushers"], true, now - 1);
+    let url = fix.url();
+    let t =
+        async |user: &str, token: &str| Some(bearer(url, Some((user, token)), ALL_SCOPES).await);
+    use Expect::Column;
+    #[rustfmt::skip]
+    let callers = [
+        caller("gina (pullers), pull token", t("gina", &pull_of_puller).await, Column(PULL)),
+        // A push token does not lift the group's pull-only rule.
+        caller("gina (pullers), push token", t("gina", &push_of_puller).await, Column(PULL)),
+        // A pull token cuts the group's push.
+        caller("gus (pushers), pull token", t("gus", &pull_of_pusher).await, Column(PULL)),
+        caller("gus (pushers), push token", t("gus", &push_of_pusher).await, Column(PUSH)),
+    ];
+    let (cells, failures) = fix.run(ROWS, &callers).await;
+    report("token mode, OIDC access tokens", cells, &failures);
+    // Refused at the token endpoint: an expired token, a token under another user's name,
+    // a made-up one (no token, so those callers never reach the matrix).
+    for (user, token) in [
+        ("gail", expired.as_str()),
+        ("gus", &pull_of_puller),
+        ("gina", "berth_pat_made_up"),
+    ] {
+        let path = format!("/auth/token?service={SERVICE}&scope=repository:team/app:pull");
+        let r = auth::send(
+            url,
+            "GET",
+            &path,
+            Some(&auth::basic(user, token)),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 401, "{user}");
+    }
+}
+
 #[tokio::test]
 async fn token_mode_requests_without_a_bearer_token_are_challenged() {
     let (fix, _) = token_fixture().await;
