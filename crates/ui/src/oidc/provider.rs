@@ -18,6 +18,9 @@ const MAX_BODY: usize = 256 * 1024;
 const MAX_KEYS: usize = 64;
 /// How long a discovery document is used before it is read again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+/// How long a failed discovery is answered from memory: sign-ins while the provider is down
+/// fail at once instead of each waiting for a timeout in turn.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 /// The shortest time between two JWKS fetches caused by unknown key ids.
 const JWKS_REFETCH: Duration = Duration::from_secs(10);
 /// Each request to the provider.
@@ -39,7 +42,7 @@ const ALGORITHMS: &[Algorithm] = &[
 
 /// Why talking to the provider, or accepting its answer, failed. The text is shown to the
 /// operator in the log and, without secrets, to the user on the error page.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
     /// The provider could not be reached or answered with an error status.
     #[error("the identity provider cannot be reached at {url}: {message}")]
@@ -94,8 +97,15 @@ pub struct Provider {
     /// This client's id, the audience of its ID tokens.
     client_id: String,
     http: reqwest::Client,
-    discovered: Mutex<Option<(Endpoints, Instant)>>,
+    discovered: Mutex<Discovery>,
     keys: Mutex<Keys>,
+}
+
+/// The last discovery: its endpoints, or its failure (message and when).
+#[derive(Default)]
+struct Discovery {
+    endpoints: Option<(Endpoints, Instant)>,
+    failed: Option<(ProviderError, Instant)>,
 }
 
 /// The cached JWKS.
@@ -122,7 +132,7 @@ impl Provider {
             issuer: issuer.to_owned(),
             client_id: client_id.to_owned(),
             http,
-            discovered: Mutex::new(None),
+            discovered: Mutex::new(Discovery::default()),
             keys: Mutex::new(Keys::default()),
         })
     }
@@ -130,7 +140,7 @@ impl Provider {
     /// The endpoints, from the cached discovery document or a fresh one.
     pub async fn endpoints(&self) -> Result<Endpoints, ProviderError> {
         let mut cached = self.discovered.lock().await;
-        if let Some((endpoints, at)) = cached.as_ref() {
+        if let Some((endpoints, at)) = cached.endpoints.as_ref() {
             if at.elapsed() < DISCOVERY_TTL {
                 return Ok(endpoints.clone());
             }
@@ -139,6 +149,25 @@ impl Provider {
             "{}/.well-known/openid-configuration",
             self.realm.trim_end_matches('/')
         );
+        if let Some((error, at)) = cached.failed.as_ref() {
+            if at.elapsed() < DISCOVERY_RETRY {
+                return Err(error.clone());
+            }
+        }
+        let result = self.discover(&url).await;
+        match &result {
+            Ok(endpoints) => {
+                cached.endpoints = Some((endpoints.clone(), Instant::now()));
+                cached.failed = None;
+            }
+            Err(e) => cached.failed = Some((e.clone(), Instant::now())),
+        }
+        result
+    }
+
+    /// Reads and checks the discovery document at `url`.
+    async fn discover(&self, url: &str) -> Result<Endpoints, ProviderError> {
+        let url = url.to_owned();
         let body = self.get(&url).await?;
         let endpoints: Endpoints =
             serde_json::from_slice(&body).map_err(|e| ProviderError::BadAnswer {
@@ -162,7 +191,6 @@ impl Provider {
                 });
             }
         }
-        *cached = Some((endpoints.clone(), Instant::now()));
         Ok(endpoints)
     }
 
