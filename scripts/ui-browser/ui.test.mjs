@@ -39,21 +39,25 @@ async function axe(page, name, target) {
   await page.emulateMedia({ colorScheme: 'light' });
 }
 
+// A fresh headless chromium with its own profile; script errors on a page fail the test.
+async function launch() {
+  mkdirSync(process.env.UI_PROFILE_DIR, { recursive: true });
+  const profile = mkdtempSync(join(process.env.UI_PROFILE_DIR, 'profile-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium', headless: true, args: ARGS,
+    viewport: { width: 1280, height: 900 }, colorScheme: 'light',
+  });
+  context.setDefaultTimeout(5000);
+  const page = context.pages()[0] ?? await context.newPage();
+  page.on('pageerror', (e) => assert.fail(`script error on ${page.url()}: ${e}`));
+  return { context, page };
+}
+
 for (const target of targets) {
   describe(`web UI at ${target.url}`, () => {
     const ui = target.url + 'ui/';
     let context, page;
-    before(async () => {
-      mkdirSync(process.env.UI_PROFILE_DIR, { recursive: true });
-      const profile = mkdtempSync(join(process.env.UI_PROFILE_DIR, 'profile-'));
-      context = await chromium.launchPersistentContext(profile, {
-        executablePath: '/usr/bin/chromium', headless: true, args: ARGS,
-        viewport: { width: 1280, height: 900 }, colorScheme: 'light',
-      });
-      context.setDefaultTimeout(5000);
-      page = context.pages()[0] ?? await context.newPage();
-      page.on('pageerror', (e) => assert.fail(`script error on ${page.url()}: ${e}`));
-    });
+    before(async () => { ({ context, page } = await launch()); });
     after(async () => { await context?.close(); });
 
     test('anonymous: a login link and no repositories', async () => {
@@ -292,16 +296,7 @@ for (const target of targets) {
 const modes = JSON.parse(process.env.UI_MODES);
 describe('web UI in the other login modes and as a pull-through cache', () => {
   let context, page;
-  before(async () => {
-    const profile = mkdtempSync(join(process.env.UI_PROFILE_DIR, 'profile-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: '/usr/bin/chromium', headless: true, args: ARGS,
-      viewport: { width: 1280, height: 900 }, colorScheme: 'light',
-    });
-    context.setDefaultTimeout(5000);
-    page = context.pages()[0] ?? await context.newPage();
-    page.on('pageerror', (e) => assert.fail(`script error on ${page.url()}: ${e}`));
-  });
+  before(async () => { ({ context, page } = await launch()); });
   after(async () => { await context?.close(); });
   const target = { name: 'modes', shots: 0 };
 

@@ -22,6 +22,9 @@ pub struct UiAdmin {
     jobs: Arc<Jobs>,
     /// The configured retention policies, compiled (empty when none).
     policies: Vec<RetentionPolicy>,
+    /// One dry run at a time: each walks the whole store, and on a registry without `auth`
+    /// anybody may ask for one, so asking again and again queues instead of multiplying walks.
+    previews: tokio::sync::Mutex<()>,
 }
 
 impl UiAdmin {
@@ -33,6 +36,7 @@ impl UiAdmin {
             config: Arc::new(config.clone()),
             jobs,
             policies: crate::retention::policies(retention)?,
+            previews: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -121,6 +125,7 @@ impl berth_ui::Admin for UiAdmin {
     }
 
     async fn gc_preview(&self) -> Result<Preview, String> {
+        let _one_at_a_time = self.previews.lock().await;
         let report = self
             .registry
             .collect_garbage_online(self.gc_options(true))
@@ -166,6 +171,7 @@ impl berth_ui::Admin for UiAdmin {
                     .to_owned(),
             );
         }
+        let _one_at_a_time = self.previews.lock().await;
         let report = self
             .registry
             .apply_retention(&self.policies, true)

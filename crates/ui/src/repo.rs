@@ -42,9 +42,20 @@ struct Facts {
 type FactsByTag = Arc<HashMap<String, Facts>>;
 
 /// Per repository (and search), every tag's [`Facts`] and when they were read.
-#[derive(Default)]
 pub struct TagFacts {
     kept: Mutex<HashMap<String, (Instant, FactsByTag)>>,
+    /// Readings under way at once: each reads every tag of a repository, and a viewer could
+    /// ask for many searches at once.
+    readings: tokio::sync::Semaphore,
+}
+
+impl Default for TagFacts {
+    fn default() -> Self {
+        TagFacts {
+            kept: Mutex::default(),
+            readings: tokio::sync::Semaphore::new(2),
+        }
+    }
 }
 
 /// One row of the tag table.
@@ -223,6 +234,9 @@ async fn facts(page: &Page<'_>, repo: &RepoName, key: &str, tags: &[String]) -> 
             }
         }
     }
+    let Ok(_reading) = cache.readings.acquire().await else {
+        return FactsByTag::default();
+    };
     let registry = page.registry();
     let parsed: Vec<(String, Tag)> = tags
         .iter()

@@ -5,14 +5,15 @@
 //! of the real binary so far, grants all or nothing; token rules grant per repository.)
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
-use base64::Engine;
-use berth_api::{ApiOptions, Ctx};
+use berth_api::ApiOptions;
 use berth_auth::{Access, AccessController, AuthRequest, Denied, Grant, Resource};
 use berth_oci::{Digest, RepoName};
 use berth_proxy::{Proxy, Routing, Upstream, UpstreamSettings};
@@ -20,21 +21,12 @@ use berth_registry::{Registry, RegistryOptions};
 use berth_storage::InMemoryDriver;
 use bytes::Bytes;
 use http::{header, Request, StatusCode};
-use tower::ServiceExt;
 
 /// alice may pull everything but `secret/…`; anybody else is nobody.
 #[derive(Default)]
 struct PerRepository {
     /// Repository checks asked for, to see that each name shown was asked about.
     asked: AtomicUsize,
-}
-
-fn basic(user: &str, password: &str) -> String {
-    let pair = format!("{user}:{password}");
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    )
 }
 
 #[async_trait::async_trait]
@@ -44,7 +36,7 @@ impl AccessController for PerRepository {
         request: &AuthRequest<'_>,
         needed: &[Access],
     ) -> Result<Grant, Denied> {
-        if request.authorization != Some(basic("alice", "pw").as_str()) {
+        if request.authorization != Some(common::basic("alice", "pw").as_str()) {
             return Err(Denied::Unauthorized {
                 challenge: "Basic realm=\"t\"".into(),
                 message: "authentication required".into(),
@@ -108,34 +100,11 @@ async fn app_in_mode(
     options: ApiOptions,
     login: berth_ui::LoginMode,
 ) -> Router {
-    let ctx = Arc::new(Ctx {
-        registry: seeded_registry(&["public/app", "secret/app", "team/tool"]).await,
-        options,
-        auth: Some(controller),
-        token_issuer: None,
-        proxy: None,
-        notifier: None,
-        health: Default::default(),
-    });
-    let options = berth_ui::UiOptions {
-        title: "t".into(),
-        pullhost: None,
-        login,
-        admin: None,
-        oidc: None,
-    };
-    berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx))
+    let registry = seeded_registry(&["public/app", "secret/app", "team/tool"]).await;
+    common::app(registry, options, Some(controller), None, login)
 }
 
-async fn send(app: &Router, request: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
-}
+use common::send;
 
 fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
     let mut r = Request::get(path).header(header::HOST, "reg.test");
@@ -242,23 +211,13 @@ async fn cached_repositories_are_grouped_by_upstream() {
         private: Vec::new(),
     };
     let proxy = Proxy::new(registry.clone(), routing, spool.path().to_path_buf());
-    let ctx = Arc::new(Ctx {
+    let app = common::app(
         registry,
-        options: ApiOptions::default(),
-        auth: None,
-        token_issuer: None,
-        proxy: Some(proxy),
-        notifier: None,
-        health: Default::default(),
-    });
-    let options = berth_ui::UiOptions {
-        title: "t".into(),
-        pullhost: None,
-        login: berth_ui::LoginMode::Open,
-        admin: None,
-        oidc: None,
-    };
-    let app = berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx));
+        ApiOptions::default(),
+        None,
+        Some(proxy),
+        berth_ui::LoginMode::Open,
+    );
     let (status, _, html) = send(&app, get("/ui/", None)).await;
     assert_eq!(status, StatusCode::OK);
     let at = |needle: &str| {

@@ -3,30 +3,22 @@
 //! needs this site's form token, and deletes only what the confirmation showed.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::Router;
-use base64::Engine;
-use berth_api::{ApiOptions, Ctx};
+use berth_api::ApiOptions;
 use berth_auth::{Access, AccessController, Action, AuthRequest, Denied, Grant, Resource};
 use berth_oci::{Digest, Reference, RepoName};
 use berth_registry::{Registry, RegistryOptions};
 use berth_storage::InMemoryDriver;
 use bytes::Bytes;
 use http::{header, Request, StatusCode};
-use tower::ServiceExt;
 
 /// alice may pull everything and delete only under `team/`.
 struct DeleteInTeam;
-
-fn basic(user: &str, password: &str) -> String {
-    let pair = format!("{user}:{password}");
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    )
-}
 
 #[async_trait::async_trait]
 impl AccessController for DeleteInTeam {
@@ -35,7 +27,7 @@ impl AccessController for DeleteInTeam {
         request: &AuthRequest<'_>,
         needed: &[Access],
     ) -> Result<Grant, Denied> {
-        if request.authorization != Some(basic("alice", "pw").as_str()) {
+        if request.authorization != Some(common::basic("alice", "pw").as_str()) {
             return Err(Denied::Unauthorized {
                 challenge: "Basic realm=\"t\"".into(),
                 message: "authentication required".into(),
@@ -104,29 +96,19 @@ async fn fixture(delete_enabled: bool) -> Fixture {
             read_only: false,
         },
     );
-    let ctx = Arc::new(Ctx {
-        registry: registry.clone(),
-        options: ApiOptions::default(),
-        auth: Some(Arc::new(DeleteInTeam)),
-        token_issuer: None,
-        proxy: None,
-        notifier: None,
-        health: Default::default(),
-    });
-    let options = berth_ui::UiOptions {
-        title: "t".into(),
-        pullhost: None,
-        login: berth_ui::LoginMode::Htpasswd,
-        admin: None,
-        oidc: None,
-    };
-    let app = berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx));
+    let app = common::app(
+        registry.clone(),
+        ApiOptions::default(),
+        Some(Arc::new(DeleteInTeam)),
+        None,
+        berth_ui::LoginMode::Htpasswd,
+    );
     let request = Request::post("/ui/login")
         .header(header::HOST, "reg.test")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from("username=alice&password=pw"))
         .unwrap();
-    let (status, headers, _) = send(&app, request).await;
+    let (status, headers, _) = common::send(&app, request).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let cookie = headers[header::SET_COOKIE]
         .to_str()
@@ -142,16 +124,6 @@ async fn fixture(delete_enabled: bool) -> Fixture {
     }
 }
 
-async fn send(app: &Router, request: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
-}
-
 impl Fixture {
     async fn get(&self, path: &str) -> (StatusCode, String) {
         let request = Request::get(path)
@@ -159,7 +131,7 @@ impl Fixture {
             .header(header::COOKIE, &self.cookie)
             .body(Body::empty())
             .unwrap();
-        let (status, _, html) = send(&self.app, request).await;
+        let (status, _, html) = common::send(&self.app, request).await;
         (status, html)
     }
 
@@ -171,7 +143,7 @@ impl Fixture {
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Body::from(form.to_owned()))
             .unwrap();
-        let (status, _, html) = send(&self.app, request).await;
+        let (status, _, html) = common::send(&self.app, request).await;
         (status, html)
     }
 

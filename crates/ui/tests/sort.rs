@@ -2,12 +2,14 @@
 //! the page states), tags by push date and size; paging and search keep the sort.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
-use berth_api::{ApiOptions, Ctx};
+use berth_api::ApiOptions;
 use berth_oci::{Digest, RepoName};
 use berth_registry::{Registry, RegistryOptions};
 use berth_storage::InMemoryDriver;
@@ -50,26 +52,14 @@ async fn push(registry: &Registry, repo: &str, tag: &str, layer_size: usize) {
 
 async fn app() -> (Router, Arc<Registry>) {
     let registry = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());
-    let ctx = Arc::new(Ctx {
-        registry: registry.clone(),
-        options: ApiOptions::default(),
-        auth: None,
-        token_issuer: None,
-        proxy: None,
-        notifier: None,
-        health: Default::default(),
-    });
-    let options = berth_ui::UiOptions {
-        title: "t".into(),
-        pullhost: None,
-        login: berth_ui::LoginMode::Open,
-        admin: None,
-        oidc: None,
-    };
-    (
-        berth_ui::router(ctx.clone(), options).merge(berth_api::app(ctx)),
-        registry,
-    )
+    let app = common::app(
+        registry.clone(),
+        ApiOptions::default(),
+        None,
+        None,
+        berth_ui::LoginMode::Open,
+    );
+    (app, registry)
 }
 
 async fn get(app: &Router, path: &str) -> String {
