@@ -104,14 +104,79 @@ YAML
 start_berth "$work/mirror.yml" "$work/mirror.log"
 PIDS+=("$BERTH_PID")
 mirror_url="http://$BERTH_ADDR/"
-echo "ui-browser: no auth at $open_url, token server at $token_url, pull-through cache at $mirror_url"
+# Single sign-on: npm oidc-provider (scripts/oidc/idp.mjs: alice in team-a, bob in team-b) and
+# a server with auth.oidc beside the built-in token server, whose rules grant by group.
+if [ ! -f scripts/oidc/node_modules/oidc-provider/package.json ] ||
+  [ scripts/oidc/package-lock.json -nt scripts/oidc/node_modules/.package-lock.json ]; then
+  (cd scripts/oidc && npm ci --no-audit --no-fund --loglevel=error) || missing "npm packages (npm ci in scripts/oidc)"
+fi
+node scripts/oidc/idp.mjs >"$work/idp.out" 2>"$work/idp.log" &
+PIDS+=("$!")
+for _ in $(seq 100); do grep -q issuer "$work/idp.out" 2>/dev/null && break; sleep 0.1; done
+issuer=$(sed -n 's/.*"issuer":"\([^"]*\)".*/\1/p' "$work/idp.out")
+[ -n "$issuer" ] || { cat "$work/idp.log" >&2; echo "ui-browser: the identity provider did not start" >&2; exit 1; }
+write_config "$work/oidc.yml" "$work/data"
+cat >>"$work/oidc.yml" <<YAML
+auth:
+  token:
+    realm: http://127.0.0.1:9/auth/token
+    autoredirect: true
+    service: ui-browser-oidc
+    issuer: ui-browser-oidc
+    builtin:
+      htpasswd: $work/token-htpasswd
+      signingkey: $work/oidc-key.pem
+      rules:
+        - {repositories: [team/app], groups: [team-a], actions: [pull, push]}
+  oidc:
+    realm: $issuer
+    service: Test IdP
+    client_id: berth
+    client_secret: berth-test-secret
+YAML
+start_berth "$work/oidc.yml" "$work/oidc.log"
+PIDS+=("$BERTH_PID")
+oidc_url="http://$BERTH_ADDR/"
+echo "ui-browser: no auth at $open_url, token server at $token_url, pull-through cache at $mirror_url, OIDC at $oidc_url (provider $issuer)"
 
 started=$(date +%s)
 node "$dir/seed.mjs" "$root_url" "$user" "$password" "$work/seed.json" "$mirror_url"
 echo "ui-browser: seeded in $(( $(date +%s) - started )) s"
 
 export UI_TARGETS="[{\"name\":\"root\",\"url\":\"$root_url\",\"shots\":${UI_SHOTS:-1}},{\"name\":\"prefix /reg/\",\"url\":\"$prefix_url\",\"shots\":0}]"
-export UI_MODES="{\"open\":\"$open_url\",\"token\":\"$token_url\",\"mirror\":\"$mirror_url\"}"
+export UI_MODES="{\"open\":\"$open_url\",\"token\":\"$token_url\",\"mirror\":\"$mirror_url\",\"oidc\":\"$oidc_url\"}"
+export UI_TOKEN_FILE=$work/access-token
 export UI_USER=$user UI_PASSWORD=$password UI_SEED=$work/seed.json UI_SHOT_DIR=$PWD/docs/ui
 export UI_PROFILE_DIR=$work/chromium-profile
-node --test --test-reporter=spec --test-concurrency=1 "$dir/ui.test.mjs"
+status=0
+node --test --test-reporter=spec --test-concurrency=1 "$dir/ui.test.mjs" || status=$?
+
+# The access token alice created in the browser, with skopeo as docker login would use it:
+# what her group may do (pull and push team/app), nothing else.
+command -v skopeo >/dev/null 2>&1 || missing "skopeo"
+checks=0 failed=0
+check() { # check WHAT EXPECTED(ok|refused) COMMAND...
+  local what=$1 expected=$2; shift 2
+  checks=$((checks + 1))
+  if "$@" >"$work/skopeo.out" 2>&1; then got=ok; else got=refused; fi
+  local why=""
+  [ "$got" = refused ] && why=": $(tail -n1 "$work/skopeo.out" | cut -c1-200)"
+  if [ "$got" = "$expected" ]; then echo "ok   $what ($got$why)"; else
+    failed=$((failed + 1)); echo "FAIL $what: expected $expected, got $got"; sed 's/^/     /' "$work/skopeo.out"; fi
+}
+if [ -s "$UI_TOKEN_FILE" ]; then
+  token=$(cat "$UI_TOKEN_FILE") host=${oidc_url#http://} host=${host%/}
+  sk=(skopeo --override-os linux --override-arch amd64)
+  check "pull team/app with the token" ok "${sk[@]}" inspect --tls-verify=false --creds "alice:$token" "docker://$host/team/app:v1"
+  check "pull team/many (another team's) with the token" refused "${sk[@]}" inspect --tls-verify=false --creds "alice:$token" "docker://$host/team/many:t-0001"
+  check "push team/app:by-token with the token" ok "${sk[@]}" copy --src-tls-verify=false --dest-tls-verify=false \
+    --src-creds "alice:$token" --dest-creds "alice:$token" "docker://$host/team/app:v1" "docker://$host/team/app:by-token"
+  check "push team/many:by-token with the token" refused "${sk[@]}" copy --src-tls-verify=false --dest-tls-verify=false \
+    --src-creds "alice:$token" --dest-creds "alice:$token" "docker://$host/team/app:v1" "docker://$host/team/many:by-token"
+  check "pull team/app with a wrong token" refused "${sk[@]}" inspect --tls-verify=false --creds "alice:${token}x" "docker://$host/team/app:v1"
+  check "pull team/app with the token as bob" refused "${sk[@]}" inspect --tls-verify=false --creds "bob:$token" "docker://$host/team/app:v1"
+else
+  failed=$((failed + 1)); echo "FAIL no access token was created in the browser"
+fi
+echo "ui-browser: access token with skopeo: $((checks - failed)) of $checks checks passed"
+[ "$status" -eq 0 ] && [ "$failed" -eq 0 ]

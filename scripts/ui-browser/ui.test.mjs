@@ -3,7 +3,7 @@
 // target (the root and an http.prefix); axe-core on every page, light and dark; screenshots.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import AxeBuilder from '@axe-core/playwright';
@@ -354,6 +354,46 @@ describe('web UI in the other login modes and as a pull-through cache', () => {
     const cache = await page.locator('table').filter({ hasText: 'Hit rate' }).innerText();
     assert.match(cache, /upstream\.test\s+\d+ %/, `a hit rate for the upstream: ${cache}`);
     await axe(page, 'mirror-registry', target);
+  });
+});
+
+describe('single sign-on with an OIDC provider (oidc-provider from npm)', () => {
+  let context, page;
+  before(async () => { ({ context, page } = await launch()); });
+  after(async () => { await context?.close(); });
+  const target = { name: 'oidc', shots: 0 };
+
+  test('sign in through the provider, see what the group may pull, create an access token, log out', async () => {
+    await page.goto(modes.oidc + 'ui/login');
+    await axe(page, 'oidc-login', target);
+    await page.getByRole('link', { name: 'Sign in with Test IdP' }).click();
+    // The provider's own login page.
+    await page.locator('input[name=login]').fill('alice');
+    await page.locator('input[name=password]').fill('alice-pw');
+    await Promise.all([page.waitForURL((u) => u.href.startsWith(modes.oidc + 'ui/'), { timeout: 10000 }),
+      page.getByRole('button', { name: 'Sign in' }).click()]);
+    await page.getByRole('button', { name: 'Log out' }).waitFor({ timeout: 10000 });
+    assert.match(await page.locator('header').innerText(), /alice/);
+    await page.goto(modes.oidc + 'ui/');
+    const links = (await page.locator('main table tbody a').allInnerTexts()).map((t) => t.trim());
+    assert.deepEqual(links, ['team/app'], 'team-a may pull team/app only');
+    assert.equal((await page.goto(modes.oidc + 'ui/r/team/many')).status(), 404);
+
+    await page.goto(modes.oidc + 'ui/');
+    await page.locator('header').getByRole('link', { name: 'Access tokens' }).click();
+    await page.getByLabel('Name').fill('ci');
+    await page.getByLabel('Scope').selectOption('push');
+    await Promise.all([page.waitForLoadState('load'), page.getByRole('button', { name: 'Create token' }).click()]);
+    const token = (await page.locator('code.token').innerText()).trim();
+    assert.ok(token.length >= 20, `a token is shown once: ${token}`);
+    writeFileSync(process.env.UI_TOKEN_FILE, token);
+    assert.match(await page.locator('main').innerText(), /\bci\b/);
+    await axe(page, 'oidc-tokens', target);
+
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.waitForLoadState('load');
+    const r = await page.goto(modes.oidc + 'ui/r/team/app');
+    assert.equal(r.status(), 404, 'signed out');
   });
 });
 
