@@ -6,6 +6,7 @@
 mod cli;
 mod cluster;
 mod cluster_cli;
+mod copy_cli;
 mod debug_server;
 mod du;
 mod health;
@@ -33,7 +34,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("berth: {e:#}");
-            ExitCode::FAILURE
+            // copy and sync say by their exit code what failed (docs/copy.md).
+            ExitCode::from(copy_cli::exit_code(&e))
         }
     }
 }
