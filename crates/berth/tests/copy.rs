@@ -130,7 +130,11 @@ async fn oci_layout_both_ways() {
     let oci = format!("oci:{}:v1", layout.display());
 
     let out = env
-        .copy(&["--referrers"], &format!("docker://{}/app:v1", addr(&a.url)), &oci)
+        .copy(
+            &["--referrers"],
+            &format!("docker://{}/app:v1", addr(&a.url)),
+            &oci,
+        )
         .await;
     ok(&out);
     let index: serde_json::Value =
@@ -143,7 +147,9 @@ async fn oci_layout_both_ways() {
     assert_eq!(named["digest"], pushed.index.as_str());
     assert!(entries.iter().any(|e| e["digest"] == pushed.sig.as_str()));
     for (digest, content) in &pushed.blobs {
-        let file = layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+        let file = layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
         assert_eq!(&std::fs::read(file).unwrap(), content);
     }
     let skopeo = tokio::process::Command::new("skopeo")
@@ -156,7 +162,11 @@ async fn oci_layout_both_ways() {
     }
 
     let out = env
-        .copy(&["--referrers"], &oci, &format!("docker://{}/fromdir:v1", addr(&b.url)))
+        .copy(
+            &["--referrers"],
+            &oci,
+            &format!("docker://{}/fromdir:v1", addr(&b.url)),
+        )
         .await;
     ok(&out);
     assert_serves(&b, "fromdir", &pushed).await;
@@ -188,7 +198,12 @@ fn docker_save(dir: &std::path::Path, layer: &[u8], config: &[u8]) -> std::path:
         .arg(&file)
         .arg("-C")
         .arg(&root)
-        .args(["manifest.json", "repositories", &format!("{config_hex}.json"), &id])
+        .args([
+            "manifest.json",
+            "repositories",
+            &format!("{config_hex}.json"),
+            &id,
+        ])
         .status()
         .unwrap();
     assert!(status.success());

@@ -264,8 +264,13 @@ impl Client {
             request = request.header(header::AUTHORIZATION, a);
         }
         request.body(body).send().await.map_err(|e| {
-            self.side
-                .fail(format!("{method} {}: {}", self.host, error_chain(&e)))
+            // The body's own content check failing is the source's content, refused.
+            match crate::verify::is_content_error(&e) {
+                Some(why) => Failure::Content(why),
+                None => self
+                    .side
+                    .fail(format!("{method} {}: {}", self.host, error_chain(&e))),
+            }
         })
     }
 

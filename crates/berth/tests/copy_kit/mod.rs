@@ -38,11 +38,7 @@ impl Env {
 
     /// `berth copy` between plain-http registries (the tests' are all on loopback http).
     pub async fn copy(&self, extra: &[&str], src: &str, dst: &str) -> Output {
-        let mut args = vec![
-            "copy",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-        ];
+        let mut args = vec!["copy", "--src-tls-verify=false", "--dest-tls-verify=false"];
         args.extend_from_slice(extra);
         args.extend([src, dst]);
         self.berth(&args).await

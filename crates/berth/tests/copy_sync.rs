@@ -1,0 +1,209 @@
+//! `berth sync` with a skopeo sync file from Berth into Debian's docker-registry (whose access
+//! log counts the uploads), and a `berth copy` killed half-way and re-run. All on 127.0.0.1.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+mod copy_kit;
+mod mirror_kit;
+
+use std::time::Duration;
+
+use common::oci::{sha256, Reg};
+use copy_kit::{addr, manifest_digest, ok, Env};
+use mirror_kit::{data, have_registry2, Mode, Registry2, TestProxy};
+
+/// A tag regex selects v1.x; the first run copies them, the second moves nothing (no upload,
+/// no manifest written); a dry run into a fresh prefix reports bytes and writes nothing; a
+/// semver range selects the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_by_tag_regex_twice_moves_nothing_the_second_time() {
+    if !have_registry2() {
+        return;
+    }
+    let env = Env::new();
+    let a = Reg::start("");
+    let mut digests = Vec::new();
+    for (tag, seed) in [("v1.0", "a"), ("v1.1", "b"), ("v2.0", "c"), ("latest", "c")] {
+        digests.push(a.push_image("tools", tag, seed).await.1);
+    }
+    let r2 = Registry2::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sync.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "{}:\n  tls-verify: false\n  images-by-tag-regex:\n    tools: '^v1\\.'\n",
+            addr(&a.url)
+        ),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let dest = format!("{}/mirror", r2.addr);
+    let sync = |extra: &'static [&'static str], dest: String| {
+        let file = file.clone();
+        let env = &env;
+        async move {
+            let mut args = vec!["sync", "--dest-tls-verify=false"];
+            args.extend_from_slice(extra);
+            args.extend([file.as_str(), dest.as_str()]);
+            env.berth(&args).await
+        }
+    };
+
+    let log = ok(&sync(&[], dest.clone()).await);
+    assert!(log.contains("sync: 2 images (0 unchanged)"), "{log}");
+    let r2_api = r2.api();
+    assert_eq!(
+        manifest_digest(&r2_api, "mirror/tools", "v1.0")
+            .await
+            .as_ref(),
+        Some(&digests[0])
+    );
+    assert_eq!(
+        manifest_digest(&r2_api, "mirror/tools", "v1.1")
+            .await
+            .as_ref(),
+        Some(&digests[1])
+    );
+    assert_eq!(manifest_digest(&r2_api, "mirror/tools", "v2.0").await, None);
+    let uploads = r2.requests("POST", "/v2/mirror/tools/blobs/uploads/");
+    let puts = r2.requests("PUT", "/v2/mirror/tools/manifests/v1.0")
+        + r2.requests("PUT", "/v2/mirror/tools/manifests/v1.1");
+    assert_eq!(uploads, 4, "two configs and two layers");
+    assert_eq!(puts, 2);
+
+    let log = ok(&sync(&[], dest.clone()).await);
+    assert!(
+        log.contains("sync: 2 images (2 unchanged), copied 0 blobs"),
+        "{log}"
+    );
+    assert_eq!(
+        r2.requests("POST", "/v2/mirror/tools/blobs/uploads/"),
+        uploads
+    );
+    assert_eq!(
+        r2.requests("PUT", "/v2/mirror/tools/manifests/v1.0")
+            + r2.requests("PUT", "/v2/mirror/tools/manifests/v1.1"),
+        puts
+    );
+
+    // A dry run into a fresh prefix says what would move, and moves nothing.
+    let out = sync(&["--dry-run", "--json"], format!("{}/dry", r2.addr)).await;
+    let log = ok(&out);
+    assert!(log.contains("would copy 4 blobs"), "{log}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let done: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "done")
+        .collect();
+    assert_eq!(done.len(), 2);
+    assert!(done
+        .iter()
+        .all(|d| d["dry_run"] == true && d["bytes_copied"].as_u64() > Some(0)));
+    assert_eq!(r2.requests("POST", "/v2/dry/tools/blobs/uploads/"), 0);
+    assert_eq!(manifest_digest(&r2_api, "dry/tools", "v1.0").await, None);
+
+    // skopeo's images-by-semver: v2.0 only ("latest" is no version).
+    std::fs::write(
+        &file,
+        format!(
+            "{}:\n  tls-verify: false\n  images-by-semver:\n    tools: '>= 2'\n",
+            addr(&a.url)
+        ),
+    )
+    .unwrap();
+    let log = ok(&sync(&[], dest.clone()).await);
+    assert!(log.contains("sync: 1 images"), "{log}");
+    assert_eq!(
+        manifest_digest(&r2_api, "mirror/tools", "v2.0")
+            .await
+            .as_ref(),
+        Some(&digests[2])
+    );
+}
+
+/// A copy killed while a large layer is on its way leaves no tag at the target; the re-run
+/// skips the blobs that made it and completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_copy_leaves_no_tag_and_a_rerun_completes() {
+    let env = Env::new();
+    let a = Reg::start("");
+    let big = data(3 << 20, 7);
+    let small = data(1000, 8);
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let api = &a.api;
+    push_image_with(api, "big", &config, &[small.clone(), big.clone()]).await;
+    // The source is reached through a proxy that sends bodies at 256 KiB/s.
+    let slow = TestProxy::reverse(&a.url).await;
+    slow.set(Mode::Slow(256));
+    let b = Reg::start("");
+    let src = format!("docker://{}/big:1", slow.addr);
+    let dst = format!("docker://{}/big:1", addr(&b.url));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("copy.log");
+    let mut child = env
+        .command(&["copy", "--dest-tls-verify=false", &src, &dst])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Wait until the small blobs are there and the big one is under way, then kill.
+    let mut copied = 0;
+    for _ in 0..200 {
+        copied = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("copied blob")
+            .count();
+        if copied >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        copied,
+        2,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(!status.success());
+    assert_eq!(
+        manifest_digest(&b, "big", "1").await,
+        None,
+        "no tag on a half image"
+    );
+    b.head(&format!("/v2/big/blobs/{}", sha256(&big)))
+        .await
+        .assert_status(404);
+
+    slow.set(Mode::Pass);
+    let out = env.copy(&[], &src, &dst).await;
+    let log = ok(&out);
+    assert_eq!(log.matches("skipped blob").count(), 2, "{log}");
+    assert_eq!(log.matches("copied blob").count(), 1, "{log}");
+    assert_eq!(
+        manifest_digest(&b, "big", "1").await,
+        manifest_digest(&a, "big", "1").await
+    );
+    let r = b.get(&format!("/v2/big/blobs/{}", sha256(&big))).await;
+    r.assert_status(200);
+    assert_eq!(r.body, big);
+}
+
+/// An OCI image of `config` and `layers`, tagged `1`.
+async fn push_image_with(api: &common::oci::Api, repo: &str, config: &[u8], layers: &[Vec<u8>]) {
+    use common::oci::{descriptor, image_manifest, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST};
+    api.push_blob(repo, config).await;
+    let mut descriptors = Vec::new();
+    for l in layers {
+        api.push_blob(repo, l).await;
+        descriptors.push(descriptor(OCI_LAYER, l));
+    }
+    let body = image_manifest(OCI_MANIFEST, descriptor(OCI_CONFIG, config), &descriptors);
+    api.push_manifest(repo, "1", OCI_MANIFEST, &body).await;
+}
