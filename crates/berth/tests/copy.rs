@@ -317,3 +317,74 @@ async fn docker_archive_in_and_out() {
     ok(&out);
     assert_eq!(manifest_digest(&a, "again", "1").await, Some(first));
 }
+
+/// Credentials both ways: a registry:2 with htpasswd (Basic) as the source with
+/// `--src-creds`, a Berth with its built-in token server (Bearer tokens by the
+/// `WWW-Authenticate` flow) as the target with `docker login`'s config file. Without the
+/// target's credentials the copy fails as the destination's (exit 4).
+#[tokio::test(flavor = "multi_thread")]
+async fn basic_source_and_token_server_target() {
+    use base64::Engine as _;
+    use common::auth::{add_user, bearer, builtin_token_auth};
+
+    if !have_registry2() {
+        return;
+    }
+    let r2 = Registry2::start_htpasswd();
+    let basic = common::auth::basic("user", "pass");
+    let (_, digest) = mirror_kit::push_image(
+        &r2.api(),
+        "team/app",
+        "1",
+        &[mirror_kit::data(5000, 1)],
+        Some(&basic),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    add_user(&htpasswd, "root", "rootpw");
+    let auth = builtin_token_auth(
+        "copy-test",
+        &htpasswd,
+        &dir.path().join("signing.pem"),
+        "admins: [root]",
+    );
+    let config = common::write_config(dir.path(), &auth);
+    let server = common::Server::start(&[&config], &[]);
+    let target = addr(&server.url);
+    let env = Env::new();
+    let src = format!("docker://{}/team/app:1", r2.addr);
+    let dst = format!("docker://{target}/copied/app:1");
+
+    let out = env.copy(&["--src-creds", "user:pass"], &src, &dst).await;
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let auths = serde_json::json!({"auths": {target.clone(): {
+        "auth": base64::engine::general_purpose::STANDARD.encode("root:rootpw")
+    }}});
+    std::fs::write(env.dir.path().join("config.json"), auths.to_string()).unwrap();
+    let out = env.copy(&["--src-creds", "user:pass"], &src, &dst).await;
+    ok(&out);
+    let token = bearer(
+        &server.url,
+        Some(("root", "rootpw")),
+        &["repository:copied/app:pull"],
+    )
+    .await;
+    let r = common::auth::send(
+        &server.url,
+        "GET",
+        "/v2/copied/app/manifests/1",
+        Some(&token),
+        None,
+        None,
+    )
+    .await;
+    r.assert_status(200);
+    assert_eq!(sha256(&r.body), digest);
+}
