@@ -79,10 +79,13 @@ impl CopyArgs {
     }
 
     fn progress(&self) -> Progress {
+        use std::io::IsTerminal;
         Progress::new(if self.json {
             ProgressMode::Json
         } else if self.quiet {
             ProgressMode::Quiet
+        } else if std::io::stderr().is_terminal() {
+            ProgressMode::Bars
         } else {
             ProgressMode::Plain
         })
@@ -121,7 +124,9 @@ pub async fn copy(src: &str, dst: &str, args: CopyArgs, source: SourceArgs) -> a
     let source = berth_copy::open_source(&src_location, &src_options).await?;
     let target = berth_copy::open_target(&dst_location, &args.dest()?).await?;
     let name = format!("{src_location} -> {dst_location}");
-    let summary = berth_copy::copy_image(&*source, &*target, &options, &progress, &name).await?;
+    let result = berth_copy::copy_image(&*source, &*target, &options, &progress, &name).await;
+    progress.finish();
+    let summary = result?;
     progress.done(&name, &summary);
     if args.quiet {
         eprintln!("{name}: {summary}");
@@ -149,7 +154,9 @@ pub async fn sync(
         scoped,
     };
     let progress = args.progress();
-    let report = berth_copy::sync::run(&sections, &options, &progress).await?;
+    let report = berth_copy::sync::run(&sections, &options, &progress).await;
+    progress.finish();
+    let report = report?;
     let bytes: u64 = report.images.iter().map(|(_, s)| s.bytes_copied).sum();
     let blobs: u64 = report.images.iter().map(|(_, s)| s.blobs_copied).sum();
     let unchanged = report.images.iter().filter(|(_, s)| s.unchanged).count();

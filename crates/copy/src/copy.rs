@@ -270,7 +270,10 @@ impl Run<'_> {
             }
         }
         let stream = self.src.blob(d).await?;
-        self.dst.put_blob(d, verified(stream, d)).await?;
+        let meter = self.progress.meter(&digest, d.size);
+        self.dst
+            .put_blob(d, meter.count(verified(stream, d)))
+            .await?;
         self.count(|s| {
             s.blobs_copied += 1;
             s.bytes_copied += d.size;

@@ -121,6 +121,11 @@ pub async fn run(
         .map(|job| async move {
             let name = format!("{} -> {}", job.source, job.target);
             let result = copy_one(&job, options, progress, &name).await;
+            // Reported as each image ends, not when the whole sync does.
+            match &result {
+                Ok(summary) => progress.done(&name, summary),
+                Err(e) => progress.failed(&name, e),
+            }
             (name, result)
         })
         .buffer_unordered(options.images_at_once.max(1))
@@ -129,14 +134,8 @@ pub async fn run(
     let mut report = SyncReport::default();
     for (name, result) in results {
         match result {
-            Ok(summary) => {
-                progress.done(&name, &summary);
-                report.images.push((name, summary));
-            }
-            Err(e) => {
-                progress.failed(&name, &e);
-                report.failures.push((name, e));
-            }
+            Ok(summary) => report.images.push((name, summary)),
+            Err(e) => report.failures.push((name, e)),
         }
     }
     Ok(report)
