@@ -87,6 +87,9 @@ impl Config {
         if let Some(ui) = crate::ui::emit(&self.ui) {
             put(&mut root, crate::ui::SECTION, ui);
         }
+        if let Some(scan) = crate::scan::emit(&self.scan) {
+            put(&mut root, crate::scan::SECTION, scan);
+        }
         Value::Mapping(root)
     }
 }

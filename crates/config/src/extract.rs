@@ -47,6 +47,7 @@ pub(crate) fn config(cx: &Cx<'_>, root: &Mapping) -> Result<Config, ConfigError>
         limits: crate::limits::extract(cx, root)?,
         cluster: crate::cluster::extract(cx, root)?,
         ui: crate::ui::extract(cx, root)?,
+        scan: crate::scan::extract(cx, root)?,
     })
 }
 

@@ -31,6 +31,7 @@ mod proxy;
 mod proxy_cache;
 mod retention;
 mod s3;
+mod scan;
 mod ui;
 mod values;
 
@@ -53,6 +54,7 @@ pub use limits::{LimitsConfig, LoginLimits};
 pub use model::*;
 pub use proxy_cache::{format_size, parse_size, ProxyCacheConfig, UpstreamCacheConfig};
 pub use retention::{format_age, parse_age};
+pub use scan::{ScanConfig, ScanFormat};
 pub use ui::UiConfig;
 
 /// A loaded configuration, with what the operator should be told about it.

@@ -46,6 +46,9 @@ pub struct Config {
     pub cluster: crate::cluster::ClusterConfig,
     /// `ui` (Berth extension): the embedded web UI; the defaults when the section is absent.
     pub ui: crate::ui::UiConfig,
+    /// `scan` (Berth extension): the scanner `berth scan` runs and its limits; the defaults
+    /// when the section is absent.
+    pub scan: crate::scan::ScanConfig,
 }
 
 /// Logging verbosity (`log.level`).

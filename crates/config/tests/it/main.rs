@@ -9,6 +9,7 @@ mod masking;
 mod proxy;
 mod proxy_cache;
 mod s3;
+mod scan;
 mod stock;
 mod ui;
 mod warnings_errors;
