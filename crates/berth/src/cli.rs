@@ -154,6 +154,16 @@ enum Command {
         #[command(flatten)]
         args: crate::copy_cli::CopyArgs,
     },
+    /// Run a scanner on images and attach each report as an OCI referrer of the image (listed
+    /// by the referrers API, or the sha256-<hex> tag on registries without it). The scanner is
+    /// called as Trivy is, `COMMAND image --format FORMAT --output FILE HOST/REPO@DIGEST`, so
+    /// `--command trivy` just works. Defaults from the `scan:` config section (-c CONFIG).
+    /// Exit codes: 3 the image cannot be read, 4 the report cannot be stored, 7 the scanner
+    /// failed, timed out or wrote no JSON report.
+    Scan {
+        #[command(flatten)]
+        args: crate::scan_cli::ScanArgs,
+    },
     /// Apply the retention policies of storage.maintenance.retention once: delete the tags
     /// they select and, with deleteuntagged, the manifests no remaining tag reaches. Blobs stay
     /// until the next garbage collection. Run with --dry-run first.
@@ -343,6 +353,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             images_at_once,
             args,
         )),
+        Command::Scan { args } => runtime()?.block_on(crate::scan_cli::scan(args)),
         Command::Healthcheck { url, insecure } => runtime()?.block_on(healthcheck(&url, insecure)),
         Command::Cluster {
             command:

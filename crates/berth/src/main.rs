@@ -18,6 +18,7 @@ mod online_gc;
 mod proxy_cache;
 mod retention;
 mod s3;
+mod scan_cli;
 mod server;
 mod setup;
 mod tls;

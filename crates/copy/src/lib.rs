@@ -12,6 +12,9 @@
 //! The ends are two small traits ([`endpoint::Source`], [`endpoint::Target`]) implemented by
 //! a registry ([`registry`], reusing the pull-through cache's token auth), a layout
 //! directory ([`layout`]) and a tarball ([`archive`]).
+//!
+//! [`scan`] runs a scanner on an image and attaches its report as a referrer, written with
+//! the same registry target.
 
 pub mod archive;
 pub mod client;
@@ -22,6 +25,7 @@ pub mod layout;
 pub mod platform;
 pub mod progress;
 pub mod registry;
+pub mod scan;
 pub mod sync;
 pub mod transport;
 pub mod verify;
@@ -44,6 +48,9 @@ pub enum Failure {
     /// The target failed: refused a push, unreachable, disk full (exit 4).
     #[error("destination: {0}")]
     Target(String),
+    /// The scanner of `berth scan` failed, timed out or wrote no valid report (exit 7).
+    #[error("scanner: {0}")]
+    Scanner(String),
     /// Content from the source is invalid: wrong digest or size, too large, not a manifest
     /// (exit 5). Nothing of it was stored.
     #[error("refused content: {0}")]
@@ -58,6 +65,7 @@ impl Failure {
             Failure::Source(_) => 3,
             Failure::Target(_) => 4,
             Failure::Content(_) => 5,
+            Failure::Scanner(_) => 7,
         }
     }
 }
