@@ -58,6 +58,7 @@ pub struct Client {
     host: String,
     side: Side,
     http: reqwest::Client,
+    upload: reqwest::Client,
     base: OnceCell<Url>,
     plain_http_ok: bool,
     tokens: TokenCache,
@@ -67,21 +68,29 @@ pub struct Client {
 impl Client {
     /// A client for `host` (`registry-1.docker.io`, `127.0.0.1:5000`).
     pub fn new(host: &str, side: Side, options: &ClientOptions) -> crate::Result<Client> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .tcp_nodelay(true)
-            // reqwest drops Authorization on redirects to another host (blob CDNs).
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
-        if !options.tls_verify {
-            builder = builder.danger_accept_invalid_certs(true);
-        }
-        if let Some(dir) = &options.cert_dir {
-            builder = with_cert_dir(builder, dir).map_err(Failure::Usage)?;
-        }
-        let http = builder
-            .build()
-            .map_err(|e| side.fail(format!("cannot build an HTTP client: {e}")))?;
+        let build = |read_timeout: Option<Duration>| {
+            let mut builder = reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                // reqwest drops Authorization on redirects to another host (blob CDNs).
+                .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
+            if let Some(t) = read_timeout {
+                builder = builder.read_timeout(t);
+            }
+            if !options.tls_verify {
+                builder = builder.danger_accept_invalid_certs(true);
+            }
+            if let Some(dir) = &options.cert_dir {
+                builder = with_cert_dir(builder, dir).map_err(Failure::Usage)?;
+            }
+            builder
+                .build()
+                .map_err(|e| side.fail(format!("cannot build an HTTP client: {e}")))
+        };
+        let http = build(Some(READ_TIMEOUT))?;
+        // Uploads are watched for progress instead (crate::watchdog): reqwest's read timeout
+        // would also count the time spent sending a large body.
+        let upload = build(None)?;
         let hostname = host.rsplit_once(':').map_or(host, |(h, _)| h);
         let loopback = hostname == "localhost"
             || hostname
@@ -92,6 +101,7 @@ impl Client {
             host: host.to_owned(),
             side,
             http,
+            upload,
             base: OnceCell::new(),
             plain_http_ok: loopback || !options.tls_verify,
             tokens: TokenCache::default(),
@@ -249,21 +259,27 @@ impl Client {
     }
 
     /// Sends a request whose body streams (a blob upload): it cannot be sent twice, so the
-    /// caller authenticates `scope` with an earlier request of the same scope.
+    /// caller authenticates `scope` with an earlier request of the same scope. The upload is
+    /// watched for progress ([`crate::watchdog`]) rather than timed.
     pub async fn send_stream(
         &self,
         method: Method,
         url: Url,
         scope: &str,
         headers: HeaderMap,
-        body: Body,
+        body: crate::verify::BlobStream,
     ) -> crate::Result<Response> {
         let auth = self.authorization(scope, false).await?;
-        let mut request = self.http.request(method.clone(), url).headers(headers);
+        let mut request = self.upload.request(method.clone(), url).headers(headers);
         if let Some(a) = auth {
             request = request.header(header::AUTHORIZATION, a);
         }
-        request.body(body).send().await.map_err(|e| {
+        let watch = crate::watchdog::Watch::new();
+        let body = Body::wrap_stream(crate::watchdog::watched(body, watch.clone()));
+        let sent = crate::watchdog::supervise(request.body(body).send(), &watch)
+            .await
+            .map_err(|why| self.side.fail(format!("{method} {}: {why}", self.host)))?;
+        sent.map_err(|e| {
             // The body's own content check failing is the source's content, refused.
             match crate::verify::is_content_error(&e) {
                 Some(why) => Failure::Content(why),

@@ -29,6 +29,7 @@ pub mod scan;
 pub mod sync;
 pub mod transport;
 pub mod verify;
+pub mod watchdog;
 
 pub use copy::{copy_image, CopyOptions, Summary};
 pub use endpoint::{open_source, open_target, EndOptions};

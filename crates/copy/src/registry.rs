@@ -12,7 +12,7 @@ use berth_oci::{Descriptor, Digest};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use reqwest::{Body, Response};
+use reqwest::Response;
 use serde::Deserialize;
 
 use crate::client::{pull_scope, push_scope, Client};
@@ -390,13 +390,7 @@ impl Target for RegistryTarget {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(descriptor.size));
         let response = self
             .client
-            .send_stream(
-                Method::PUT,
-                url,
-                &push_scope(&self.repo),
-                headers,
-                Body::wrap_stream(content),
-            )
+            .send_stream(Method::PUT, url, &push_scope(&self.repo), headers, content)
             .await?;
         if response.status() != StatusCode::CREATED {
             let what = format!("upload of {}", descriptor.digest);
