@@ -52,6 +52,10 @@ pub struct CopyArgs {
 /// Source options of `berth copy` (a sync file carries them per registry).
 #[derive(Args, Debug)]
 pub struct SourceArgs {
+    /// The configuration whose storage `local:REPO[:TAG]` names (offline: no server needed).
+    /// Without it the embedded default is used, as by serve.
+    #[arg(short = 'c', long = "config", value_name = "CONFIG")]
+    config: Option<PathBuf>,
     /// Source credentials USER:PASSWORD (else the docker config file).
     #[arg(long, value_name = "USER:PASS")]
     src_creds: Option<String>,
@@ -121,8 +125,15 @@ pub async fn copy(src: &str, dst: &str, args: CopyArgs, source: SourceArgs) -> a
             .transpose()?,
         authfile: args.authfile.clone(),
     };
-    let source = berth_copy::open_source(&src_location, &src_options).await?;
-    let target = berth_copy::open_target(&dst_location, &args.dest()?).await?;
+    let storage = match (&src_location, &dst_location) {
+        (Location::Local(_), _) | (_, Location::Local(_)) => {
+            let loaded = crate::setup::load_config(source.config.as_deref())?;
+            Some(crate::setup::registry(&loaded.config).await?)
+        }
+        _ => None,
+    };
+    let source = berth_copy::open_source(&src_location, &src_options, storage.as_ref()).await?;
+    let target = berth_copy::open_target(&dst_location, &args.dest()?, storage.as_ref()).await?;
     let name = format!("{src_location} -> {dst_location}");
     let result = berth_copy::copy_image(&*source, &*target, &options, &progress, &name).await;
     progress.finish();

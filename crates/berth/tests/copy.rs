@@ -388,3 +388,46 @@ async fn basic_source_and_token_server_target() {
     r.assert_status(200);
     assert_eq!(sha256(&r.body), digest);
 }
+
+/// `local:` with `--config`: into Berth's storage with no server running, then served by a
+/// server started on it, byte for byte with the referrer; and back out of the storage.
+#[tokio::test(flavor = "multi_thread")]
+async fn local_storage_offline_both_ways() {
+    let env = Env::new();
+    let a = Reg::start("");
+    let pushed = push_multi_arch(&a, "app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_config(dir.path(), "");
+    let out = env
+        .copy(
+            &["--referrers", "-c", &config],
+            &format!("docker://{}/app:v1", addr(&a.url)),
+            "local:offline/app:v1",
+        )
+        .await;
+    let log = ok(&out);
+    assert!(log.contains("copied referrer"), "{log}");
+    let b = Reg::start_in(dir, config.clone());
+    assert_serves(&b, "offline/app", &pushed).await;
+
+    let layout = tempfile::tempdir().unwrap();
+    let oci = format!("oci:{}:v1", layout.path().display());
+    let out = env
+        .copy(
+            &["--referrers", "-c", &config],
+            "local:offline/app:v1",
+            &oci,
+        )
+        .await;
+    ok(&out);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.path().join("index.json")).unwrap()).unwrap();
+    let digests: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap())
+        .collect();
+    assert!(digests.contains(&pushed.index.as_str()), "{digests:?}");
+    assert!(digests.contains(&pushed.sig.as_str()), "{digests:?}");
+}

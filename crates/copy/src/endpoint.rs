@@ -121,12 +121,28 @@ pub fn client(host: &str, side: Side, options: &EndOptions) -> crate::Result<Arc
     Ok(Arc::new(Client::new(api_host, side, &client_options)?))
 }
 
+/// The local storage for `local:` locations, if the caller opened one.
+pub type LocalStorage<'a> = Option<&'a Arc<berth_registry::Registry>>;
+
+fn local(storage: LocalStorage<'_>) -> crate::Result<Arc<berth_registry::Registry>> {
+    storage.cloned().ok_or_else(|| {
+        Failure::Usage(
+            "local: names Berth's storage: give the configuration with --config".to_owned(),
+        )
+    })
+}
+
 /// Opens a source.
 pub async fn open_source(
     location: &Location,
     options: &EndOptions,
+    storage: LocalStorage<'_>,
 ) -> crate::Result<Box<dyn Source>> {
     Ok(match location {
+        Location::Local(image) => Box::new(crate::local::LocalSource::new(
+            local(storage)?,
+            image.clone(),
+        )),
         Location::Registry(r) => {
             let client = client(&r.host, Side::Source, options)?;
             Box::new(registry::RegistrySource::new(client, r.clone()))
@@ -144,8 +160,13 @@ pub async fn open_source(
 pub async fn open_target(
     location: &Location,
     options: &EndOptions,
+    storage: LocalStorage<'_>,
 ) -> crate::Result<Box<dyn Target>> {
     Ok(match location {
+        Location::Local(image) => Box::new(crate::local::LocalTarget::new(
+            local(storage)?,
+            image.clone(),
+        )),
         Location::Registry(r) => {
             let client = client(&r.host, Side::Target, options)?;
             Box::new(registry::RegistryTarget::new(client, r.clone()))

@@ -22,6 +22,7 @@ pub mod copy;
 pub mod creds;
 pub mod endpoint;
 pub mod layout;
+pub mod local;
 pub mod platform;
 pub mod progress;
 pub mod registry;

@@ -149,6 +149,8 @@ pub enum Location {
         /// and a target lists the image by digest only.
         tag: Option<String>,
     },
+    /// A repository of Berth's own storage (`local:REPO[:TAG]`, with `--config`).
+    Local(crate::local::LocalRef),
     /// A `docker save` tarball and the `repo:tag` of the image in it.
     Archive {
         /// The file.
@@ -173,6 +175,9 @@ impl FromStr for Location {
                 tag,
             });
         }
+        if let Some(rest) = s.strip_prefix("local:") {
+            return Ok(Location::Local(crate::local::parse(rest)?));
+        }
         if let Some(rest) = s.strip_prefix("docker-archive:") {
             // A reference may itself contain `:` (`alpine:3.20`), so the file is what
             // precedes the first `:`.
@@ -186,7 +191,7 @@ impl FromStr for Location {
             });
         }
         Err(Failure::Usage(format!(
-            "{s:?}: say where the image is: docker://HOST/REPO:TAG, oci:DIR[:TAG] or docker-archive:FILE[:REPO:TAG]"
+            "{s:?}: say where the image is: docker://HOST/REPO:TAG, oci:DIR[:TAG], docker-archive:FILE[:REPO:TAG] or local:REPO[:TAG]"
         )))
     }
 }
@@ -207,6 +212,11 @@ impl fmt::Display for Location {
             Location::Registry(r) => write!(f, "docker://{r}"),
             Location::Layout { dir, tag: Some(t) } => write!(f, "oci:{}:{t}", dir.display()),
             Location::Layout { dir, tag: None } => write!(f, "oci:{}", dir.display()),
+            Location::Local(l) => match &l.reference {
+                Some(berth_oci::Reference::Digest(d)) => write!(f, "local:{}@{d}", l.repo),
+                Some(berth_oci::Reference::Tag(t)) => write!(f, "local:{}:{t}", l.repo),
+                None => write!(f, "local:{}", l.repo),
+            },
             Location::Archive {
                 file,
                 reference: Some(r),
@@ -272,6 +282,7 @@ mod tests {
             l("docker://alpine").ok().as_deref(),
             Some("docker://docker.io/library/alpine:latest")
         );
+        assert_eq!(l("local:a/b:1").ok().as_deref(), Some("local:a/b:1"));
         assert!(l("alpine").is_err());
     }
 }
