@@ -157,8 +157,10 @@ pub async fn sync(
         .map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
     let sections = berth_copy::sync::parse_file(&yaml)?;
     let options = SyncOptions {
-        dest: dest.trim_start_matches("docker://").to_owned(),
-        dest_options: args.dest()?,
+        dest: berth_copy::sync::Destination::Registry {
+            prefix: dest.trim_start_matches("docker://").to_owned(),
+            options: args.dest()?,
+        },
         authfile: args.authfile.clone(),
         copy: args.copy_options()?,
         images_at_once: usize::from(images_at_once),

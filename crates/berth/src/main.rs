@@ -21,6 +21,7 @@ mod s3;
 mod scan_cli;
 mod server;
 mod setup;
+mod sync_job;
 mod tls;
 mod watermark;
 

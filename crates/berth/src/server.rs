@@ -168,6 +168,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
         registry.clone(),
         jobs.clone(),
     )?;
+    crate::sync_job::spawn(&config.sync, registry.clone(), jobs.clone())?;
     tokio::spawn(reload_on_sighup(registry.clone(), config_path)?);
     let auth = setup::auth(config)?;
     let health = crate::health::start(config, registry.clone());

@@ -207,3 +207,76 @@ async fn push_image_with(api: &common::oci::Api, repo: &str, config: &[u8], laye
     let body = image_manifest(OCI_MANIFEST, descriptor(OCI_CONFIG, config), &descriptors);
     api.push_manifest(repo, "1", OCI_MANIFEST, &body).await;
 }
+
+/// The `sync:` section: `berth serve` runs the sync file into its own storage at start (and
+/// every interval), with metrics; after a restart the run finds everything unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_section_runs_inside_serve() {
+    let a = Reg::start("");
+    let mut digests = Vec::new();
+    for (tag, seed) in [("v1.0", "a"), ("v1.1", "b"), ("v2.0", "c")] {
+        digests.push(a.push_image("tools", tag, seed).await.1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sync.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "{}:\n  tls-verify: false\n  images-by-tag-regex:\n    tools: '^v1\\.'\n",
+            addr(&a.url)
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: info}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp:\n  addr: 127.0.0.1:0\n  debug:\n    addr: 127.0.0.1:0\n    prometheus: {{enabled: true, path: /metrics}}\nsync:\n  file: {}\n  interval: 1h\n  prefix: mirror\n",
+            dir.path().join("data").display(),
+            file.display()
+        ),
+    )
+    .unwrap();
+    let b = Reg::start_in(dir, config.display().to_string());
+    let mut found = None;
+    for _ in 0..200 {
+        found = manifest_digest(&b, "mirror/tools", "v1.1").await;
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found.as_ref(), Some(&digests[1]));
+    assert_eq!(
+        manifest_digest(&b, "mirror/tools", "v1.0").await.as_ref(),
+        Some(&digests[0])
+    );
+    assert_eq!(manifest_digest(&b, "mirror/tools", "v2.0").await, None);
+    let scrape = wait_for_run(&b).await;
+    assert_eq!(
+        scrape.value("berth_sync_images_total", &[("result", "copied")]),
+        2.0
+    );
+    assert!(scrape.value("berth_sync_bytes_total", &[]) > 0.0);
+
+    // Restarted: the run at start finds both images unchanged and copies nothing.
+    let b = b.restart();
+    let scrape = wait_for_run(&b).await;
+    assert_eq!(
+        scrape.value("berth_sync_images_total", &[("result", "unchanged")]),
+        2.0
+    );
+    assert_eq!(scrape.value("berth_sync_bytes_total", &[]), 0.0);
+}
+
+/// The metrics once the first sync run has ended.
+async fn wait_for_run(reg: &Reg) -> common::metrics::Scrape {
+    for _ in 0..200 {
+        let scrape = common::metrics::Scrape::take(reg).await;
+        if scrape.value("berth_sync_runs_total", &[("result", "ok")]) >= 1.0 {
+            return scrape;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no sync run ended");
+}

@@ -32,6 +32,7 @@ mod proxy_cache;
 mod retention;
 mod s3;
 mod scan;
+mod sync;
 mod ui;
 mod values;
 
@@ -55,6 +56,7 @@ pub use model::*;
 pub use proxy_cache::{format_size, parse_size, ProxyCacheConfig, UpstreamCacheConfig};
 pub use retention::{format_age, parse_age};
 pub use scan::{ScanConfig, ScanFormat};
+pub use sync::SyncConfig;
 pub use ui::UiConfig;
 
 /// A loaded configuration, with what the operator should be told about it.

@@ -11,14 +11,17 @@
 //! ```
 //!
 //! Each image goes to `DEST/<last path component>:<tag>` (skopeo's default), or with
-//! `--scoped` to `DEST/<registry>/<repository>:<tag>`. Images are copied a few at a time,
+//! `--scoped` to `DEST/<registry>/<repository>:<tag>`; DEST is a registry prefix, or Berth's
+//! own storage (the `sync:` section of `berth serve`). Images are copied a few at a time,
 //! each as `berth copy` would (so an unchanged image costs a `HEAD` and moves nothing); a
 //! failed image is reported and the others go on.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use berth_oci::RepoName;
+use berth_oci::{Reference, RepoName};
+use berth_registry::Registry;
 use futures_util::StreamExt;
 use http::{header, HeaderMap, Method};
 use regex::Regex;
@@ -27,6 +30,7 @@ use serde::Deserialize;
 use crate::client::{pull_scope, Client, Side};
 use crate::copy::{copy_image, CopyOptions, Summary};
 use crate::endpoint::{client, EndOptions};
+use crate::local::{LocalRef, LocalTarget};
 use crate::progress::Progress;
 use crate::registry::{RegistrySource, RegistryTarget};
 use crate::transport::{ImageTag, RegistryRef};
@@ -74,13 +78,47 @@ pub fn parse_file(yaml: &str) -> crate::Result<BTreeMap<String, RegistrySection>
     serde_yaml::from_str(yaml).map_err(|e| Failure::Usage(format!("sync file: {e}")))
 }
 
+/// Where a sync copies to.
+#[derive(Clone)]
+pub enum Destination {
+    /// A registry: `HOST[/PREFIX]`, with its TLS and credentials.
+    Registry {
+        /// `HOST[/PREFIX]`.
+        prefix: String,
+        /// TLS and credentials.
+        options: EndOptions,
+    },
+    /// Berth's own storage (what `berth serve` syncs into), under an optional prefix.
+    Local {
+        /// The storage.
+        registry: Arc<Registry>,
+        /// Repository path prefix.
+        prefix: Option<String>,
+    },
+}
+
+impl Destination {
+    /// The destination repository path for `scope` (`PREFIX/scope`).
+    fn repo(&self, scope: &str) -> String {
+        let prefix = match self {
+            Destination::Registry { prefix, .. } => Some(prefix.as_str()),
+            Destination::Local { prefix, .. } => prefix.as_deref(),
+        };
+        match prefix
+            .map(|p| p.trim_end_matches('/'))
+            .filter(|p| !p.is_empty())
+        {
+            Some(p) => format!("{p}/{scope}"),
+            None => scope.to_owned(),
+        }
+    }
+}
+
 /// How to sync.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SyncOptions {
-    /// `HOST[/PREFIX]` images go under.
-    pub dest: String,
-    /// TLS and credentials of the destination.
-    pub dest_options: EndOptions,
+    /// Where images go.
+    pub dest: Destination,
     /// The docker config file for sources without `credentials`.
     pub authfile: Option<PathBuf>,
     /// How each image is copied.
@@ -104,7 +142,20 @@ pub struct SyncReport {
 struct Job {
     source: RegistryRef,
     source_options: EndOptions,
-    target: RegistryRef,
+    /// The destination repository path (`PREFIX/name`, with the host for a registry).
+    target: String,
+    /// Its tag or digest: the source's.
+    reference: ImageTag,
+}
+
+impl Job {
+    fn name(&self) -> String {
+        let sep = match self.reference {
+            ImageTag::Tag(_) => ':',
+            ImageTag::Digest(_) => '@',
+        };
+        format!("{} -> {}{sep}{}", self.source, self.target, self.reference)
+    }
 }
 
 /// Runs a sync file.
@@ -119,7 +170,7 @@ pub async fn run(
     }
     let results: Vec<(String, crate::Result<Summary>)> = futures_util::stream::iter(jobs)
         .map(|job| async move {
-            let name = format!("{} -> {}", job.source, job.target);
+            let name = job.name();
             let result = copy_one(&job, options, progress, &name).await;
             // Reported as each image ends, not when the whole sync does.
             match &result {
@@ -148,10 +199,38 @@ async fn copy_one(
     name: &str,
 ) -> crate::Result<Summary> {
     let source_client = client(&job.source.host, Side::Source, &job.source_options)?;
-    let target_client = client(&job.target.host, Side::Target, &options.dest_options)?;
     let source = RegistrySource::new(source_client, job.source.clone());
-    let target = RegistryTarget::new(target_client, job.target.clone());
-    copy_image(&source, &target, &options.copy, progress, name).await
+    match &options.dest {
+        Destination::Registry { options: end, .. } => {
+            let full = match &job.reference {
+                ImageTag::Tag(t) => format!("{}:{t}", job.target),
+                ImageTag::Digest(d) => format!("{}@{d}", job.target),
+            };
+            let target_ref: RegistryRef = full.parse()?;
+            let target_client = client(&target_ref.host, Side::Target, end)?;
+            let target = RegistryTarget::new(target_client, target_ref);
+            copy_image(&source, &target, &options.copy, progress, name).await
+        }
+        Destination::Local { registry, .. } => {
+            let repo = job
+                .target
+                .parse()
+                .map_err(|e: berth_oci::OciError| Failure::Usage(format!("{}: {e}", job.target)))?;
+            let reference = match &job.reference {
+                ImageTag::Tag(t) => Reference::Tag(
+                    t.parse()
+                        .map_err(|e: berth_oci::OciError| Failure::Usage(e.to_string()))?,
+                ),
+                ImageTag::Digest(d) => Reference::Digest(d.clone()),
+            };
+            let image = LocalRef {
+                repo,
+                reference: Some(reference),
+            };
+            let target = LocalTarget::new(registry.clone(), image);
+            copy_image(&source, &target, &options.copy, progress, name).await
+        }
+    }
 }
 
 /// The images one registry section names, with their destinations.
@@ -214,17 +293,13 @@ async fn plan(
         } else {
             source.repo.components().last().unwrap_or("").to_owned()
         };
-        let dest_repo = format!("{}/{scope}", options.dest.trim_end_matches('/'));
-        let mut target: RegistryRef = format!("{dest_repo}:latest").parse()?;
-        target.reference = match &source.reference {
-            ImageTag::Tag(t) => ImageTag::Tag(t.clone()),
-            // By digest at the source: by digest at the target too.
-            ImageTag::Digest(d) => ImageTag::Digest(d.clone()),
-        };
+        // By digest at the source: by digest at the target too.
+        let reference = source.reference.clone();
         jobs.push(Job {
             source,
             source_options: source_options.clone(),
-            target,
+            target: options.dest.repo(&scope),
+            reference,
         });
     }
     Ok(jobs)

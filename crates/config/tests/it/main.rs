@@ -11,6 +11,7 @@ mod proxy_cache;
 mod s3;
 mod scan;
 mod stock;
+mod sync;
 mod ui;
 mod warnings_errors;
 
