@@ -383,6 +383,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
                 eprintln!("warning: {warning}");
             }
             setup::check_supported(&loaded.config)?;
+            crate::sync_job::check(&loaded.config.sync)?;
             // Open what serve would open, so a bad certificate or htpasswd file shows here.
             setup::auth(&loaded.config)?;
             if let Some(tls) = &loaded.config.http.tls {

@@ -61,13 +61,10 @@ pub fn spawn(
     registry: Arc<Registry>,
     jobs: Arc<crate::cluster::Jobs>,
 ) -> anyhow::Result<()> {
+    check(config)?;
     let Some(file) = config.file.clone() else {
         return Ok(());
     };
-    let yaml = std::fs::read_to_string(&file)
-        .map_err(|e| anyhow::anyhow!("sync.file {}: {e}", file.display()))?;
-    berth_copy::sync::parse_file(&yaml)
-        .map_err(|e| anyhow::anyhow!("sync.file {}: {e}", file.display()))?;
     LazyLock::force(&METRICS);
     let options = SyncOptions {
         dest: Destination::Local {
@@ -83,6 +80,18 @@ pub fn spawn(
         scoped: config.scoped,
     };
     tokio::spawn(schedule(file, options, registry, jobs, config.interval));
+    Ok(())
+}
+
+/// Reads and parses `sync.file`, if set (`serve` and `berth config check`).
+pub fn check(config: &SyncConfig) -> anyhow::Result<()> {
+    let Some(file) = &config.file else {
+        return Ok(());
+    };
+    let yaml = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("sync.file {}: {e}", file.display()))?;
+    berth_copy::sync::parse_file(&yaml)
+        .map_err(|e| anyhow::anyhow!("sync.file {}: {e}", file.display()))?;
     Ok(())
 }
 
