@@ -121,6 +121,26 @@ async fn sync_by_tag_regex_twice_moves_nothing_the_second_time() {
             .as_ref(),
         Some(&digests[2])
     );
+
+    // A repository that cannot be listed fails alone: exit 6, the rest is copied.
+    std::fs::write(
+        &file,
+        format!(
+            "{}:\n  tls-verify: false\n  images:\n    tools: [latest]\n    nothere: []\n",
+            addr(&a.url)
+        ),
+    )
+    .unwrap();
+    let out = sync(&[], dest.clone()).await;
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{log}");
+    assert!(log.contains("nothere (tag list): FAILED"), "{log}");
+    assert_eq!(
+        manifest_digest(&r2_api, "mirror/tools", "latest")
+            .await
+            .as_ref(),
+        Some(&digests[3])
+    );
 }
 
 /// A copy killed while a large layer is on its way leaves no tag at the target; the re-run

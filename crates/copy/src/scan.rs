@@ -79,8 +79,10 @@ pub async fn scan_all(
 
 /// Scans one image and attaches the report.
 pub async fn scan_one(image: &RegistryRef, options: &ScanOptions) -> crate::Result<Attached> {
+    // Reading the image fails as a source does (exit 3), storing the report as a target.
+    let reader = client(&image.host, Side::Source, &options.registry)?;
     let registry = client(&image.host, Side::Target, &options.registry)?;
-    let source = RegistrySource::new(registry.clone(), image.clone());
+    let source = RegistrySource::new(reader, image.clone());
     let root = source.root().await?;
     let pinned = format!("{}/{}@{}", image.host, image.repo, root.digest);
     let work = tempfile::tempdir()

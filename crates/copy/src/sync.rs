@@ -165,8 +165,13 @@ pub async fn run(
     progress: &Progress,
 ) -> crate::Result<SyncReport> {
     let mut jobs = Vec::new();
+    // A repository whose tags cannot be listed fails alone, as a failed image does.
+    let mut unlisted = Vec::new();
     for (registry, section) in sections {
-        jobs.extend(plan(registry, section, options).await?);
+        jobs.extend(plan(registry, section, options, &mut unlisted).await?);
+    }
+    for (name, e) in &unlisted {
+        progress.failed(name, e);
     }
     let results: Vec<(String, crate::Result<Summary>)> = futures_util::stream::iter(jobs)
         .map(|job| async move {
@@ -182,7 +187,10 @@ pub async fn run(
         .buffer_unordered(options.images_at_once.max(1))
         .collect()
         .await;
-    let mut report = SyncReport::default();
+    let mut report = SyncReport {
+        failures: unlisted,
+        ..SyncReport::default()
+    };
     for (name, result) in results {
         match result {
             Ok(summary) => report.images.push((name, summary)),
@@ -238,6 +246,7 @@ async fn plan(
     registry: &str,
     section: &RegistrySection,
     options: &SyncOptions,
+    unlisted: &mut Vec<(String, Failure)>,
 ) -> crate::Result<Vec<Job>> {
     let source_options = EndOptions {
         tls_verify: section.tls_verify.unwrap_or(true),
@@ -252,7 +261,7 @@ async fn plan(
     let mut wanted: Vec<(String, String)> = Vec::new();
     for (repo, tags) in &section.images {
         if tags.is_empty() {
-            for t in list_tags(&lister, registry, repo).await? {
+            for t in tags_or_note(&lister, registry, repo, unlisted).await {
                 wanted.push((repo.clone(), t));
             }
         } else {
@@ -263,7 +272,7 @@ async fn plan(
         let re = Regex::new(pattern).map_err(|e| {
             Failure::Usage(format!("{registry}/{repo}: tag regex {pattern:?}: {e}"))
         })?;
-        for t in list_tags(&lister, registry, repo).await? {
+        for t in tags_or_note(&lister, registry, repo, unlisted).await {
             if re.is_match(&t) {
                 wanted.push((repo.clone(), t));
             }
@@ -273,7 +282,7 @@ async fn plan(
         let req = semver::VersionReq::parse(range).map_err(|e| {
             Failure::Usage(format!("{registry}/{repo}: semver range {range:?}: {e}"))
         })?;
-        for t in list_tags(&lister, registry, repo).await? {
+        for t in tags_or_note(&lister, registry, repo, unlisted).await {
             if version_of(&t).is_some_and(|v| req.matches(&v)) {
                 wanted.push((repo.clone(), t));
             }
@@ -323,6 +332,22 @@ fn version_of(tag: &str) -> Option<semver::Version> {
         _ => return None,
     };
     semver::Version::parse(&padded).ok()
+}
+
+/// The tags of `repo`; none when they cannot be listed, with the failure noted.
+async fn tags_or_note(
+    client: &Client,
+    registry: &str,
+    repo: &str,
+    unlisted: &mut Vec<(String, Failure)>,
+) -> Vec<String> {
+    match list_tags(client, registry, repo).await {
+        Ok(tags) => tags,
+        Err(e) => {
+            unlisted.push((format!("{registry}/{repo} (tag list)"), e));
+            Vec::new()
+        }
+    }
 }
 
 /// Every tag of `repo`, following `Link` pages (bounded in size and count).
