@@ -79,6 +79,7 @@ impl CopyArgs {
             referrers: self.referrers,
             dry_run: self.dry_run,
             jobs: usize::from(self.jobs),
+            known: None,
         })
     }
 

@@ -300,3 +300,60 @@ async fn wait_for_run(reg: &Reg) -> common::metrics::Scrape {
     }
     panic!("no sync run ended");
 }
+
+/// Two images sharing a layer, synced at the same time into two repositories: the layer is
+/// uploaded once and mounted into the other repository.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_layer_is_uploaded_once_per_sync() {
+    if !have_registry2() {
+        return;
+    }
+    let env = Env::new();
+    let a = Reg::start("");
+    let shared = data(200_000, 11);
+    for (repo, seed) in [("one", 1), ("two", 2)] {
+        let config = format!(r#"{{"architecture":"amd64","os":"linux","n":{seed}}}"#).into_bytes();
+        push_image_with(&a, repo, &config, &[shared.clone(), data(1000, seed)]).await;
+    }
+    let r2 = Registry2::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sync.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "{}:\n  tls-verify: false\n  images:\n    one: ['1']\n    two: ['1']\n",
+            addr(&a.url)
+        ),
+    )
+    .unwrap();
+    let out = env
+        .berth(&[
+            "sync",
+            "--json",
+            "--dest-tls-verify=false",
+            file.to_str().unwrap(),
+            &format!("{}/m", r2.addr),
+        ])
+        .await;
+    ok(&out);
+    let mounted: u64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "done")
+        .map(|v| v["blobs_mounted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(mounted, 1);
+    let uploads = r2.requests("POST", "/v2/m/one/blobs/uploads/")
+        + r2.requests("POST", "/v2/m/two/blobs/uploads/");
+    assert_eq!(
+        uploads, 5,
+        "two configs, two own layers, the shared layer once"
+    );
+    for repo in ["one", "two"] {
+        let r = r2
+            .api()
+            .head(&format!("/v2/m/{repo}/blobs/{}", sha256(&shared)))
+            .await;
+        r.assert_status(200);
+    }
+}

@@ -7,13 +7,14 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use berth_oci::{Descriptor, Digest, Manifest, ManifestKind};
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::endpoint::{ManifestBlob, Source, Target};
+use crate::known::{Arrival, KnownBlobs};
 use crate::platform::{self, Platform};
 use crate::progress::{human, Action, Progress};
 use crate::verify::verified;
@@ -33,6 +34,9 @@ pub struct CopyOptions {
     pub dry_run: bool,
     /// Blobs transferred at the same time.
     pub jobs: usize,
+    /// Blobs sent to destination registries by other copies of the same run (a sync), so a
+    /// shared layer is uploaded once and mounted elsewhere.
+    pub known: Option<Arc<KnownBlobs>>,
 }
 
 impl Default for CopyOptions {
@@ -42,6 +46,7 @@ impl Default for CopyOptions {
             referrers: false,
             dry_run: false,
             jobs: 4,
+            known: None,
         }
     }
 }
@@ -269,11 +274,25 @@ impl Run<'_> {
                 return Ok(());
             }
         }
-        let stream = self.src.blob(d).await?;
-        let meter = self.progress.meter(&digest, d.size);
-        self.dst
-            .put_blob(d, meter.count(verified(stream, d)))
-            .await?;
+        if let (Some(known), Some((host, repo))) = (&self.options.known, self.dst.registry()) {
+            let arrival = known
+                .once(host, repo, &d.digest, || self.transfer(d))
+                .await?;
+            match arrival {
+                Arrival::Sent => {}
+                // Sent to another repository by another image of this run: mount it from
+                // there, or send it after all if the registry will not mount.
+                Arrival::ElsewhereIn(from) if from != repo && self.dst.mount(d, &from).await? => {
+                    self.count(|s| s.blobs_mounted += 1);
+                    self.progress
+                        .blob(self.name, &digest, d.size, Action::Mounted);
+                    return Ok(());
+                }
+                Arrival::ElsewhereIn(_) => self.transfer(d).await?,
+            }
+        } else {
+            self.transfer(d).await?;
+        }
         self.count(|s| {
             s.blobs_copied += 1;
             s.bytes_copied += d.size;
@@ -281,6 +300,13 @@ impl Run<'_> {
         self.progress
             .blob(self.name, &digest, d.size, Action::Copied);
         Ok(())
+    }
+
+    /// Streams a blob from the source to the target, verified on the way.
+    async fn transfer(&self, d: &Descriptor) -> crate::Result<()> {
+        let stream = self.src.blob(d).await?;
+        let meter = self.progress.meter(&d.digest.to_string(), d.size);
+        self.dst.put_blob(d, meter.count(verified(stream, d))).await
     }
 
     /// Referrers of the image and of each of its children.

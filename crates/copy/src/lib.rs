@@ -21,6 +21,7 @@ pub mod client;
 pub mod copy;
 pub mod creds;
 pub mod endpoint;
+pub mod known;
 pub mod layout;
 pub mod local;
 pub mod platform;

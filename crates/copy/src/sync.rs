@@ -164,6 +164,12 @@ pub async fn run(
     options: &SyncOptions,
     progress: &Progress,
 ) -> crate::Result<SyncReport> {
+    // Images of this run share what they sent, so a common layer crosses the network once.
+    let mut options = options.clone();
+    if options.copy.known.is_none() {
+        options.copy.known = Some(crate::known::KnownBlobs::new());
+    }
+    let options = &options;
     let mut jobs = Vec::new();
     // A repository whose tags cannot be listed fails alone, as a failed image does.
     let mut unlisted = Vec::new();
