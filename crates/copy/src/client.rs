@@ -23,7 +23,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(120);
 const ERROR_READ_TIME: Duration = Duration::from_secs(2);
 
 /// Which end a client serves: its failures are the source's or the target's (exit codes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
     /// Images are read from it.
     Source,

@@ -16,9 +16,9 @@
 //! each as `berth copy` would (so an unchanged image costs a `HEAD` and moves nothing); a
 //! failed image is reported and the others go on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use berth_oci::{Reference, RepoName};
 use berth_registry::Registry;
@@ -138,6 +138,23 @@ pub struct SyncReport {
     pub failures: Vec<(String, Failure)>,
 }
 
+/// The clients of a run, one per registry and side: connections, the https-or-http probe and
+/// tokens are shared by every image of the run rather than set up again per image.
+#[derive(Default)]
+struct Clients(Mutex<HashMap<(String, Side), Arc<Client>>>);
+
+impl Clients {
+    fn get(&self, host: &str, side: Side, options: &EndOptions) -> crate::Result<Arc<Client>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = map.get(&(host.to_owned(), side)) {
+            return Ok(c.clone());
+        }
+        let c = client(host, side, options)?;
+        map.insert((host.to_owned(), side), c.clone());
+        Ok(c)
+    }
+}
+
 /// One image to copy.
 struct Job {
     source: RegistryRef,
@@ -170,11 +187,12 @@ pub async fn run(
         options.copy.known = Some(crate::known::KnownBlobs::new());
     }
     let options = &options;
+    let clients = &Clients::default();
     let mut jobs = Vec::new();
     // A repository whose tags cannot be listed fails alone, as a failed image does.
     let mut unlisted = Vec::new();
     for (registry, section) in sections {
-        jobs.extend(plan(registry, section, options, &mut unlisted).await?);
+        jobs.extend(plan(registry, section, options, clients, &mut unlisted).await?);
     }
     for (name, e) in &unlisted {
         progress.failed(name, e);
@@ -182,7 +200,7 @@ pub async fn run(
     let results: Vec<(String, crate::Result<Summary>)> = futures_util::stream::iter(jobs)
         .map(|job| async move {
             let name = job.name();
-            let result = copy_one(&job, options, progress, &name).await;
+            let result = copy_one(&job, options, clients, progress, &name).await;
             // Reported as each image ends, not when the whole sync does.
             match &result {
                 Ok(summary) => progress.done(&name, summary),
@@ -209,10 +227,11 @@ pub async fn run(
 async fn copy_one(
     job: &Job,
     options: &SyncOptions,
+    clients: &Clients,
     progress: &Progress,
     name: &str,
 ) -> crate::Result<Summary> {
-    let source_client = client(&job.source.host, Side::Source, &job.source_options)?;
+    let source_client = clients.get(&job.source.host, Side::Source, &job.source_options)?;
     let source = RegistrySource::new(source_client, job.source.clone());
     match &options.dest {
         Destination::Registry { options: end, .. } => {
@@ -221,7 +240,7 @@ async fn copy_one(
                 ImageTag::Digest(d) => format!("{}@{d}", job.target),
             };
             let target_ref: RegistryRef = full.parse()?;
-            let target_client = client(&target_ref.host, Side::Target, end)?;
+            let target_client = clients.get(&target_ref.host, Side::Target, end)?;
             let target = RegistryTarget::new(target_client, target_ref);
             copy_image(&source, &target, &options.copy, progress, name).await
         }
@@ -252,6 +271,7 @@ async fn plan(
     registry: &str,
     section: &RegistrySection,
     options: &SyncOptions,
+    clients: &Clients,
     unlisted: &mut Vec<(String, Failure)>,
 ) -> crate::Result<Vec<Job>> {
     let source_options = EndOptions {
@@ -263,7 +283,7 @@ async fn plan(
             .map(|c| (c.username.clone(), c.password.clone())),
         authfile: options.authfile.clone(),
     };
-    let lister = client(registry, Side::Source, &source_options)?;
+    let lister = clients.get(registry, Side::Source, &source_options)?;
     let mut wanted: Vec<(String, String)> = Vec::new();
     for (repo, tags) in &section.images {
         if tags.is_empty() {
