@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_proxy::auth::{parse_challenge, Challenge, TokenCache};
+pub use berth_proxy::upstream::error_chain;
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, StatusCode};
 use reqwest::{Body, Response, Url};
@@ -351,16 +352,4 @@ fn with_cert_dir(
         }
     }
     Ok(builder)
-}
-
-/// A reqwest error with its causes (the top level often only says "error sending request").
-pub fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use berth_oci::{Reference, RepoName};
 use berth_registry::Registry;
 use futures_util::StreamExt;
-use http::{header, HeaderMap, Method};
+use http::{HeaderMap, Method};
 use regex::Regex;
 use serde::Deserialize;
 
@@ -402,11 +402,7 @@ async fn list_tags(client: &Client, registry: &str, repo: &str) -> crate::Result
                 .unexpected(&format!("tags of {repo}"), response)
                 .await);
         }
-        let next = response
-            .headers()
-            .get(header::LINK)
-            .and_then(|v| v.to_str().ok())
-            .and_then(next_link);
+        let next = berth_proxy::upstream::next_link(response.headers());
         let body = berth_proxy::body::read_limited(
             response,
             MAX_TAG_PAGE,
@@ -426,22 +422,6 @@ async fn list_tags(client: &Client, registry: &str, repo: &str) -> crate::Result
     all.sort();
     all.dedup();
     Ok(all)
-}
-
-/// The path of a `Link: </v2/...>; rel="next"` header.
-fn next_link(value: &str) -> Option<String> {
-    if !value.contains("rel=\"next\"") && !value.contains("rel=next") {
-        return None;
-    }
-    let target = value.split('>').next()?.trim().trim_start_matches('<');
-    let url = reqwest::Url::parse("http://x/").ok()?.join(target).ok()?;
-    if !url.path().starts_with("/v2/") {
-        return None;
-    }
-    Some(match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_owned(),
-    })
 }
 
 #[cfg(test)]
@@ -487,14 +467,5 @@ quay.io:
         assert!(!ok("1.1.9"));
         assert!(!ok("latest"));
         assert!(!ok("1.2.3.4"));
-    }
-
-    #[test]
-    fn link_pages() {
-        assert_eq!(
-            next_link("</v2/a/tags/list?n=2&last=b>; rel=\"next\"").as_deref(),
-            Some("/v2/a/tags/list?n=2&last=b")
-        );
-        assert_eq!(next_link("</elsewhere>; rel=\"next\""), None);
     }
 }
