@@ -19,6 +19,7 @@ mod proxy_cache;
 mod retention;
 mod s3;
 mod scan_cli;
+mod scan_hook;
 mod server;
 mod setup;
 mod sync_job;

@@ -235,3 +235,81 @@ async fn failing_hanging_and_garbage_scanners_attach_nothing() {
         "only the signature pushed before"
     );
 }
+
+/// A Berth config with the debug server (metrics) and `scan` YAML.
+fn scan_config(dir: &Path, scan: &str) -> String {
+    let path = dir.join("config.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 0.1\nlog: {{level: info}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp:\n  addr: 127.0.0.1:0\n  debug:\n    addr: 127.0.0.1:0\n    prometheus: {{enabled: true, path: /metrics}}\nscan:\n{scan}",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// Waits until `berth_scan_total{result}` reaches `n`.
+async fn wait_for_scans(reg: &Reg, result: &str, n: f64) {
+    for _ in 0..300 {
+        let scrape = common::metrics::Scrape::take(reg).await;
+        if scrape.value("berth_scan_total", &[("result", result)]) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {result} scan");
+}
+
+/// `scan.enabled`: a tagged push is scanned after it is stored (the index, not its children
+/// or the signature pushed by digest), the CycloneDX report attached as a referrer; a hanging
+/// scanner is killed at the timeout, counted as failed, and the push was not held up.
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_are_scanned_inside_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = fake_scanner(dir.path());
+    let config = scan_config(
+        dir.path(),
+        &format!(
+            "  enabled: true\n  command: {}\n  format: cyclonedx\n  timeout: 30s\n",
+            scanner.display()
+        ),
+    );
+    let a = Reg::start_in(dir, config);
+    let pushed = push_multi_arch(&a, "app").await;
+    wait_for_scans(&a, "ok", 1.0).await;
+    let found = referrers(&a, "app", &pushed.index, "application/vnd.cyclonedx+json").await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        report(&a, "app", found[0]["digest"].as_str().unwrap()).await,
+        CYCLONEDX
+    );
+    let args = std::fs::read_to_string(a.dir.path().join("args.log")).unwrap();
+    assert_eq!(
+        args.lines().count(),
+        1,
+        "one scan, of the tagged index: {args}"
+    );
+    assert!(args.contains(&format!("/app@{}", pushed.index)), "{args}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let hanging = script(dir.path(), "hanging", "exec sleep 60");
+    let config = scan_config(
+        dir.path(),
+        &format!(
+            "  enabled: true\n  command: {}\n  timeout: 1s\n",
+            hanging.display()
+        ),
+    );
+    let b = Reg::start_in(dir, config);
+    let started = Instant::now();
+    let (_, digest) = b.push_image("svc", "1", "hang").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the push waits for no scan"
+    );
+    wait_for_scans(&b, "failed", 1.0).await;
+    let r = b.get(&format!("/v2/svc/referrers/{digest}")).await;
+    assert_eq!(r.json()["manifests"].as_array().map(Vec::len), Some(0));
+}

@@ -85,13 +85,24 @@ pub async fn scan_one(image: &RegistryRef, options: &ScanOptions) -> crate::Resu
     let source = RegistrySource::new(reader, image.clone());
     let root = source.root().await?;
     let pinned = format!("{}/{}@{}", image.host, image.repo, root.digest);
+    let target = RegistryTarget::new(registry, image.clone());
+    run_and_attach(&pinned, &root, &target, options).await
+}
+
+/// Runs the scanner on `pinned` (`HOST/REPO@DIGEST` of `subject`) and stores its report at
+/// `target` as a referrer of `subject` (`berth scan`, and the scan hook of `berth serve`).
+pub async fn run_and_attach(
+    pinned: &str,
+    subject: &ManifestBlob,
+    target: &dyn Target,
+    options: &ScanOptions,
+) -> crate::Result<Attached> {
     let work = tempfile::tempdir()
         .map_err(|e| Failure::Scanner(format!("cannot make a temporary directory: {e}")))?;
-    let report = run_scanner(&pinned, options, work.path()).await?;
-    let target = RegistryTarget::new(registry, image.clone());
-    let referrer = attach(&target, &root, report.clone(), options).await?;
+    let report = run_scanner(pinned, options, work.path()).await?;
+    let referrer = attach(target, subject, report.clone(), options).await?;
     Ok(Attached {
-        subject: root.digest,
+        subject: subject.digest.clone(),
         referrer,
         bytes: report.len() as u64,
     })
@@ -191,7 +202,7 @@ fn once(content: Bytes) -> BlobStream {
 
 /// Stores `report` as a referrer of `subject` at `target`; returns the referrer's digest.
 async fn attach(
-    target: &RegistryTarget,
+    target: &dyn Target,
     subject: &ManifestBlob,
     report: Bytes,
     options: &ScanOptions,
