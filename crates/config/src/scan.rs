@@ -6,7 +6,8 @@
 //!
 //! ```yaml
 //! scan:
-//!   enabled: true        # scanning is wanted (default false; `berth scan` runs either way)
+//!   enabled: true        # serve scans each image pushed by tag (default false; `berth scan`
+//!                        # runs either way)
 //!   command: trivy       # program name or path (default trivy)
 //!   format: sarif        # sarif | cyclonedx | json (default sarif)
 //!   timeout: 5m          # a scan running longer is killed (1s to 24h, default 5m)
@@ -82,7 +83,7 @@ impl ScanFormat {
 pub struct ScanConfig {
     /// Whether the file (or a `REGISTRY_SCAN_*` variable) has a `scan` section.
     pub configured: bool,
-    /// `scan.enabled`, default false.
+    /// `scan.enabled`, default false: `berth serve` scans every image pushed by tag.
     pub enabled: bool,
     /// `scan.command`, default `trivy`.
     pub command: String,
