@@ -2,6 +2,7 @@
 # The Docker CLI against Berth: Debian's dockerd with its own data root, exec root, socket and
 # pidfile (nothing shared with a system daemon), loaded with a test image from the compat kit.
 #   - docker push / rmi / pull round trip, by image ID and repo digest;
+#   - berth copy of a `docker save` archive into Berth and back out to `docker load`;
 #   - registry-mirrors: `docker pull mirrortest:1` (docker.io) is served by Berth.
 # dockerd gets an empty config file and a dead loopback proxy, so its fallback to docker.io
 # fails at once instead of leaving the machine.
@@ -57,6 +58,25 @@ if docker pull "$BERTH_ADDR/team/app@$digest" >/dev/null 2>&1; then
   pass "docker pull by digest $digest"
 else
   fail "docker pull by digest $digest"
+fi
+
+# berth copy with docker save and docker load (docs/copy.md): what `docker save` wrote goes
+# into Berth, keeping the image (its ID is the config digest), and comes back out as a
+# docker-archive that `docker load` loads as the same image.
+docker save -o "$work/saved.tar" "$ref"
+copied=$BERTH_ADDR/copied/small:1
+if "$BERTH_BIN" copy "docker-archive:$work/saved.tar" "docker://$copied" >"$work/copy.log" 2>&1 \
+  && [ "$(skopeo inspect --raw --tls-verify=false "docker://$copied" | jq -r .config.digest)" = "$image_id" ]; then
+  pass "berth copy docker-archive (docker save) -> Berth keeps image $image_id"
+else
+  fail "berth copy from docker save: $(tail -3 "$work/copy.log")"
+fi
+if "$BERTH_BIN" copy "docker://$copied" "docker-archive:$work/out.tar:roundtrip/small:1" >>"$work/copy.log" 2>&1 \
+  && docker load -q -i "$work/out.tar" >/dev/null \
+  && [ "$(docker image inspect -f '{{.Id}}' roundtrip/small:1)" = "$image_id" ]; then
+  pass "berth copy Berth -> docker-archive, docker load gives back image $image_id"
+else
+  fail "berth copy to docker-archive and docker load: $(tail -3 "$work/copy.log")"
 fi
 
 # registry-mirrors: docker.io/library/mirrortest:1 must come from Berth (docker.io itself is

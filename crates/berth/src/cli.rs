@@ -118,6 +118,52 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Copy an image between registries, OCI layout directories and docker-archive tarballs,
+    /// every platform of a multi-platform image (or --platform), digests preserved, blobs the
+    /// destination has skipped. SRC and DST as skopeo's: docker://HOST/REPO:TAG (docker.io
+    /// short names expanded as docker does), oci:DIR[:TAG], docker-archive:FILE[:REPO:TAG].
+    /// Exit codes: 2 usage, 3 source failed, 4 destination failed, 5 content refused.
+    ///
+    ///   berth copy --referrers docker://alpine:3.20 docker://127.0.0.1:5000/library/alpine:3.20
+    #[command(verbatim_doc_comment)]
+    Copy {
+        /// What to copy.
+        src: String,
+        /// Where to.
+        dst: String,
+        #[command(flatten)]
+        source: crate::copy_cli::SourceArgs,
+        #[command(flatten)]
+        args: crate::copy_cli::CopyArgs,
+    },
+    /// Copy the images a skopeo sync YAML file lists (by tag list, tag regex or semver range)
+    /// to the registry prefix DEST (HOST[/PREFIX]): each to DEST/<last name component>:<tag>,
+    /// or DEST/<registry>/<repository>:<tag> with --scoped. Unchanged images move nothing.
+    /// Exit codes: as copy, and 6 when some images failed and others were copied.
+    Sync {
+        /// The sync file (skopeo sync's YAML format).
+        file: PathBuf,
+        /// The destination registry and prefix: HOST[/PREFIX].
+        dest: String,
+        /// Keep the source registry and full repository path under DEST.
+        #[arg(long)]
+        scoped: bool,
+        /// Images copied at the same time.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        images_at_once: u16,
+        #[command(flatten)]
+        args: crate::copy_cli::CopyArgs,
+    },
+    /// Run a scanner on images and attach each report as an OCI referrer of the image (listed
+    /// by the referrers API, or the sha256-<hex> tag on registries without it). The scanner is
+    /// called as Trivy is, `COMMAND image --format FORMAT --output FILE HOST/REPO@DIGEST`, so
+    /// `--command trivy` just works. Defaults from the `scan:` config section (-c CONFIG).
+    /// Exit codes: 3 the image cannot be read, 4 the report cannot be stored, 7 the scanner
+    /// failed, timed out or wrote no JSON report.
+    Scan {
+        #[command(flatten)]
+        args: crate::scan_cli::ScanArgs,
+    },
     /// Apply the retention policies of storage.maintenance.retention once: delete the tags
     /// they select and, with deleteuntagged, the manifests no remaining tag reaches. Blobs stay
     /// until the next garbage collection. Run with --dry-run first.
@@ -288,6 +334,26 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Copy {
+            src,
+            dst,
+            source,
+            args,
+        } => runtime()?.block_on(crate::copy_cli::copy(&src, &dst, args, source)),
+        Command::Sync {
+            file,
+            dest,
+            scoped,
+            images_at_once,
+            args,
+        } => runtime()?.block_on(crate::copy_cli::sync(
+            &file,
+            &dest,
+            scoped,
+            images_at_once,
+            args,
+        )),
+        Command::Scan { args } => runtime()?.block_on(crate::scan_cli::scan(args)),
         Command::Healthcheck { url, insecure } => runtime()?.block_on(healthcheck(&url, insecure)),
         Command::Cluster {
             command:
@@ -317,6 +383,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
                 eprintln!("warning: {warning}");
             }
             setup::check_supported(&loaded.config)?;
+            crate::sync_job::check(&loaded.config.sync)?;
             // Open what serve would open, so a bad certificate or htpasswd file shows here.
             setup::auth(&loaded.config)?;
             if let Some(tls) = &loaded.config.http.tls {

@@ -53,21 +53,8 @@ fn table(report: &UsageReport) -> String {
     out
 }
 
-/// Bytes in binary units, like `du -h`.
-pub(crate) fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+/// Bytes for people (`1.5 MiB`): the one helper `berth copy` uses too.
+pub(crate) use berth_copy::progress::human;
 
 #[cfg(test)]
 mod tests {

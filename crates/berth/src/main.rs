@@ -6,6 +6,7 @@
 mod cli;
 mod cluster;
 mod cluster_cli;
+mod copy_cli;
 mod debug_server;
 mod du;
 mod health;
@@ -18,8 +19,11 @@ mod online_gc;
 mod proxy_cache;
 mod retention;
 mod s3;
+mod scan_cli;
+mod scan_hook;
 mod server;
 mod setup;
+mod sync_job;
 mod tls;
 #[cfg(feature = "ui")]
 mod ui_admin;
@@ -36,7 +40,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("berth: {e:#}");
-            ExitCode::FAILURE
+            // copy and sync say by their exit code what failed (docs/copy.md).
+            ExitCode::from(copy_cli::exit_code(&e))
         }
     }
 }

@@ -225,6 +225,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
         registry.clone(),
         jobs.clone(),
     )?;
+    crate::sync_job::spawn(&config.sync, registry.clone(), jobs.clone())?;
     tokio::spawn(reload_on_sighup(registry.clone(), config_path)?);
     let auth = setup::auth(config)?;
     let health = crate::health::start(config, registry.clone());
@@ -256,8 +257,15 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
             (route.local != name).then(|| route.local.to_string())
         }));
     }
+    // The scan hook (scan.enabled) hears pushes through the notifier; the scanner reaches this
+    // server at the address bound below.
+    let scan_addr = crate::scan_hook::ScanAddr::default();
+    let scan_listeners =
+        crate::scan_hook::listener(&config.scan, registry.clone(), scan_addr.clone())
+            .into_iter()
+            .collect();
     let ctx = Arc::new(Ctx {
-        notifier: setup::notifier(config)?,
+        notifier: setup::notifier(config, scan_listeners)?,
         health,
         auth: auth.controller,
         token_issuer: auth.issuer,
@@ -306,6 +314,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
             .await
             .with_context(|| format!("cannot listen on http.addr {addr}"))?;
         let local = listener.local_addr().context("listener has no address")?;
+        let _ = scan_addr.set(crate::scan_hook::reachable(local));
         let scheme = if tls.is_some() { "https" } else { "http" };
         announce(&format!("{scheme}://{local}"), &storage, &loaded.source);
         let mut backoff = AcceptBackoff::default();

@@ -164,12 +164,16 @@ pub fn filesystem_root(config: &Config) -> Option<std::path::PathBuf> {
 }
 
 /// Starts the delivery tasks of `notifications`; `None` without an enabled endpoint.
-pub fn notifier(config: &Config) -> anyhow::Result<Option<berth_notify::Notifier>> {
-    let Some(notifications) = &config.notifications else {
-        return Ok(None);
-    };
+pub fn notifier(
+    config: &Config,
+    listeners: Vec<berth_notify::Listener>,
+) -> anyhow::Result<Option<berth_notify::Notifier>> {
     let source = berth_notify::source_record(&config.http.addr);
-    Ok(berth_notify::Notifier::start(notifications, source)?)
+    Ok(berth_notify::Notifier::start_with(
+        config.notifications.as_ref(),
+        source,
+        listeners,
+    )?)
 }
 
 /// Builds the storage driver and the registry core. An S3 bucket is checked first (and probed

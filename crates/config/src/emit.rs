@@ -95,6 +95,12 @@ impl Config {
         if let Some(ui) = crate::ui::emit(&self.ui) {
             put(&mut root, crate::ui::SECTION, ui);
         }
+        if let Some(scan) = crate::scan::emit(&self.scan) {
+            put(&mut root, crate::scan::SECTION, scan);
+        }
+        if let Some(sync) = crate::sync::emit(&self.sync) {
+            put(&mut root, crate::sync::SECTION, sync);
+        }
         Value::Mapping(root)
     }
 }

@@ -48,6 +48,8 @@ pub(crate) fn config(cx: &Cx<'_>, root: &Mapping) -> Result<Config, ConfigError>
         limits: crate::limits::extract(cx, root)?,
         cluster: crate::cluster::extract(cx, root)?,
         ui: crate::ui::extract(cx, root)?,
+        scan: crate::scan::extract(cx, root)?,
+        sync: crate::sync::extract(cx, root)?,
     })
 }
 

@@ -367,6 +367,10 @@ pub(crate) static ROOT: Node = closed(&[
     yes(crate::cluster::SECTION, &crate::cluster::KEYS),
     // Berth extension: the embedded web UI (crate::ui).
     yes(crate::ui::SECTION, &crate::ui::KEYS),
+    // Berth extension: the scanner of `berth scan` (crate::scan).
+    yes(crate::scan::SECTION, &crate::scan::KEYS),
+    // Berth extension: a sync file run periodically by serve (crate::sync).
+    yes(crate::sync::SECTION, &crate::sync::KEYS),
 ]);
 
 /// Finds a field by name, ignoring ASCII case (registry:2 upper-cases names for env matching).

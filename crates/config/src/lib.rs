@@ -32,6 +32,8 @@ mod proxy;
 mod proxy_cache;
 mod retention;
 mod s3;
+mod scan;
+mod sync;
 mod ui;
 mod values;
 
@@ -55,6 +57,8 @@ pub use model::*;
 pub use oidc::{OidcConfig, DEFAULT_GROUPS_CLAIM, DEFAULT_SCOPES};
 pub use proxy_cache::{format_size, parse_size, ProxyCacheConfig, UpstreamCacheConfig};
 pub use retention::{format_age, parse_age};
+pub use scan::{ScanConfig, ScanFormat};
+pub use sync::SyncConfig;
 pub use ui::UiConfig;
 
 /// A loaded configuration, with what the operator should be told about it.

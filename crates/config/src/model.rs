@@ -49,6 +49,12 @@ pub struct Config {
     pub cluster: crate::cluster::ClusterConfig,
     /// `ui` (Berth extension): the embedded web UI; the defaults when the section is absent.
     pub ui: crate::ui::UiConfig,
+    /// `scan` (Berth extension): the scanner `berth scan` runs and its limits; the defaults
+    /// when the section is absent.
+    pub scan: crate::scan::ScanConfig,
+    /// `sync` (Berth extension): a skopeo sync file `berth serve` runs periodically into its
+    /// own storage; none when the section is absent.
+    pub sync: crate::sync::SyncConfig,
 }
 
 /// Logging verbosity (`log.level`).

@@ -40,6 +40,17 @@ pub const DEFAULT_THRESHOLD: u32 = 10;
 /// See [`DEFAULT_TIMEOUT`].
 pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// An in-process receiver of every event, called by [`Notifier::emit`] on the request path
+/// (the scan hook of `berth serve`): it must only hand the event on, never wait.
+#[derive(Clone)]
+pub struct Listener(pub Arc<dyn Fn(&Event) + Send + Sync>);
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Listener")
+    }
+}
+
 /// An endpoint that cannot be used as configured.
 #[derive(Debug, thiserror::Error)]
 #[error("notifications.endpoints[{index}] ({name}): {message}")]
@@ -65,6 +76,7 @@ struct Inner {
     tasks: Vec<JoinHandle<()>>,
     source: SourceRecord,
     include_references: bool,
+    listeners: Vec<Listener>,
 }
 
 impl Drop for Inner {
@@ -82,6 +94,43 @@ impl Notifier {
         source: SourceRecord,
     ) -> Result<Option<Notifier>, NotifyError> {
         Notifier::start_bounded(config, source, QUEUE_BOUND)
+    }
+
+    /// [`Notifier::start`] for the endpoints of `config` (if any) plus in-process `listeners`;
+    /// `None` when there is neither.
+    pub fn start_with(
+        config: Option<&NotificationsConfig>,
+        source: SourceRecord,
+        listeners: Vec<Listener>,
+    ) -> Result<Option<Notifier>, NotifyError> {
+        let endpoints = match config {
+            Some(c) => Notifier::start(c, source.clone())?,
+            None => None,
+        };
+        if listeners.is_empty() {
+            return Ok(endpoints);
+        }
+        let (queues, tasks, include_references) = match endpoints {
+            Some(n) => match Arc::try_unwrap(n.inner) {
+                Ok(mut inner) => (
+                    std::mem::take(&mut inner.queues),
+                    std::mem::take(&mut inner.tasks),
+                    inner.include_references,
+                ),
+                // Just built, so never shared yet.
+                Err(_) => (Vec::new(), Vec::new(), false),
+            },
+            None => (Vec::new(), Vec::new(), false),
+        };
+        Ok(Some(Notifier {
+            inner: Arc::new(Inner {
+                queues,
+                tasks,
+                source,
+                include_references,
+                listeners,
+            }),
+        }))
     }
 
     /// Like [`Notifier::start`] with another queue bound (tests).
@@ -136,6 +185,7 @@ impl Notifier {
                 tasks,
                 source,
                 include_references: config.events.includereferences,
+                listeners: Vec::new(),
             }),
         }))
     }
@@ -165,6 +215,9 @@ impl Notifier {
         });
         for queue in &self.inner.queues {
             queue.push(&event);
+        }
+        for listener in &self.inner.listeners {
+            (listener.0)(&event);
         }
     }
 }

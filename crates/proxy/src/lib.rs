@@ -18,7 +18,7 @@
 //! [`cache`] bounds what is kept: images not pulled within the expiry, and beyond a size limit
 //! the least recently pulled ones, are evicted by a periodic pass.
 
-mod auth;
+pub mod auth;
 pub mod blob;
 pub mod body;
 pub mod cache;

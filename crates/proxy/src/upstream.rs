@@ -589,8 +589,9 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// The path and query of a `Link: </v2/x/tags/list?n=1&last=a>; rel="next"` header.
-fn next_link(headers: &HeaderMap) -> Option<String> {
+/// The path and query of a `Link: </v2/x/tags/list?n=1&last=a>; rel="next"` header (only
+/// a `/v2/` path: a link elsewhere is not followed).
+pub fn next_link(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::LINK)?.to_str().ok()?;
     let target = value.split('>').next()?.trim().trim_start_matches('<');
     if !value.contains("rel=\"next\"") && !value.contains("rel=next") {
@@ -616,7 +617,7 @@ pub(crate) fn loggable(url: &Url) -> String {
 }
 
 /// A reqwest error with its causes (the top level often just says "error sending request").
-pub(crate) fn error_chain(e: &reqwest::Error) -> String {
+pub fn error_chain(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {

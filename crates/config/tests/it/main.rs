@@ -9,7 +9,9 @@ mod masking;
 mod proxy;
 mod proxy_cache;
 mod s3;
+mod scan;
 mod stock;
+mod sync;
 mod ui;
 mod warnings_errors;
 

@@ -17,7 +17,7 @@ use crate::{BodyStream, RegistryError};
 const CHUNK: usize = 256 * 1024;
 
 /// `DIR/blobs/<alg>/<hex>`.
-pub(super) fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
+pub fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join("blobs")
         .join(digest.algorithm().as_str())
         .join(digest.hex())
@@ -30,7 +30,7 @@ fn temp_path(dir: &Path) -> PathBuf {
 }
 
 /// Whether `path` exists (a file, or anything else, at that name).
-pub(super) async fn exists(path: &Path) -> Result<bool, LayoutError> {
+pub async fn exists(path: &Path) -> Result<bool, LayoutError> {
     tokio::fs::try_exists(path)
         .await
         .map_err(LayoutError::io(path))
@@ -39,7 +39,7 @@ pub(super) async fn exists(path: &Path) -> Result<bool, LayoutError> {
 /// Streams `content` into `DIR/blobs/<alg>/<hex>`, hashing it on the way; the file is published
 /// only if it hashes to `digest`. A file already there that hashes right is kept (an export
 /// into an existing layout). Returns the bytes written, 0 when the file was already there.
-pub(super) async fn write_blob(
+pub async fn write_blob(
     dir: &Path,
     digest: &Digest,
     content: ByteStream,
@@ -95,12 +95,12 @@ async fn copy_verified(
 }
 
 /// A stream of one in-memory chunk (a manifest), in the shape of a storage read.
-pub(super) fn once(bytes: Bytes) -> ByteStream {
+pub fn once(bytes: Bytes) -> ByteStream {
     Box::pin(futures_util::stream::iter([Ok(bytes)]))
 }
 
 /// Replaces `DIR/name` with `content` atomically (temp file, fsync, rename).
-pub(super) async fn write_small(dir: &Path, name: &str, content: &[u8]) -> Result<(), LayoutError> {
+pub async fn write_small(dir: &Path, name: &str, content: &[u8]) -> Result<(), LayoutError> {
     let temp = temp_path(dir);
     let target = dir.join(name);
     let result = async {
@@ -123,7 +123,7 @@ pub(super) async fn write_small(dir: &Path, name: &str, content: &[u8]) -> Resul
 }
 
 /// Makes the renames inside `dir` durable.
-pub(super) async fn sync_dir(dir: &Path) -> Result<(), LayoutError> {
+pub async fn sync_dir(dir: &Path) -> Result<(), LayoutError> {
     let handle = tokio::fs::File::open(dir)
         .await
         .map_err(LayoutError::io(dir))?;
@@ -131,7 +131,7 @@ pub(super) async fn sync_dir(dir: &Path) -> Result<(), LayoutError> {
 }
 
 /// Reads a whole file of at most `limit` bytes (a manifest, `index.json`).
-pub(super) async fn read_small(path: &Path, limit: u64) -> Result<Bytes, LayoutError> {
+pub async fn read_small(path: &Path, limit: u64) -> Result<Bytes, LayoutError> {
     let size = file_size(path).await?;
     if size > limit {
         return Err(LayoutError::invalid(
@@ -144,7 +144,7 @@ pub(super) async fn read_small(path: &Path, limit: u64) -> Result<Bytes, LayoutE
 }
 
 /// The size of a regular file; a missing file is an invalid layout, not an I/O error.
-pub(super) async fn file_size(path: &Path) -> Result<u64, LayoutError> {
+pub async fn file_size(path: &Path) -> Result<u64, LayoutError> {
     match tokio::fs::metadata(path).await {
         Ok(meta) if meta.is_file() => Ok(meta.len()),
         Ok(_) => Err(LayoutError::invalid(path, "not a regular file")),
@@ -167,7 +167,7 @@ async fn hash_file(path: &Path, like: &Digest) -> Result<Digest, LayoutError> {
 }
 
 /// Streams a file in bounded chunks, as a request body would arrive.
-pub(super) async fn file_stream(path: &Path) -> Result<BodyStream, LayoutError> {
+pub async fn file_stream(path: &Path) -> Result<BodyStream, LayoutError> {
     let file = tokio::fs::File::open(path)
         .await
         .map_err(LayoutError::io(path))?;

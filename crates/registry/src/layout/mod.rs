@@ -18,7 +18,7 @@
 //! [`Registry::import_layout`]: crate::Registry::import_layout
 
 mod export;
-mod files;
+pub mod files;
 mod import;
 #[cfg(test)]
 mod tests;
