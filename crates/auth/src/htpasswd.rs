@@ -109,6 +109,11 @@ impl Users {
         self.hashes.is_empty()
     }
 
+    /// Whether `user` has a (usable) entry.
+    pub fn contains(&self, user: &str) -> bool {
+        self.hashes.contains_key(user)
+    }
+
     fn hash(&self, user: &str) -> Option<&str> {
         self.hashes.get(user).map(String::as_str)
     }
@@ -216,6 +221,11 @@ impl Verifier {
             cache: Mutex::new(HashMap::new()),
             bcrypt_slots: Semaphore::new(BCRYPT_PARALLEL),
         }
+    }
+
+    /// Whether the file (as last read) has `user`.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.file.users().contains(user)
     }
 
     /// Whether `password` is `user`'s. A cached success counts only while the user's hash in

@@ -267,6 +267,18 @@ impl TokenIssuer {
         let _ = self.personal.set(Personal(tokens));
     }
 
+    /// Whether `name` is a local account: an htpasswd user or a service account. A user
+    /// signing in through an identity provider under such a name is refused, so nobody who
+    /// may choose their name at the provider can take a local account's rules (`admins`
+    /// included).
+    pub fn has_local_account(&self, name: &str) -> bool {
+        self.accounts.iter().any(|(account, _)| account == name)
+            || self
+                .users
+                .as_ref()
+                .is_some_and(|users| users.has_user(name))
+    }
+
     /// The access rules.
     pub fn rules(&self) -> &Arc<AccessRules> {
         &self.rules

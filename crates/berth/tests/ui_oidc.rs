@@ -146,6 +146,30 @@ async fn groups_decide_what_each_user_sees() {
 }
 
 #[tokio::test]
+async fn a_provider_user_named_like_a_local_account_is_refused() {
+    let Some(idp) = Idp::start() else { return };
+    let (server, dir) = registry(&idp.issuer, "").await;
+    let berth = server.url.trim_end_matches('/').to_owned();
+    // A local htpasswd user called alice (the file is re-read when it changes): the provider's
+    // alice must not get her rules.
+    add_user(&dir.path().join("htpasswd"), "alice", "local-pw");
+    let b = Browser::new();
+    let page = sign_in(&b, &berth, &idp, "alice", "alice-pw").await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(
+        page.body
+            .contains("A local account of this registry is named alice"),
+        "{}",
+        page.body
+    );
+    assert!(listed(&b, &berth).await.is_empty());
+    // bob has no local namesake and signs in.
+    let b = Browser::new();
+    let page = sign_in(&b, &berth, &idp, "bob", "bob-pw").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+}
+
+#[tokio::test]
 async fn a_replayed_state_is_refused() {
     let Some(idp) = Idp::start() else { return };
     let (server, _dir) = registry(&idp.issuer, "").await;

@@ -265,6 +265,24 @@ pub(crate) async fn callback(page: &Page<'_>, oidc: &Oidc) -> Response {
             "The ID token names no usable user (preferred_username or sub).",
         );
     };
+    let local = page
+        .ui
+        .ctx
+        .token_issuer
+        .as_ref()
+        .is_some_and(|issuer| issuer.has_local_account(&user));
+    if local {
+        tracing::warn!(
+            user,
+            "OIDC sign-in refused: a local account (htpasswd or service account) has this name"
+        );
+        return refused(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "A local account of this registry is named {user}; a user of the identity provider cannot sign in under that name. Ask the administrator to rename one of them."
+            ),
+        );
+    }
     let groups = groups(&claims, &oidc.settings.groups_claim);
     tracing::info!(user, groups = ?groups, "web UI sign-in with OIDC");
     let ui = page.ui;
