@@ -38,6 +38,8 @@ mod retention_tests;
 pub mod tags;
 mod upload_state;
 pub mod uploads;
+#[cfg(test)]
+mod uploads_tests;
 pub mod usage;
 
 use std::pin::Pin;

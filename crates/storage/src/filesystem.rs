@@ -36,6 +36,9 @@ const TMP_SHARDS: u64 = 64;
 pub struct FilesystemDriver {
     root: Arc<PathBuf>,
     sync: bool,
+    /// [`StorageDriver::scratch_epoch`]: the kernel's boot id, or a per-process id where
+    /// there is none.
+    epoch: Arc<str>,
 }
 
 impl FilesystemDriver {
@@ -55,6 +58,7 @@ impl FilesystemDriver {
         Ok(FilesystemDriver {
             root: Arc::new(root),
             sync: true,
+            epoch: boot_id().into(),
         })
     }
 
@@ -76,12 +80,59 @@ impl FilesystemDriver {
         Ok(self.root.join(path.trim_start_matches('/')))
     }
 
+    /// Writes a whole small file; fsynced when `sync`.
+    async fn put(&self, path: &str, content: Bytes, sync: bool) -> Result<(), StorageError> {
+        let full = self.full(path)?;
+        let tmp = self.temp_path();
+        blocking(path, move || {
+            let result = write_temp(&tmp, &content, sync)
+                .and_then(|()| rename_into_place(&tmp, &full, sync));
+            if result.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            result
+        })
+        .await
+    }
+
+    /// Opens a streamed write to a temporary file, fsynced at commit when `sync`.
+    async fn open_writer(
+        &self,
+        path: &str,
+        sync: bool,
+    ) -> Result<Box<dyn FileWriter>, StorageError> {
+        let full = self.full(path)?;
+        let tmp = self.temp_path();
+        let open = tmp.clone();
+        let file = blocking(path, move || File::create(open)).await?;
+        Ok(Box::new(FsWriter {
+            path: path.to_owned(),
+            full,
+            tmp,
+            file: Some(file),
+            size: 0,
+            buf: BytesMut::new(),
+            sync,
+        }))
+    }
+
     fn temp_path(&self) -> PathBuf {
         let r = rand::random::<u64>();
         self.root
             .join(TMP_DIR)
             .join(format!("{:02x}", r % TMP_SHARDS))
             .join(format!("{r:016x}"))
+    }
+}
+
+/// The kernel's boot id: scratch (unsynced) data lives in the page cache until it is written
+/// back, so it survives a process crash but maybe not a reboot, which changes this id. Where
+/// it cannot be read, a random id per process: scratch data from an earlier process is then
+/// always checked before use, which is slower but still safe.
+fn boot_id() -> String {
+    match fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+        Ok(id) if !id.trim().is_empty() => format!("boot-{}", id.trim()),
+        _ => format!("process-{:016x}", rand::random::<u64>()),
     }
 }
 
@@ -267,18 +318,26 @@ impl StorageDriver for FilesystemDriver {
     }
 
     async fn put_content(&self, path: &str, content: Bytes) -> Result<(), StorageError> {
-        let full = self.full(path)?;
-        let tmp = self.temp_path();
-        let sync = self.sync;
-        blocking(path, move || {
-            let result = write_temp(&tmp, &content, sync)
-                .and_then(|()| rename_into_place(&tmp, &full, sync));
-            if result.is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
-            result
-        })
-        .await
+        self.put(path, content, self.sync).await
+    }
+
+    /// Renamed into place like any small file, without an fsync.
+    async fn put_scratch_content(&self, path: &str, content: Bytes) -> Result<(), StorageError> {
+        self.put(path, content, false).await
+    }
+
+    async fn writer(&self, path: &str) -> Result<Box<dyn FileWriter>, StorageError> {
+        self.open_writer(path, self.sync).await
+    }
+
+    /// A writer that never fsyncs: the data is synced once, when `move_file` or `compose`
+    /// publishes it.
+    async fn scratch_writer(&self, path: &str) -> Result<Box<dyn FileWriter>, StorageError> {
+        self.open_writer(path, false).await
+    }
+
+    fn scratch_epoch(&self) -> Option<&str> {
+        Some(&self.epoch)
     }
 
     /// The complete content goes to a temporary file first, then gets its name with
@@ -324,22 +383,6 @@ impl StorageDriver for FilesystemDriver {
             .map(move |(start, want)| read_chunk(owned.clone(), file.clone(), start, want))
             .buffered(2);
         Ok(Box::pin(stream))
-    }
-
-    async fn writer(&self, path: &str) -> Result<Box<dyn FileWriter>, StorageError> {
-        let full = self.full(path)?;
-        let tmp = self.temp_path();
-        let open = tmp.clone();
-        let file = blocking(path, move || File::create(open)).await?;
-        Ok(Box::new(FsWriter {
-            path: path.to_owned(),
-            full,
-            tmp,
-            file: Some(file),
-            size: 0,
-            buf: BytesMut::new(),
-            sync: self.sync,
-        }))
     }
 
     /// Concatenates in the kernel (`copy_file_range` through `io::copy`) into a temporary
@@ -394,10 +437,18 @@ impl StorageDriver for FilesystemDriver {
         .await
     }
 
+    /// With sync on, the file's data is synced before the rename: it may be scratch data
+    /// (an upload's only chunk becoming its blob). A file synced before costs little more.
     async fn move_file(&self, src: &str, dst: &str) -> Result<(), StorageError> {
         let (from, to) = (self.full(src)?, self.full(dst)?);
         let sync = self.sync;
-        blocking(src, move || rename_into_place(&from, &to, sync)).await
+        blocking(src, move || {
+            if sync {
+                File::open(&from)?.sync_data()?;
+            }
+            rename_into_place(&from, &to, sync)
+        })
+        .await
     }
 
     async fn remove_empty_dir(&self, path: &str) -> Result<bool, StorageError> {
