@@ -147,7 +147,7 @@ impl Registry {
             Some(body) if state.parts.is_empty() => {
                 let stored = self.stream_to_blob(repo, digest, body).await;
                 if stored.is_ok() || matches!(stored, Err(RegistryError::DigestMismatch { .. })) {
-                    self.discard_session(repo, uuid, &state).await?;
+                    self.discard_session(repo, uuid).await?;
                 }
                 stored
             }
@@ -241,28 +241,12 @@ impl Registry {
         Err(error.into())
     }
 
-    /// Deletes a finished or failed session. On an object store the session's whole prefix
-    /// goes at once (a listing and one batch delete: three requests whatever the number of
-    /// parts, where deleting each part by name cost three per part); elsewhere its parts and
-    /// state by name, then the directories.
-    async fn discard_session(
-        &self,
-        repo: &RepoName,
-        uuid: &str,
-        state: &UploadState,
-    ) -> Result<(), RegistryError> {
-        let d = self.driver();
-        if d.walk_is_flat() {
-            links::remove(d, &paths::upload_dir(repo, uuid)).await?;
-            return Ok(());
-        }
-        for part in state.part_paths(repo, uuid) {
-            links::remove(d, &part).await?;
-        }
-        links::remove(d, &paths::upload_state(repo, uuid)).await?;
-        d.remove_empty_dir(&paths::upload_parts_dir(repo, uuid))
-            .await?;
-        d.remove_empty_dir(&paths::upload_dir(repo, uuid)).await?;
+    /// Deletes a finished or failed session: its whole directory in one call (on an object
+    /// store a listing and one batch delete, three requests whatever the number of parts; on a
+    /// filesystem one hand-off to the blocking pool, where deleting each part and the state
+    /// by name cost one per file and directory).
+    async fn discard_session(&self, repo: &RepoName, uuid: &str) -> Result<(), RegistryError> {
+        links::remove(self.driver(), &paths::upload_dir(repo, uuid)).await?;
         Ok(())
     }
 
@@ -339,7 +323,7 @@ impl Registry {
                 upload = uuid,
                 "upload session lost data since it was written (a reboot?); discarded"
             );
-            self.discard_session(repo, uuid, &state).await?;
+            self.discard_session(repo, uuid).await?;
             return Err(RegistryError::UploadUnknown(uuid.into()));
         }
         Ok(UploadState {
@@ -407,7 +391,7 @@ impl Registry {
             other => self.hash_parts(&parts, other).await?,
         };
         if &actual != digest {
-            self.discard_session(repo, uuid, &state).await?;
+            self.discard_session(repo, uuid).await?;
             return Err(RegistryError::DigestMismatch {
                 expected: digest.clone(),
                 actual,
@@ -434,7 +418,7 @@ impl Registry {
             }
         }
         self.link_blob(repo, digest).await?;
-        self.discard_session(repo, uuid, &state).await?;
+        self.discard_session(repo, uuid).await?;
         Ok(size)
     }
 

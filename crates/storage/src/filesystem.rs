@@ -95,21 +95,19 @@ impl FilesystemDriver {
         .await
     }
 
-    /// Opens a streamed write to a temporary file, fsynced at commit when `sync`.
+    /// Opens a streamed write to a temporary file (created with the first data written out),
+    /// fsynced at commit when `sync`.
     async fn open_writer(
         &self,
         path: &str,
         sync: bool,
     ) -> Result<Box<dyn FileWriter>, StorageError> {
         let full = self.full(path)?;
-        let tmp = self.temp_path();
-        let open = tmp.clone();
-        let file = blocking(path, move || File::create(open)).await?;
         Ok(Box::new(FsWriter {
             path: path.to_owned(),
             full,
-            tmp,
-            file: Some(file),
+            tmp: self.temp_path(),
+            file: WriterFile::Unborn,
             size: 0,
             buf: BytesMut::new(),
             sync,
@@ -506,41 +504,73 @@ async fn read_chunk(
 
 /// Writes to a temporary file through a buffer of at most [`CHUNK`] bytes; `commit` fsyncs it
 /// and renames it into place.
+///
+/// Every step that touches the file is one hand-off to the blocking pool, so they are
+/// folded together: the file is created by the first write of data (a blob of at most one
+/// chunk, or an empty one, costs a single hand-off, in `commit`), and `commit` writes the rest
+/// of the buffer, syncs and renames in one. A writer cancelled before any data was written
+/// has no file to remove.
 struct FsWriter {
     path: String,
     full: PathBuf,
     tmp: PathBuf,
-    file: Option<File>,
+    file: WriterFile,
     size: u64,
     buf: BytesMut,
     sync: bool,
 }
 
-impl FsWriter {
-    async fn flush(&mut self) -> Result<(), StorageError> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let data = self.buf.split().freeze();
-        self.write_out(data).await
-    }
+/// The temporary file of an [`FsWriter`].
+enum WriterFile {
+    /// Not created yet: nothing was written out.
+    Unborn,
+    /// Created, with everything written out so far.
+    Open(File),
+    /// A write failed (the file may exist and is removed on cancel).
+    Failed,
+}
 
+impl WriterFile {
+    /// Takes the file for a blocking step (which creates it if it was never created), leaving
+    /// `Failed` until the step hands it back.
+    fn take(&mut self, path: &str) -> Result<Option<File>, StorageError> {
+        match std::mem::replace(self, WriterFile::Failed) {
+            WriterFile::Unborn => Ok(None),
+            WriterFile::Open(file) => Ok(Some(file)),
+            WriterFile::Failed => Err(StorageError::Io {
+                path: path.to_owned(),
+                source: io::Error::other("writer already failed"),
+            }),
+        }
+    }
+}
+
+/// The writer's open file, created at `tmp` if there is none yet.
+fn open_or_create(file: Option<File>, tmp: &Path) -> io::Result<File> {
+    match file {
+        Some(file) => Ok(file),
+        None => File::create(tmp),
+    }
+}
+
+impl FsWriter {
     async fn write_out(&mut self, data: Bytes) -> Result<(), StorageError> {
-        let mut file = self.file.take().ok_or_else(|| StorageError::Io {
-            path: self.path.clone(),
-            source: io::Error::other("writer already failed"),
-        })?;
+        let file = self.file.take(&self.path)?;
+        let tmp = self.tmp.clone();
         let file = blocking(&self.path, move || {
+            let mut file = open_or_create(file, &tmp)?;
             file.write_all(&data)?;
             Ok(file)
         })
         .await?;
-        self.file = Some(file);
+        self.file = WriterFile::Open(file);
         Ok(())
     }
 
     async fn remove_temp(&mut self) -> Result<(), StorageError> {
-        self.file = None;
+        if let WriterFile::Unborn = std::mem::replace(&mut self.file, WriterFile::Failed) {
+            return Ok(());
+        }
         let tmp = self.tmp.clone();
         blocking(&self.path, move || match fs::remove_file(tmp) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -560,7 +590,8 @@ impl FileWriter for FsWriter {
         }
         self.buf.extend_from_slice(&data);
         if self.buf.len() >= CHUNK {
-            self.flush().await?;
+            let data = self.buf.split().freeze();
+            self.write_out(data).await?;
         }
         Ok(())
     }
@@ -570,16 +601,17 @@ impl FileWriter for FsWriter {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
-        let flushed = self.flush().await;
-        let (file, tmp, full, sync) = (
-            self.file.take(),
+        let (rest, tmp, full, sync) = (
+            self.buf.split().freeze(),
             self.tmp.clone(),
             self.full.clone(),
             self.sync,
         );
-        let published = match (flushed, file) {
-            (Ok(()), Some(file)) => {
+        let published = match self.file.take(&self.path) {
+            Ok(file) => {
                 blocking(&self.path, move || {
+                    let mut file = open_or_create(file, &tmp)?;
+                    file.write_all(&rest)?;
                     if sync {
                         file.sync_data()?;
                     }
@@ -588,11 +620,7 @@ impl FileWriter for FsWriter {
                 })
                 .await
             }
-            (Err(e), _) => Err(e),
-            (Ok(()), None) => Err(StorageError::Io {
-                path: self.path.clone(),
-                source: io::Error::other("writer already failed"),
-            }),
+            Err(e) => Err(e),
         };
         if published.is_err() {
             let _ = self.remove_temp().await;
