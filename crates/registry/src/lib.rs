@@ -36,6 +36,8 @@ pub mod retention;
 #[cfg(test)]
 mod retention_tests;
 pub mod tags;
+#[cfg(test)]
+mod test_driver;
 mod upload_state;
 pub mod uploads;
 #[cfg(test)]
