@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
+use crate::cached_read::read_cached;
 use crate::driver::check_path;
 use crate::read_buffers;
 use crate::{ByteStream, FileInfo, FileWriter, StorageDriver, StorageError};
@@ -310,8 +311,13 @@ impl StorageDriver for FilesystemDriver {
         "filesystem"
     }
 
+    /// A small file the kernel has cached (a link: every manifest GET by tag reads two) is
+    /// read right here, without a hand-off to the blocking pool; anything else goes there.
     async fn get_content(&self, path: &str) -> Result<Bytes, StorageError> {
         let full = self.full(path)?;
+        if let Some(read) = read_cached(&full) {
+            return read.map_err(|e| StorageError::from_io(path, e));
+        }
         blocking(path, move || fs::read(full).map(Bytes::from)).await
     }
 
