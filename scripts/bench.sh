@@ -2,6 +2,9 @@
 # Runs ../shared/bench/compare.sh: the same load against docker-registry 2.8.2 and Berth in one
 # run, ratios per row. The kit is copied to a writable place first (shared/ is read-only and
 # compare.sh builds regbench next to itself). Extra arguments go to compare.sh (e.g. --quick).
+# Then the machine's ceiling on the data that run left: nginx (sendfile) serving Berth's own
+# manifest and blob files to the same pulls and manifest GETs, beside Berth again
+# (scripts/bench-ceiling.sh --data), so the output says how far each read is from the limit.
 # Usage: scripts/bench.sh [--quick] [--out DIR]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -28,5 +31,11 @@ http:
   addr: 127.0.0.1:$port
 YAML
 echo "bench: berth data in $work/data, config $work/berth.yml" >&2
+echo "bench: load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 "$kit/compare.sh" --markdown --baseline-port "$baseline_port" --other-url "http://127.0.0.1:$port" --other-name berth "$@" -- "$BERTH_BIN" serve "$work/berth.yml"
+echo "bench: load average after compare.sh: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+quick=()
+for arg in "$@"; do [ "$arg" = --quick ] && quick=(--quick); done
+echo
+BENCH_KIT_DIR=$kit "$REPO_ROOT/scripts/bench-ceiling.sh" "${quick[@]}" --data "$work/data"
 rm -rf "$work"

@@ -36,8 +36,12 @@ pub mod retention;
 #[cfg(test)]
 mod retention_tests;
 pub mod tags;
+#[cfg(test)]
+mod test_driver;
 mod upload_state;
 pub mod uploads;
+#[cfg(test)]
+mod uploads_tests;
 pub mod usage;
 
 use std::pin::Pin;

@@ -8,6 +8,12 @@
 //! between the two leaves an orphan part, purged with the session), and because every part
 //! has a fresh name and the state names its parts, the bytes hashed are exactly the bytes
 //! published, even if two processes race on one session.
+//!
+//! Parts and state are scratch data ([`StorageDriver::scratch_writer`]): on a filesystem they
+//! are not fsynced, only the published blob is. The state records the storage's scratch epoch
+//! (the boot id) its parts were written under; a session read under another epoch has its
+//! parts hashed again before they count (see `Registry::open_session`), so a power cut costs
+//! a restarted upload, never a wrong blob.
 
 use berth_oci::{RepoName, ResumableSha256};
 use berth_storage::{paths, StorageDriver};
@@ -35,6 +41,9 @@ pub(crate) struct Part {
 pub(crate) struct UploadState {
     pub hash: ResumableSha256,
     pub parts: Vec<Part>,
+    /// The [`StorageDriver::scratch_epoch`] the parts were written under, when they may not
+    /// be durable; `None` when they are (object stores) or were checked since.
+    pub epoch: Option<String>,
 }
 
 /// The stored form; `hash` is [`ResumableSha256::save`] in hex.
@@ -44,6 +53,8 @@ struct Stored {
     offset: u64,
     hash: String,
     parts: Vec<Part>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    epoch: Option<String>,
 }
 
 impl UploadState {
@@ -52,6 +63,7 @@ impl UploadState {
         UploadState {
             hash: ResumableSha256::new(),
             parts: Vec::new(),
+            epoch: None,
         }
     }
 
@@ -73,7 +85,8 @@ impl UploadState {
             .collect()
     }
 
-    /// Reads a session's state; `UploadUnknown` when there is none.
+    /// Reads a session's state; `UploadUnknown` when there is none, or when it cannot be read
+    /// (a state torn by a power cut: it is scratch data): the client starts again.
     pub async fn load(
         driver: &dyn StorageDriver,
         repo: &RepoName,
@@ -85,7 +98,11 @@ impl UploadState {
             Err(e) => return Err(e.into()),
         };
         Self::decode(&raw).ok_or_else(|| {
-            RegistryError::Corrupt(format!("upload {uuid}: unreadable session state"))
+            tracing::warn!(
+                upload = uuid,
+                "unreadable upload session state; answered as unknown"
+            );
+            RegistryError::UploadUnknown(uuid.into())
         })
     }
 
@@ -104,10 +121,11 @@ impl UploadState {
         sound.then_some(UploadState {
             hash,
             parts: stored.parts,
+            epoch: stored.epoch,
         })
     }
 
-    /// Replaces the session's stored state with this one.
+    /// Replaces the session's stored state with this one, as scratch data.
     pub async fn save(
         &self,
         driver: &dyn StorageDriver,
@@ -119,12 +137,13 @@ impl UploadState {
             offset: self.offset(),
             hash: hex::encode(self.hash.save()),
             parts: self.parts.clone(),
+            epoch: self.epoch.clone(),
         };
         let body = serde_json::to_vec(&stored).map_err(|e| {
             RegistryError::Corrupt(format!("upload {uuid}: cannot encode session state: {e}"))
         })?;
         driver
-            .put_content(&paths::upload_state(repo, uuid), Bytes::from(body))
+            .put_scratch_content(&paths::upload_state(repo, uuid), Bytes::from(body))
             .await?;
         Ok(())
     }
@@ -144,10 +163,12 @@ mod tests {
             offset: 5,
             hash: hex::encode(state.hash.save()),
             parts: state.parts.clone(),
+            epoch: Some("boot-1".into()),
         };
         let raw = serde_json::to_vec(&stored).expect("encode");
         let back = UploadState::decode(&raw).expect("decode");
         assert_eq!((back.offset(), back.parts), (5, state.parts));
+        assert_eq!(back.epoch.as_deref(), Some("boot-1"));
         // Parts that do not add up to the hashed length are refused.
         let bad = super::Stored {
             parts: vec![Part { nonce: 7, size: 4 }],

@@ -9,6 +9,10 @@
 //! costs one small read. At the end a single part is moved into place (a rename on a
 //! filesystem) and several are composed; an upload whose digest is known up front (`POST
 //! ?digest=`) streams straight to its final path and is published only once verified.
+//!
+//! Parts and state are scratch data: on a filesystem nothing is fsynced until the blob is
+//! published (synced once, by the move or the compose). After a power cut the session's parts
+//! are hashed again before they count (see [`crate::upload_state`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -143,7 +147,7 @@ impl Registry {
             Some(body) if state.parts.is_empty() => {
                 let stored = self.stream_to_blob(repo, digest, body).await;
                 if stored.is_ok() || matches!(stored, Err(RegistryError::DigestMismatch { .. })) {
-                    self.discard_session(repo, uuid, &state).await?;
+                    self.discard_session(repo, uuid).await?;
                 }
                 stored
             }
@@ -237,28 +241,12 @@ impl Registry {
         Err(error.into())
     }
 
-    /// Deletes a finished or failed session. On an object store the session's whole prefix
-    /// goes at once (a listing and one batch delete: three requests whatever the number of
-    /// parts, where deleting each part by name cost three per part); elsewhere its parts and
-    /// state by name, then the directories.
-    async fn discard_session(
-        &self,
-        repo: &RepoName,
-        uuid: &str,
-        state: &UploadState,
-    ) -> Result<(), RegistryError> {
-        let d = self.driver();
-        if d.walk_is_flat() {
-            links::remove(d, &paths::upload_dir(repo, uuid)).await?;
-            return Ok(());
-        }
-        for part in state.part_paths(repo, uuid) {
-            links::remove(d, &part).await?;
-        }
-        links::remove(d, &paths::upload_state(repo, uuid)).await?;
-        d.remove_empty_dir(&paths::upload_parts_dir(repo, uuid))
-            .await?;
-        d.remove_empty_dir(&paths::upload_dir(repo, uuid)).await?;
+    /// Deletes a finished or failed session: its whole directory in one call (on an object
+    /// store a listing and one batch delete, three requests whatever the number of parts; on a
+    /// filesystem one hand-off to the blocking pool, where deleting each part and the state
+    /// by name cost one per file and directory).
+    async fn discard_session(&self, repo: &RepoName, uuid: &str) -> Result<(), RegistryError> {
+        links::remove(self.driver(), &paths::upload_dir(repo, uuid)).await?;
         Ok(())
     }
 
@@ -284,7 +272,11 @@ impl Registry {
         uuid: &str,
         start: Option<u64>,
     ) -> Result<UploadState, RegistryError> {
-        let state = match UploadState::load(self.driver(), repo, uuid).await {
+        let loaded = match UploadState::load(self.driver(), repo, uuid).await {
+            Ok(state) => self.check_scratch_parts(repo, uuid, state).await,
+            Err(e) => Err(e),
+        };
+        let state = match loaded {
             Ok(state) => state,
             Err(e) => {
                 if let RegistryError::UploadUnknown(_) = e {
@@ -300,6 +292,44 @@ impl Registry {
             }),
             _ => Ok(state),
         }
+    }
+
+    /// Parts written as scratch data under another scratch epoch (before a reboot or a power
+    /// cut) may have lost content: they are hashed again, and a session whose parts no longer
+    /// hash to its saved state is discarded and answered as unknown, so the client starts
+    /// again instead of publishing a wrong blob. Parts that pass are as durable as any file
+    /// (they outlived their epoch).
+    async fn check_scratch_parts(
+        &self,
+        repo: &RepoName,
+        uuid: &str,
+        state: UploadState,
+    ) -> Result<UploadState, RegistryError> {
+        let Some(epoch) = state.epoch.as_deref() else {
+            return Ok(state);
+        };
+        if state.parts.is_empty() || Some(epoch) == self.driver().scratch_epoch() {
+            return Ok(state);
+        }
+        let parts = state.part_paths(repo, uuid);
+        let intact = match self.hash_parts(&parts, Algorithm::Sha256).await {
+            Ok(actual) => actual == state.hash.clone().finish(),
+            Err(RegistryError::Storage(e)) if e.is_not_found() => false,
+            Err(e) => return Err(e),
+        };
+        if !intact {
+            tracing::warn!(
+                %repo,
+                upload = uuid,
+                "upload session lost data since it was written (a reboot?); discarded"
+            );
+            self.discard_session(repo, uuid).await?;
+            return Err(RegistryError::UploadUnknown(uuid.into()));
+        }
+        Ok(UploadState {
+            epoch: None,
+            ..state
+        })
     }
 
     /// Stores one chunk as a new part and saves the state that counts it. A chunk of the
@@ -320,7 +350,7 @@ impl Registry {
         }
         let nonce = rand::random::<u64>();
         let path = paths::upload_part(repo, uuid, state.offset(), nonce);
-        let writer = self.driver().writer(&path).await?;
+        let writer = self.driver().scratch_writer(&path).await?;
         let mut hash = state.hash.clone();
         let (writer, received) = receive(writer, body, len, |chunk| hash.update(chunk)).await;
         let outcome = match received {
@@ -338,6 +368,8 @@ impl Registry {
         writer.commit().await?;
         state.hash = hash;
         state.parts.push(Part { nonce, size });
+        // Every part is now one written in this epoch (older ones were checked on opening).
+        state.epoch = self.driver().scratch_epoch().map(str::to_owned);
         state.save(self.driver(), repo, uuid).await?;
         Ok(outcome)
     }
@@ -359,7 +391,7 @@ impl Registry {
             other => self.hash_parts(&parts, other).await?,
         };
         if &actual != digest {
-            self.discard_session(repo, uuid, &state).await?;
+            self.discard_session(repo, uuid).await?;
             return Err(RegistryError::DigestMismatch {
                 expected: digest.clone(),
                 actual,
@@ -386,7 +418,7 @@ impl Registry {
             }
         }
         self.link_blob(repo, digest).await?;
-        self.discard_session(repo, uuid, &state).await?;
+        self.discard_session(repo, uuid).await?;
         Ok(size)
     }
 
@@ -439,238 +471,4 @@ async fn receive(
         _ => Received::Whole,
     };
     (writer, Ok((outcome, received)))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use berth_storage::{InMemoryDriver, StorageDriver};
-
-    use crate::{Registry, RegistryError, RegistryOptions};
-
-    fn body(data: &'static [u8]) -> crate::BodyStream {
-        Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from_static(
-            data,
-        ))]))
-    }
-
-    #[tokio::test]
-    async fn unknown_sessions_leave_no_state() {
-        let reg = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());
-        let repo = "a/b".parse().expect("name");
-        for _ in 0..100 {
-            let id = uuid::Uuid::new_v4().hyphenated().to_string();
-            let patched = reg.append_upload(&repo, &id, None, None, body(b"x")).await;
-            assert!(matches!(patched, Err(RegistryError::UploadUnknown(_))));
-            let digest = berth_oci::Digest::sha256_of(b"x");
-            let finished = reg.finish_upload(&repo, &id, &digest, None, None).await;
-            assert!(matches!(finished, Err(RegistryError::UploadUnknown(_))));
-            assert!(reg.cancel_upload(&repo, &id).await.is_err());
-        }
-        assert_eq!(reg.uploads.len(), 0);
-    }
-
-    #[tokio::test]
-    async fn purged_sessions_drop_their_state() {
-        let reg = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());
-        let repo = "a/b".parse().expect("name");
-        let id = reg.start_upload(&repo).await.expect("start");
-        reg.append_upload(&repo, &id, None, None, body(b"abc"))
-            .await
-            .expect("patch");
-        assert_eq!(reg.uploads.len(), 1);
-        reg.purge_uploads(Duration::ZERO, false)
-            .await
-            .expect("purge");
-        assert_eq!(reg.uploads.len(), 0);
-    }
-
-    /// Reads of stored content (not small files) through a driver, to prove a process that
-    /// continues an upload does not read back what was received.
-    struct CountingReads {
-        inner: InMemoryDriver,
-        reads: std::sync::atomic::AtomicUsize,
-    }
-
-    #[async_trait::async_trait]
-    impl berth_storage::StorageDriver for CountingReads {
-        fn name(&self) -> &'static str {
-            "counting"
-        }
-        async fn get_content(&self, p: &str) -> Result<bytes::Bytes, berth_storage::StorageError> {
-            self.inner.get_content(p).await
-        }
-        async fn put_content(
-            &self,
-            p: &str,
-            c: bytes::Bytes,
-        ) -> Result<(), berth_storage::StorageError> {
-            self.inner.put_content(p, c).await
-        }
-        async fn put_content_if_absent(
-            &self,
-            p: &str,
-            c: bytes::Bytes,
-        ) -> Result<bool, berth_storage::StorageError> {
-            self.inner.put_content_if_absent(p, c).await
-        }
-        async fn reader(
-            &self,
-            p: &str,
-            offset: u64,
-            len: Option<u64>,
-        ) -> Result<berth_storage::ByteStream, berth_storage::StorageError> {
-            self.reads
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.inner.reader(p, offset, len).await
-        }
-        async fn writer(
-            &self,
-            p: &str,
-        ) -> Result<Box<dyn berth_storage::FileWriter>, berth_storage::StorageError> {
-            self.inner.writer(p).await
-        }
-        async fn stat(
-            &self,
-            p: &str,
-        ) -> Result<berth_storage::FileInfo, berth_storage::StorageError> {
-            self.inner.stat(p).await
-        }
-        async fn list(&self, p: &str) -> Result<Vec<String>, berth_storage::StorageError> {
-            self.inner.list(p).await
-        }
-        async fn move_file(&self, a: &str, b: &str) -> Result<(), berth_storage::StorageError> {
-            self.inner.move_file(a, b).await
-        }
-        async fn delete(&self, p: &str) -> Result<(), berth_storage::StorageError> {
-            self.inner.delete(p).await
-        }
-    }
-
-    /// Two registries on one storage are two nodes behind a load balancer: each chunk lands
-    /// on another one, and none reads back what the others stored.
-    #[tokio::test]
-    async fn chunks_on_different_processes_complete_without_rereading() {
-        let driver = Arc::new(CountingReads {
-            inner: InMemoryDriver::new(),
-            reads: Default::default(),
-        });
-        let nodes: Vec<Arc<Registry>> = (0..3)
-            .map(|_| Registry::new(driver.clone(), RegistryOptions::default()))
-            .collect();
-        let repo = "a/b".parse().expect("name");
-        let id = nodes[0].start_upload(&repo).await.expect("start");
-        let mut offset = 0;
-        for (i, chunk) in [&b"first "[..], b"second ", b"third"].iter().enumerate() {
-            let body: crate::BodyStream = Box::pin(futures_util::stream::iter([Ok(
-                bytes::Bytes::copy_from_slice(chunk),
-            )]));
-            let len = chunk.len() as u64;
-            offset = nodes[i]
-                .append_upload(&repo, &id, Some(offset), Some(len), body)
-                .await
-                .expect("patch");
-        }
-        assert_eq!(
-            nodes[2].upload_status(&repo, &id).await.expect("status"),
-            18
-        );
-        assert_eq!(
-            driver.reads.load(std::sync::atomic::Ordering::Relaxed),
-            0,
-            "no chunk was read back"
-        );
-        let digest = berth_oci::Digest::sha256_of(b"first second third");
-        let size = nodes[1]
-            .finish_upload(&repo, &id, &digest, Some(18), None)
-            .await
-            .expect("put");
-        assert_eq!(size, 18);
-        assert_eq!(
-            driver.reads.load(std::sync::atomic::Ordering::Relaxed),
-            3,
-            "the compose read each part once"
-        );
-        let stored = driver
-            .inner
-            .get_content(&berth_storage::paths::blob_data(&digest))
-            .await
-            .expect("blob");
-        assert_eq!(stored, "first second third");
-        // The session is gone with its parts.
-        assert!(nodes[0].upload_status(&repo, &id).await.is_err());
-    }
-
-    /// A chunk whose length is not the announced one leaves the session as it was; a wrong
-    /// digest discards it.
-    #[tokio::test]
-    async fn wrong_chunks_and_digests_leave_nothing() {
-        let reg = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());
-        let repo = "a/b".parse().expect("name");
-        let id = reg.start_upload(&repo).await.expect("start");
-        reg.append_upload(&repo, &id, Some(0), Some(3), body(b"abc"))
-            .await
-            .expect("patch");
-        let short = reg
-            .append_upload(&repo, &id, Some(3), Some(10), body(b"def"))
-            .await;
-        assert!(matches!(
-            short,
-            Err(RegistryError::ChunkLengthMismatch { .. })
-        ));
-        assert_eq!(reg.upload_status(&repo, &id).await.expect("status"), 3);
-        let wrong = berth_oci::Digest::sha256_of(b"other");
-        let put = reg.finish_upload(&repo, &id, &wrong, None, None).await;
-        assert!(matches!(put, Err(RegistryError::DigestMismatch { .. })));
-        assert!(reg.upload_status(&repo, &id).await.is_err());
-        assert!(reg
-            .driver()
-            .stat(&berth_storage::paths::blob_data(&wrong))
-            .await
-            .is_err());
-    }
-
-    /// POST then PUT with the whole body streams to the blob's path and leaves no session
-    /// object behind; a wrong digest stores nothing and ends the session too.
-    #[tokio::test]
-    async fn closing_put_with_the_whole_body_streams_straight_to_the_blob() {
-        use futures_util::TryStreamExt;
-        let reg = Registry::new(Arc::new(InMemoryDriver::new()), RegistryOptions::default());
-        let repo = "a/b".parse().expect("name");
-        let id = reg.start_upload(&repo).await.expect("start");
-        let digest = berth_oci::Digest::sha256_of(b"whole");
-        let size = reg
-            .finish_upload(&repo, &id, &digest, None, Some(body(b"whole")))
-            .await
-            .expect("put");
-        assert_eq!(size, 5);
-        let blob = berth_storage::paths::blob_data(&digest);
-        assert_eq!(
-            reg.driver().get_content(&blob).await.expect("blob"),
-            "whole"
-        );
-        let dir = berth_storage::paths::upload_dir(&repo, &id);
-        let left: Vec<_> = reg.driver().walk(&dir).try_collect().await.expect("walk");
-        assert!(left.is_empty(), "session objects left: {left:?}");
-        let id = reg.start_upload(&repo).await.expect("start");
-        let wrong = berth_oci::Digest::sha256_of(b"other");
-        let put = reg
-            .finish_upload(&repo, &id, &wrong, None, Some(body(b"whole")))
-            .await;
-        assert!(matches!(put, Err(RegistryError::DigestMismatch { .. })));
-        assert!(reg.upload_status(&repo, &id).await.is_err());
-        let blob = berth_storage::paths::blob_data(&wrong);
-        assert!(reg.driver().stat(&blob).await.is_err());
-    }
-
-    #[test]
-    fn upload_ids_are_canonical_uuids() {
-        let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        assert_eq!(super::parse_upload_id(&id), Some(id.clone()));
-        assert_eq!(super::parse_upload_id(&id.to_uppercase()), None);
-        assert_eq!(super::parse_upload_id("../../etc"), None);
-        assert_eq!(super::parse_upload_id(""), None);
-    }
 }

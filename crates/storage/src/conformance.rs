@@ -26,6 +26,7 @@ pub async fn run_all(d: &dyn StorageDriver) {
     concurrent_writers_publish_one_whole(d).await;
     create_only_writes(d).await;
     copy_and_compose(d).await;
+    scratch_writes(d).await;
     walk_is_flat_with_sizes(d).await;
     many_keys(d, 1_100).await;
     list_children(d).await;
@@ -207,6 +208,40 @@ async fn copy_and_compose(d: &dyn StorageDriver) {
         .await
         .expect_err("missing")
         .is_not_found());
+}
+
+/// Scratch data reads back like any other, a cancelled scratch write leaves nothing, and
+/// moving or composing it publishes it.
+async fn scratch_writes(d: &dyn StorageDriver) {
+    let mut w = d.scratch_writer("/scratch/one").await.expect("writer");
+    w.write(Bytes::from_static(b"ab")).await.expect("write");
+    w.commit().await.expect("commit");
+    d.put_scratch_content("/scratch/two", Bytes::from_static(b"c"))
+        .await
+        .expect("put");
+    d.put_scratch_content("/scratch/two", Bytes::from_static(b"cd"))
+        .await
+        .expect("replace");
+    assert_eq!(d.get_content("/scratch/two").await.expect("get"), "cd");
+    let mut w = d.scratch_writer("/scratch/gone").await.expect("writer");
+    w.write(Bytes::from_static(b"x")).await.expect("write");
+    w.cancel().await.expect("cancel");
+    assert!(d
+        .stat("/scratch/gone")
+        .await
+        .expect_err("cancelled")
+        .is_not_found());
+    let parts = ["/scratch/one".to_owned(), "/scratch/two".to_owned()];
+    d.compose(&parts, "/scratch/composed")
+        .await
+        .expect("compose");
+    assert_eq!(read_all(d, "/scratch/composed", 0, None).await, b"abcd");
+    d.move_file("/scratch/one", "/scratch/moved")
+        .await
+        .expect("move");
+    assert_eq!(read_all(d, "/scratch/moved", 0, None).await, b"ab");
+    assert_eq!(d.scratch_epoch(), d.scratch_epoch(), "stable in a process");
+    d.delete("/scratch").await.expect("clean up");
 }
 
 async fn walk_is_flat_with_sizes(d: &dyn StorageDriver) {
@@ -411,6 +446,29 @@ mod tests {
             .expect("driver")
             .with_sync(false);
         super::delete_races_with_writes(&d, 2000).await;
+    }
+
+    /// Unsynced data lasts as long as the kernel's page cache: the epoch is the boot id, the
+    /// same for every process on this machine until it reboots.
+    #[test]
+    fn filesystem_scratch_epoch_is_the_boot_id() {
+        use crate::StorageDriver;
+        let (a, b) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let (a, b) = (
+            FilesystemDriver::new(a.path()).expect("driver"),
+            FilesystemDriver::new(b.path()).expect("driver"),
+        );
+        if let Ok(id) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+            assert_eq!(
+                a.scratch_epoch(),
+                Some(format!("boot-{}", id.trim()).as_str())
+            );
+        }
+        assert_eq!(a.scratch_epoch(), b.scratch_epoch());
+        assert_eq!(InMemoryDriver::new().scratch_epoch(), None);
     }
 
     #[tokio::test]

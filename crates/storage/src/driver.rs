@@ -78,6 +78,32 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// `commit`. Nothing of it is visible before then.
     async fn writer(&self, path: &str) -> Result<Box<dyn FileWriter>, StorageError>;
 
+    /// Opens a streamed write of *scratch* data: like [`StorageDriver::writer`] (nothing
+    /// visible before `commit`, a whole object after it), but the content need not be durable
+    /// when `commit` returns. It lasts at least as long as [`StorageDriver::scratch_epoch`]
+    /// stays the same, and becomes as durable as any write once `move_file` or `compose` has
+    /// published it elsewhere. For an upload's chunks, which only the published blob needs to
+    /// outlive a power cut. Backends whose every write is durable (object stores) keep the
+    /// default, a plain writer.
+    async fn scratch_writer(&self, path: &str) -> Result<Box<dyn FileWriter>, StorageError> {
+        self.writer(path).await
+    }
+
+    /// Writes a whole small file of scratch data: [`StorageDriver::put_content`] (never a
+    /// partial file) without the durability, as for [`StorageDriver::scratch_writer`].
+    async fn put_scratch_content(&self, path: &str, content: Bytes) -> Result<(), StorageError> {
+        self.put_content(path, content).await
+    }
+
+    /// How long scratch writes last: `None` when they are as durable as any write; otherwise
+    /// an id that changes whenever scratch data written before may have been lost (on a local
+    /// filesystem, the kernel's boot id: unsynced data survives a process crash in the page
+    /// cache, not a power cut or a reboot). Scratch data written under another id must be
+    /// checked before it is trusted.
+    fn scratch_epoch(&self) -> Option<&str> {
+        None
+    }
+
     /// Size, modification time and kind of a path.
     async fn stat(&self, path: &str) -> Result<FileInfo, StorageError>;
 
@@ -104,7 +130,8 @@ pub trait StorageDriver: Send + Sync + 'static {
     }
 
     /// Writes the concatenation of `parts` to `dst` (an upload's chunks into its blob),
-    /// published whole at the end. The default streams every part through a [`FileWriter`].
+    /// published whole and durably at the end, whether the parts were scratch data or not.
+    /// The default streams every part through a [`FileWriter`].
     async fn compose(&self, parts: &[String], dst: &str) -> Result<(), StorageError> {
         let mut writer = self.writer(dst).await?;
         for part in parts {
@@ -129,8 +156,9 @@ pub trait StorageDriver: Send + Sync + 'static {
         writer.commit().await
     }
 
-    /// Moves a file; afterwards `dst` holds the complete content and `src` is gone. O(1) on a
-    /// filesystem; a copy and a delete on object stores.
+    /// Moves a file; afterwards `dst` holds the complete content, durably (also when `src` was
+    /// scratch data), and `src` is gone. O(1) on a filesystem; a copy and a delete on object
+    /// stores.
     async fn move_file(&self, src: &str, dst: &str) -> Result<(), StorageError>;
 
     /// Deletes a file or a whole directory tree. Deleting a missing path is `NotFound`.

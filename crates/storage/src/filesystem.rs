@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
+use crate::cached_read::read_cached;
 use crate::driver::check_path;
 use crate::read_buffers;
 use crate::{ByteStream, FileInfo, FileWriter, StorageDriver, StorageError};
@@ -36,6 +37,9 @@ const TMP_SHARDS: u64 = 64;
 pub struct FilesystemDriver {
     root: Arc<PathBuf>,
     sync: bool,
+    /// [`StorageDriver::scratch_epoch`]: the kernel's boot id, or a per-process id where
+    /// there is none.
+    epoch: Arc<str>,
 }
 
 impl FilesystemDriver {
@@ -55,6 +59,7 @@ impl FilesystemDriver {
         Ok(FilesystemDriver {
             root: Arc::new(root),
             sync: true,
+            epoch: boot_id().into(),
         })
     }
 
@@ -76,12 +81,57 @@ impl FilesystemDriver {
         Ok(self.root.join(path.trim_start_matches('/')))
     }
 
+    /// Writes a whole small file; fsynced when `sync`.
+    async fn put(&self, path: &str, content: Bytes, sync: bool) -> Result<(), StorageError> {
+        let full = self.full(path)?;
+        let tmp = self.temp_path();
+        blocking(path, move || {
+            let result = write_temp(&tmp, &content, sync)
+                .and_then(|()| rename_into_place(&tmp, &full, sync));
+            if result.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            result
+        })
+        .await
+    }
+
+    /// Opens a streamed write to a temporary file (created with the first data written out),
+    /// fsynced at commit when `sync`.
+    async fn open_writer(
+        &self,
+        path: &str,
+        sync: bool,
+    ) -> Result<Box<dyn FileWriter>, StorageError> {
+        let full = self.full(path)?;
+        Ok(Box::new(FsWriter {
+            path: path.to_owned(),
+            full,
+            tmp: self.temp_path(),
+            file: WriterFile::Unborn,
+            size: 0,
+            buf: BytesMut::new(),
+            sync,
+        }))
+    }
+
     fn temp_path(&self) -> PathBuf {
         let r = rand::random::<u64>();
         self.root
             .join(TMP_DIR)
             .join(format!("{:02x}", r % TMP_SHARDS))
             .join(format!("{r:016x}"))
+    }
+}
+
+/// The kernel's boot id: scratch (unsynced) data lives in the page cache until it is written
+/// back, so it survives a process crash but maybe not a reboot, which changes this id. Where
+/// it cannot be read, a random id per process: scratch data from an earlier process is then
+/// always checked before use, which is slower but still safe.
+fn boot_id() -> String {
+    match fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+        Ok(id) if !id.trim().is_empty() => format!("boot-{}", id.trim()),
+        _ => format!("process-{:016x}", rand::random::<u64>()),
     }
 }
 
@@ -261,24 +311,37 @@ impl StorageDriver for FilesystemDriver {
         "filesystem"
     }
 
+    /// A small file the kernel has cached (a link: every manifest GET by tag reads two) is
+    /// read right here, without a hand-off to the blocking pool; anything else goes there.
     async fn get_content(&self, path: &str) -> Result<Bytes, StorageError> {
         let full = self.full(path)?;
+        if let Some(read) = read_cached(&full) {
+            return read.map_err(|e| StorageError::from_io(path, e));
+        }
         blocking(path, move || fs::read(full).map(Bytes::from)).await
     }
 
     async fn put_content(&self, path: &str, content: Bytes) -> Result<(), StorageError> {
-        let full = self.full(path)?;
-        let tmp = self.temp_path();
-        let sync = self.sync;
-        blocking(path, move || {
-            let result = write_temp(&tmp, &content, sync)
-                .and_then(|()| rename_into_place(&tmp, &full, sync));
-            if result.is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
-            result
-        })
-        .await
+        self.put(path, content, self.sync).await
+    }
+
+    /// Renamed into place like any small file, without an fsync.
+    async fn put_scratch_content(&self, path: &str, content: Bytes) -> Result<(), StorageError> {
+        self.put(path, content, false).await
+    }
+
+    async fn writer(&self, path: &str) -> Result<Box<dyn FileWriter>, StorageError> {
+        self.open_writer(path, self.sync).await
+    }
+
+    /// A writer that never fsyncs: the data is synced once, when `move_file` or `compose`
+    /// publishes it.
+    async fn scratch_writer(&self, path: &str) -> Result<Box<dyn FileWriter>, StorageError> {
+        self.open_writer(path, false).await
+    }
+
+    fn scratch_epoch(&self) -> Option<&str> {
+        Some(&self.epoch)
     }
 
     /// The complete content goes to a temporary file first, then gets its name with
@@ -324,22 +387,6 @@ impl StorageDriver for FilesystemDriver {
             .map(move |(start, want)| read_chunk(owned.clone(), file.clone(), start, want))
             .buffered(2);
         Ok(Box::pin(stream))
-    }
-
-    async fn writer(&self, path: &str) -> Result<Box<dyn FileWriter>, StorageError> {
-        let full = self.full(path)?;
-        let tmp = self.temp_path();
-        let open = tmp.clone();
-        let file = blocking(path, move || File::create(open)).await?;
-        Ok(Box::new(FsWriter {
-            path: path.to_owned(),
-            full,
-            tmp,
-            file: Some(file),
-            size: 0,
-            buf: BytesMut::new(),
-            sync: self.sync,
-        }))
     }
 
     /// Concatenates in the kernel (`copy_file_range` through `io::copy`) into a temporary
@@ -394,10 +441,18 @@ impl StorageDriver for FilesystemDriver {
         .await
     }
 
+    /// With sync on, the file's data is synced before the rename: it may be scratch data
+    /// (an upload's only chunk becoming its blob). A file synced before costs little more.
     async fn move_file(&self, src: &str, dst: &str) -> Result<(), StorageError> {
         let (from, to) = (self.full(src)?, self.full(dst)?);
         let sync = self.sync;
-        blocking(src, move || rename_into_place(&from, &to, sync)).await
+        blocking(src, move || {
+            if sync {
+                File::open(&from)?.sync_data()?;
+            }
+            rename_into_place(&from, &to, sync)
+        })
+        .await
     }
 
     async fn remove_empty_dir(&self, path: &str) -> Result<bool, StorageError> {
@@ -455,41 +510,73 @@ async fn read_chunk(
 
 /// Writes to a temporary file through a buffer of at most [`CHUNK`] bytes; `commit` fsyncs it
 /// and renames it into place.
+///
+/// Every step that touches the file is one hand-off to the blocking pool, so they are
+/// folded together: the file is created by the first write of data (a blob of at most one
+/// chunk, or an empty one, costs a single hand-off, in `commit`), and `commit` writes the rest
+/// of the buffer, syncs and renames in one. A writer cancelled before any data was written
+/// has no file to remove.
 struct FsWriter {
     path: String,
     full: PathBuf,
     tmp: PathBuf,
-    file: Option<File>,
+    file: WriterFile,
     size: u64,
     buf: BytesMut,
     sync: bool,
 }
 
-impl FsWriter {
-    async fn flush(&mut self) -> Result<(), StorageError> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let data = self.buf.split().freeze();
-        self.write_out(data).await
-    }
+/// The temporary file of an [`FsWriter`].
+enum WriterFile {
+    /// Not created yet: nothing was written out.
+    Unborn,
+    /// Created, with everything written out so far.
+    Open(File),
+    /// A write failed (the file may exist and is removed on cancel).
+    Failed,
+}
 
+impl WriterFile {
+    /// Takes the file for a blocking step (which creates it if it was never created), leaving
+    /// `Failed` until the step hands it back.
+    fn take(&mut self, path: &str) -> Result<Option<File>, StorageError> {
+        match std::mem::replace(self, WriterFile::Failed) {
+            WriterFile::Unborn => Ok(None),
+            WriterFile::Open(file) => Ok(Some(file)),
+            WriterFile::Failed => Err(StorageError::Io {
+                path: path.to_owned(),
+                source: io::Error::other("writer already failed"),
+            }),
+        }
+    }
+}
+
+/// The writer's open file, created at `tmp` if there is none yet.
+fn open_or_create(file: Option<File>, tmp: &Path) -> io::Result<File> {
+    match file {
+        Some(file) => Ok(file),
+        None => File::create(tmp),
+    }
+}
+
+impl FsWriter {
     async fn write_out(&mut self, data: Bytes) -> Result<(), StorageError> {
-        let mut file = self.file.take().ok_or_else(|| StorageError::Io {
-            path: self.path.clone(),
-            source: io::Error::other("writer already failed"),
-        })?;
+        let file = self.file.take(&self.path)?;
+        let tmp = self.tmp.clone();
         let file = blocking(&self.path, move || {
+            let mut file = open_or_create(file, &tmp)?;
             file.write_all(&data)?;
             Ok(file)
         })
         .await?;
-        self.file = Some(file);
+        self.file = WriterFile::Open(file);
         Ok(())
     }
 
     async fn remove_temp(&mut self) -> Result<(), StorageError> {
-        self.file = None;
+        if let WriterFile::Unborn = std::mem::replace(&mut self.file, WriterFile::Failed) {
+            return Ok(());
+        }
         let tmp = self.tmp.clone();
         blocking(&self.path, move || match fs::remove_file(tmp) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -509,7 +596,8 @@ impl FileWriter for FsWriter {
         }
         self.buf.extend_from_slice(&data);
         if self.buf.len() >= CHUNK {
-            self.flush().await?;
+            let data = self.buf.split().freeze();
+            self.write_out(data).await?;
         }
         Ok(())
     }
@@ -519,16 +607,17 @@ impl FileWriter for FsWriter {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
-        let flushed = self.flush().await;
-        let (file, tmp, full, sync) = (
-            self.file.take(),
+        let (rest, tmp, full, sync) = (
+            self.buf.split().freeze(),
             self.tmp.clone(),
             self.full.clone(),
             self.sync,
         );
-        let published = match (flushed, file) {
-            (Ok(()), Some(file)) => {
+        let published = match self.file.take(&self.path) {
+            Ok(file) => {
                 blocking(&self.path, move || {
+                    let mut file = open_or_create(file, &tmp)?;
+                    file.write_all(&rest)?;
                     if sync {
                         file.sync_data()?;
                     }
@@ -537,11 +626,7 @@ impl FileWriter for FsWriter {
                 })
                 .await
             }
-            (Err(e), _) => Err(e),
-            (Ok(()), None) => Err(StorageError::Io {
-                path: self.path.clone(),
-                source: io::Error::other("writer already failed"),
-            }),
+            Err(e) => Err(e),
         };
         if published.is_err() {
             let _ = self.remove_temp().await;

@@ -92,6 +92,19 @@ impl StorageDriver for Instrumented {
         self.timed("Writer", self.inner.writer(path)).await
     }
 
+    async fn scratch_writer(&self, path: &str) -> Result<Box<dyn FileWriter>, StorageError> {
+        self.timed("Writer", self.inner.scratch_writer(path)).await
+    }
+
+    async fn put_scratch_content(&self, path: &str, content: Bytes) -> Result<(), StorageError> {
+        self.timed("PutContent", self.inner.put_scratch_content(path, content))
+            .await
+    }
+
+    fn scratch_epoch(&self) -> Option<&str> {
+        self.inner.scratch_epoch()
+    }
+
     fn walk<'a>(&'a self, path: &'a str) -> BoxStream<'a, Result<WalkEntry, StorageError>> {
         // A walk is a stream consumed at the caller's pace: there is no one call to time.
         self.inner.walk(path)

@@ -6,6 +6,7 @@
 //! layout maps one to one, and deliberately weak in what it promises so that an object store can
 //! implement it: no atomic rename over an existing file, no listing order.
 
+mod cached_read;
 pub mod conformance;
 mod driver;
 mod error;

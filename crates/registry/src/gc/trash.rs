@@ -211,4 +211,40 @@ mod tests {
             );
         }
     }
+
+    /// A blob GET, through the same calls as the HTTP handler, with the server's touch
+    /// refresh (a marker younger than it is read, not rewritten): the marker is read only
+    /// when an online collector runs.
+    #[tokio::test]
+    async fn blob_gets_read_no_marker_without_an_online_collector() {
+        use futures_util::TryStreamExt;
+
+        use crate::read::{Blob, ReadStore};
+        use crate::test_driver::Recording;
+
+        for online_gc in [false, true] {
+            let driver = Arc::new(Recording::default());
+            let reg = Registry::new(driver.clone(), RegistryOptions::default());
+            reg.set_online_gc(online_gc);
+            reg.set_touch_refresh(std::time::Duration::from_secs(60));
+            let repo = "a/b".parse().expect("name");
+            let data = bytes::Bytes::from_static(b"blob");
+            let digest = Digest::sha256_of(&data);
+            let body: crate::BodyStream = Box::pin(futures_util::stream::iter([Ok(data)]));
+            reg.put_blob(&repo, &digest, body).await.expect("push");
+            driver.take();
+            let blob = ReadStore::blob(&*reg, &repo, &digest, false)
+                .await
+                .expect("stat");
+            assert!(matches!(blob, Blob::Stored { size: 4 }));
+            let read = ReadStore::read_blob(&*reg, &repo, &digest, 0, None)
+                .await
+                .expect("read");
+            let got: Vec<bytes::Bytes> = read.try_collect().await.expect("body");
+            assert_eq!(got.concat(), b"blob");
+            let marker = paths::touch_marker(&digest);
+            let touched = driver.take().contains(&marker);
+            assert_eq!(touched, online_gc, "online gc {online_gc}: marker read");
+        }
+    }
 }
