@@ -17,14 +17,26 @@ pub(crate) const CACHED_READ_MAX: u64 = 16 * 1024;
 /// blocking pool costs two thread switches, far more than these four system calls.
 #[cfg(target_os = "linux")]
 pub(crate) fn read_cached(full: &Path) -> Option<io::Result<Bytes>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use rustix::fs::{fstat, openat2, FileType, Mode, OFlags, ResolveFlags, CWD};
     use rustix::io::{preadv2, Errno, ReadWriteFlags};
 
+    /// Set once the kernel (older than 5.12: `EINVAL`; without `openat2`: `ENOSYS`) or a
+    /// seccomp profile (`EPERM`) refuses the call, so it is not tried on every read again.
+    static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+    if UNSUPPORTED.load(Ordering::Relaxed) {
+        return None;
+    }
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY;
     let fd = match openat2(CWD, full, flags, Mode::empty(), ResolveFlags::CACHED) {
         Ok(fd) => fd,
         // A cached negative entry: the path is known not to exist.
         Err(Errno::NOENT) => return Some(Err(io::ErrorKind::NotFound.into())),
+        Err(Errno::INVAL | Errno::NOSYS | Errno::PERM) => {
+            UNSUPPORTED.store(true, Ordering::Relaxed);
+            return None;
+        }
         Err(_) => return None,
     };
     let stat = fstat(&fd).ok()?;
