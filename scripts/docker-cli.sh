@@ -60,7 +60,7 @@ else
   fail "docker pull by digest $digest"
 fi
 
-# berth copy with docker save and docker load (docs/copy.md): what `docker save` wrote goes
+# berth copy with docker save and docker load (docs/copy-sync.md): what `docker save` wrote goes
 # into Berth, keeping the image (its ID is the config digest), and comes back out as a
 # docker-archive that `docker load` loads as the same image.
 docker save -o "$work/saved.tar" "$ref"

@@ -57,6 +57,7 @@ if [ -x "$BERTH_BIN" ]; then
   run_suite "round trip with docker-registry 2.8.2" scripts/roundtrip-registry2.sh
   run_suite "pull-through cache: compat kit as docker.io mirror, ctr hosts.toml, dockerd registry-mirrors" scripts/mirror.sh
   run_suite "garbage collection against docker-registry 2.8.2" scripts/gc-registry2.sh
+  run_suite "docs/copy-sync.md recipes run as written (docker-registry upstream, Berth target)" scripts/copy-recipes.sh
   run_suite "Docker CLI push/pull and registry-mirrors" scripts/docker-cli.sh
   run_suite "compat kit (S3 storage on Garage)" scripts/compat.sh s3-garage
   run_suite "compat kit (S3 storage on moto)" scripts/compat.sh s3-moto
@@ -67,7 +68,7 @@ if [ -x "$BERTH_BIN" ]; then
   run_suite "cluster of three nodes behind haproxy on moto" scripts/cluster.sh moto
   run_suite "web UI in Debian chromium (playwright-core, axe)" env UI_SHOTS=0 scripts/ui-browser.sh
 else
-  suites_failed=$((suites_failed + 15))
+  suites_failed=$((suites_failed + 16))
 fi
 
 echo "test.sh: $suites_passed passed, $suites_failed failed"

@@ -1,5 +1,5 @@
 //! `berth copy` and `berth sync`: options parsed by clap, turned into `berth_copy`'s options
-//! in one place, run, and their failure kind mapped to the exit code (docs/copy.md).
+//! in one place, run, and their failure kind mapped to the exit code (docs/copy-sync.md).
 
 use std::path::PathBuf;
 

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("berth: {e:#}");
-            // copy and sync say by their exit code what failed (docs/copy.md).
+            // copy and sync say by their exit code what failed (docs/copy-sync.md).
             ExitCode::from(copy_cli::exit_code(&e))
         }
     }

@@ -1,5 +1,5 @@
 //! `berth scan REF...`: the scanner of the `scan:` config section (or the flags) run on each
-//! image, the report attached as an OCI referrer (docs/copy.md, "Scanning").
+//! image, the report attached as an OCI referrer (docs/copy-sync.md, "Scanning").
 
 use std::path::PathBuf;
 

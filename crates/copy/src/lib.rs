@@ -39,7 +39,7 @@ pub use progress::{Progress, ProgressMode};
 pub use transport::{Location, RegistryRef};
 
 /// Why a copy or sync failed, by whose fault: the process exit code says which (documented
-/// in docs/copy.md), so scripts can tell a missing source from a refusing target.
+/// in docs/copy-sync.md), so scripts can tell a missing source from a refusing target.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     /// The command line or sync file is wrong (exit 2).
