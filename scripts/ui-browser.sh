@@ -115,6 +115,8 @@ PIDS+=("$!")
 for _ in $(seq 100); do grep -q issuer "$work/idp.out" 2>/dev/null && break; sleep 0.1; done
 issuer=$(sed -n 's/.*"issuer":"\([^"]*\)".*/\1/p' "$work/idp.out")
 [ -n "$issuer" ] || { cat "$work/idp.log" >&2; echo "ui-browser: the identity provider did not start" >&2; exit 1; }
+# Its own htpasswd, without alice or bob: a provider user named like a local account is refused.
+printf '%s\n' 'root-pw' | "$BERTH_BIN" htpasswd -f "$work/oidc-htpasswd" --password-stdin root >/dev/null
 write_config "$work/oidc.yml" "$work/data"
 cat >>"$work/oidc.yml" <<YAML
 auth:
@@ -124,7 +126,7 @@ auth:
     service: ui-browser-oidc
     issuer: ui-browser-oidc
     builtin:
-      htpasswd: $work/token-htpasswd
+      htpasswd: $work/oidc-htpasswd
       signingkey: $work/oidc-key.pem
       rules:
         - {repositories: [team/app], groups: [team-a], actions: [pull, push]}
