@@ -28,6 +28,22 @@ async fn counted<F: AsyncFnOnce()>(b: &Bench, step: F) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the node's startup rebuild of the repository index has written its completion
+/// marker: that one-off write is startup work, not part of the first push it may overlap.
+async fn wait_for_startup_index(b: &Bench) {
+    for _ in 0..200 {
+        if b.proxy
+            .seen()
+            .iter()
+            .any(|r| r.starts_with("PUT ") && r.ends_with("/_berth/catalog-complete"))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the node did not finish indexing repositories within 10 s");
+}
+
 /// `GET` of tag `v1` of `name`, which must answer 200.
 async fn get_manifest(reg: &Reg, name: &str) {
     let m = reg
@@ -56,6 +72,7 @@ async fn storage_requests_per_push_and_pull() {
     };
     // The default poll interval: the idle traffic measured below is what a real node makes.
     let reg: Reg = b.berth_with("");
+    wait_for_startup_index(&b).await;
     let name = "costs/app";
     let small = data(100 * 1024, 1);
     let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
