@@ -8,7 +8,13 @@
 //   berth-test-secret), redirect URIs http://127.0.0.1/ui/oidc/callback and
 //   http://127.0.0.1/reg/ui/oidc/callback (a native client: any loopback port, RFC 8252 7.3),
 //   PKCE required. ID tokens carry preferred_username and groups, signed with RS256; the client
-//   `<client id>-es256` (same secret and URIs) gets them signed with ES256.
+//   `<client id>-es256` (same secret and URIs) gets them signed with ES256. The first client
+//   gets a refresh token at every sign-in (as Keycloak gives one; Authentik and Authelia do
+//   with the offline_access scope), the ES256 one never (a provider without them); refresh
+//   tokens are revocable (RFC 7009) and rotate on use.
+// - POST /test/user with JSON {"user": ..., "groups": [...]} or {"user": ..., "disabled": true}
+//   changes a user as an administrator of the provider would; GET /test/revocations tells how
+//   many tokens were revoked at the revocation endpoint.
 // - POST /test/tamper with a mode (the body) makes the provider alter the ID token of its next
 //   token response, so the relying party's refusals can be tested against a real provider:
 //   `nonce` (re-signed with the provider's key, another nonce), `audience` (re-signed, another
@@ -41,6 +47,7 @@ const signJwt = (key, kid, claims) => {
 };
 
 let tamper = null;
+let revocations = 0;
 
 const server = createServer();
 server.listen(0, '127.0.0.1', () => {
@@ -51,13 +58,15 @@ server.listen(0, '127.0.0.1', () => {
       client_secret: CLIENT_SECRET,
       application_type: 'native',
       redirect_uris: ['http://127.0.0.1/ui/oidc/callback', 'http://127.0.0.1/reg/ui/oidc/callback'],
-      grant_types: ['authorization_code'],
+      grant_types: id === CLIENT_ID ? ['authorization_code', 'refresh_token'] : ['authorization_code'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
       id_token_signed_response_alg: id === CLIENT_ID ? 'RS256' : 'ES256',
     })),
     jwks: { keys: [jwk, ecJwk] },
     pkce: { required: () => true, methods: ['S256'] },
+    issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+    rotateRefreshToken: true,
     claims: {
       openid: ['sub'],
       profile: ['preferred_username', 'name'],
@@ -67,9 +76,9 @@ server.listen(0, '127.0.0.1', () => {
     scopes: ['openid', 'profile', 'email', 'groups'],
     // The claims go in the ID token itself (the relying party reads no userinfo).
     conformIdTokenClaims: false,
-    features: { devInteractions: { enabled: false } },
+    features: { devInteractions: { enabled: false }, revocation: { enabled: true } },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
-    findAccount: async (ctx, id) => (USERS[id] ? {
+    findAccount: async (ctx, id) => (USERS[id] && !USERS[id].disabled ? {
       accountId: id,
       claims: async () => ({
         sub: id, preferred_username: id, name: id, email: USERS[id].email, groups: USERS[id].groups,
@@ -83,6 +92,7 @@ server.listen(0, '127.0.0.1', () => {
   // Alters the next token response's ID token when a tamper mode is set.
   provider.use(async (ctx, next) => {
     await next();
+    if (ctx.oidc?.route === 'revocation' && ctx.status === 200) revocations += 1;
     if (ctx.oidc?.route !== 'token' || !tamper || !ctx.body?.id_token) return;
     const mode = tamper;
     tamper = null;
@@ -113,6 +123,20 @@ server.listen(0, '127.0.0.1', () => {
   server.on('request', async (req, res) => {
     try {
       const url = new URL(req.url, issuer);
+      if (req.method === 'POST' && url.pathname === '/test/user') {
+        const change = JSON.parse(await readBody(req));
+        const user = USERS[change.user];
+        if (!user) return page(res, 404, '<p>no such user</p>');
+        if (Array.isArray(change.groups)) user.groups = change.groups.map(String);
+        if (typeof change.disabled === 'boolean') user.disabled = change.disabled;
+        res.writeHead(204).end();
+        return;
+      }
+      if (req.method === 'GET' && url.pathname === '/test/revocations') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ revocations }));
+        return;
+      }
       if (req.method === 'POST' && url.pathname === '/test/tamper') {
         tamper = (await readBody(req)).trim() || null;
         res.writeHead(204).end();

@@ -129,6 +129,7 @@ fn oidc_signin(
             client_secret: c.client_secret.clone(),
             scopes: c.scopes.clone(),
             groups_claim: c.groups_claim.clone(),
+            refresh_interval: c.refresh_interval,
         })
         .map_err(|e| anyhow::anyhow!("auth.oidc: {e}"))?,
     );

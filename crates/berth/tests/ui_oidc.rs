@@ -145,6 +145,93 @@ async fn groups_decide_what_each_user_sees() {
     assert_eq!(listed(&b2, &berth).await, ["team-b/app"]);
 }
 
+/// Every `refresh_interval` (1 s here) a session is checked again with the provider through its
+/// refresh token: new groups apply, a user disabled at the provider is signed out, logout
+/// revokes the token, and a provider that is down signs nobody out.
+#[tokio::test]
+async fn sessions_are_checked_again_with_the_provider() {
+    let Some(idp) = Idp::start() else { return };
+    let (server, _dir) = registry(&idp.issuer, "    refresh_interval: 1s\n").await;
+    let berth = server.url.trim_end_matches('/').to_owned();
+    let after_interval = || tokio::time::sleep(Duration::from_millis(1300));
+
+    let alice = Browser::new();
+    let done = sign_in(&alice, &berth, &idp, "alice", "alice-pw").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(listed(&alice, &berth).await, ["team-a/app"]);
+
+    // Moved from team-a to team-b at the provider: the next check gives the new groups.
+    idp.change_user(serde_json::json!({"user": "alice", "groups": ["team-b"]}))
+        .await;
+    assert_eq!(
+        listed(&alice, &berth).await,
+        ["team-a/app"],
+        "within the interval the session is not checked"
+    );
+    after_interval().await;
+    assert_eq!(listed(&alice, &berth).await, ["team-b/app"]);
+    // The rotated refresh token works for the check after that one too.
+    after_interval().await;
+    assert_eq!(listed(&alice, &berth).await, ["team-b/app"]);
+
+    // Disabled at the provider: the next check signs her out.
+    idp.change_user(serde_json::json!({"user": "alice", "disabled": true}))
+        .await;
+    after_interval().await;
+    assert!(listed(&alice, &berth).await.is_empty());
+    let html = alice.get(&format!("{berth}/ui/")).await.body;
+    assert!(html.contains("<a href=\"/ui/login\">Log in</a>"), "{html}");
+    assert!(!html.contains("<strong>alice</strong>"), "{html}");
+
+    // Logout revokes the session's refresh token at the provider.
+    let bob = Browser::new();
+    let done = sign_in(&bob, &berth, &idp, "bob", "bob-pw").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let revoked = idp.revocations().await;
+    let html = bob.get(&format!("{berth}/ui/")).await.body;
+    assert!(html.contains("<strong>bob</strong>"), "{html}");
+    let out = bob
+        .post(&format!("{berth}/ui/logout"), &[])
+        .await;
+    assert_eq!(out.status, 303);
+    let mut waited = 0;
+    while idp.revocations().await == revoked && waited < 50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!(
+        idp.revocations().await,
+        revoked + 1,
+        "the refresh token was revoked"
+    );
+
+    // The provider down: sessions go on with what it said last.
+    let carol = Browser::new();
+    let done = sign_in(&carol, &berth, &idp, "bob", "bob-pw").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    drop(idp);
+    after_interval().await;
+    assert_eq!(listed(&carol, &berth).await, ["team-b/app"]);
+    assert_eq!(listed(&carol, &berth).await, ["team-b/app"]);
+}
+
+/// A provider that issues no refresh token (the ES256 client here): the session holds the
+/// groups of its sign-in and is not checked.
+#[tokio::test]
+async fn sessions_without_a_refresh_token_keep_the_sign_in_groups() {
+    let Some(idp) = Idp::start() else { return };
+    let (server, _dir) =
+        registry_for("berth-es256", &idp.issuer, "    refresh_interval: 1s\n").await;
+    let berth = server.url.trim_end_matches('/').to_owned();
+    let alice = Browser::new();
+    let done = sign_in(&alice, &berth, &idp, "alice", "alice-pw").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    idp.change_user(serde_json::json!({"user": "alice", "groups": ["team-b"]}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(listed(&alice, &berth).await, ["team-a/app"]);
+}
+
 #[tokio::test]
 async fn a_provider_user_named_like_a_local_account_is_refused() {
     let Some(idp) = Idp::start() else { return };

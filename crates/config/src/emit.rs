@@ -126,7 +126,7 @@ fn single(key: &str, value: Value) -> Value {
     Value::Mapping(m)
 }
 
-fn duration(d: Duration) -> Value {
+pub(crate) fn duration(d: Duration) -> Value {
     Value::String(format_go_duration(d))
 }
 

@@ -15,10 +15,13 @@
 //!     client_secret_file: /run/secrets/oidc  # or client_secret, or REGISTRY_AUTH_OIDC_CLIENT_SECRET
 //!     scopes: [openid, profile, email, groups]   # the default
 //!     groups_claim: groups            # the ID token claim listing the user's groups
+//!     refresh_interval: 5m            # how often a signed-in user is checked again with the provider
 //! ```
 //!
 //! OIDC is how people sign in; the built-in token server still decides what they may do (its
 //! `rules` name users and `groups`). An `http://` issuer is refused unless it is on loopback.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
@@ -39,12 +42,17 @@ const CLIENT_SECRET: &str = "client_secret";
 const CLIENT_SECRET_FILE: &str = "client_secret_file";
 const SCOPES: &str = "scopes";
 const GROUPS_CLAIM: &str = "groups_claim";
+const REFRESH_INTERVAL: &str = "refresh_interval";
 
 /// The scopes asked for when `scopes` is not set: the ID token with the user's name, mail and
 /// groups (Authentik, Keycloak with a groups mapper, Authelia and Dex all know `groups`).
 pub const DEFAULT_SCOPES: &[&str] = &["openid", "profile", "email", "groups"];
 /// The claim holding the user's groups when `groups_claim` is not set.
 pub const DEFAULT_GROUPS_CLAIM: &str = "groups";
+/// How often a web UI session is checked again with the provider when `refresh_interval` is
+/// not set: short enough that a user removed from a group or disabled at the provider loses
+/// access within minutes, long enough to cost the provider one request per user per interval.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The schema of `auth.oidc`, hung under `auth` in [`crate::keys::ROOT`].
 pub(crate) static KEYS: Node = closed(&[
@@ -56,6 +64,7 @@ pub(crate) static KEYS: Node = closed(&[
     yes(CLIENT_SECRET_FILE, &SCALAR),
     yes(SCOPES, &SCALARS),
     yes(GROUPS_CLAIM, &SCALAR),
+    yes(REFRESH_INTERVAL, &SCALAR),
 ]);
 
 /// `auth.oidc`: signing in to the web UI with an OpenID Connect provider.
@@ -77,6 +86,9 @@ pub struct OidcConfig {
     pub scopes: Vec<String>,
     /// `groups_claim`, default `groups`: the ID token claim listing the user's groups.
     pub groups_claim: String,
+    /// `refresh_interval`, default 5m: how often a signed-in web UI session is checked again
+    /// with the provider (its refresh token redeemed, its groups read again).
+    pub refresh_interval: Duration,
 }
 
 impl OidcConfig {
@@ -156,6 +168,7 @@ pub(crate) fn extract(
         client_secret,
         scopes,
         groups_claim: cx.string(p, GROUPS_CLAIM, PATH, DEFAULT_GROUPS_CLAIM)?,
+        refresh_interval: cx.duration(p, REFRESH_INTERVAL, PATH, DEFAULT_REFRESH_INTERVAL)?,
     }))
 }
 
@@ -219,6 +232,10 @@ pub(crate) fn emit(oidc: &OidcConfig, secret: impl Fn(&str) -> Value) -> Value {
         Value::Sequence(oidc.scopes.iter().map(|s| s.clone().into()).collect()),
     );
     m.insert(GROUPS_CLAIM.into(), oidc.groups_claim.clone().into());
+    m.insert(
+        REFRESH_INTERVAL.into(),
+        crate::emit::duration(oidc.refresh_interval),
+    );
     Value::Mapping(m)
 }
 

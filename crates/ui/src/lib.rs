@@ -397,18 +397,21 @@ async fn viewer(ui: &Ui, headers: &HeaderMap, client: Option<ClientAddr>) -> Vie
     };
     let authorization = match s.login {
         Login::Password(authorization) => authorization,
-        // What the identity provider vouched for holds until the session ends; with
-        // `auth.oidc` gone from the configuration, so is the session.
-        Login::Oidc { groups, .. } if ui.options.oidc.is_some() => {
+        // What the identity provider vouched for, checked again with it every
+        // `refresh_interval`; with `auth.oidc` gone from the configuration, so is the session.
+        Login::Oidc(login) if ui.options.oidc.is_some() => {
+            let Some(groups) = oidc::recheck(ui, &id, &s.user, login).await else {
+                return Viewer::default();
+            };
             return Viewer {
                 user: Some(s.user),
                 authorization: None,
                 groups,
                 oidc: true,
                 csrf: s.csrf,
-            }
+            };
         }
-        Login::Oidc { .. } => {
+        Login::Oidc(_) => {
             ui.sessions.remove(&id);
             return Viewer::default();
         }

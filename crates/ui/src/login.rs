@@ -92,11 +92,14 @@ pub(crate) async fn logout(page: &Page<'_>) -> Response {
     }
     let mut to = ui.base.clone();
     if let Some(id) = session::cookie_id(page.headers) {
-        if let (Some(oidc), Some(Login::Oidc { id_token, .. })) = (
-            ui.options.oidc.as_deref(),
+        if let (Some(oidc), Some(Login::Oidc(login))) = (
+            ui.options.oidc.as_ref(),
             ui.sessions.get(&id).map(|s| s.login),
         ) {
-            if let Some(url) = oidc::end_session_url(oidc, &id_token).await {
+            if let Some(token) = login.refresh_token {
+                oidc::revoke_in_background(oidc, token);
+            }
+            if let Some(url) = oidc::end_session_url(oidc, &login.id_token).await {
                 to = url;
             }
         }

@@ -36,10 +36,10 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::html::esc;
-use crate::session::{self, Login};
+use crate::session::{self, Login, OidcLogin};
 use crate::Page;
 pub use provider::ProviderError;
-use provider::{form_encode, Provider};
+use provider::{form_encode, Provider, Tokens};
 
 /// How long a started sign-in may take at the provider.
 pub const FLOW_TTL: Duration = Duration::from_secs(600);
@@ -67,6 +67,8 @@ pub struct OidcSettings {
     pub scopes: Vec<String>,
     /// The ID token claim listing the user's groups.
     pub groups_claim: String,
+    /// How often a session is checked again with the provider.
+    pub refresh_interval: Duration,
 }
 
 /// The OIDC sign-in: the provider and the sign-ins in progress.
@@ -232,7 +234,7 @@ pub(crate) async fn callback(page: &Page<'_>, oidc: &Oidc) -> Response {
             "The identity provider sent no authorization code.",
         );
     };
-    let (claims, id_token) = match oidc
+    let tokens = match oidc
         .provider
         .exchange(
             code,
@@ -242,7 +244,7 @@ pub(crate) async fn callback(page: &Page<'_>, oidc: &Oidc) -> Response {
         )
         .await
     {
-        Ok(claims) => claims,
+        Ok(tokens) => tokens,
         Err(e @ (ProviderError::Unreachable { .. } | ProviderError::BadAnswer { .. })) => {
             return unavailable(page, oidc, &e)
         }
@@ -250,6 +252,17 @@ pub(crate) async fn callback(page: &Page<'_>, oidc: &Oidc) -> Response {
             tracing::warn!(error = %e, "OIDC sign-in refused");
             return refused(StatusCode::UNAUTHORIZED, &e.to_string());
         }
+    };
+    let Tokens {
+        claims: Some(claims),
+        id_token: Some(id_token),
+        refresh_token,
+    } = tokens
+    else {
+        return refused(
+            StatusCode::BAD_GATEWAY,
+            "The identity provider sent no ID token.",
+        );
     };
     let nonce_ok = claims.get("nonce").and_then(Value::as_str) == Some(flow.nonce.as_str());
     if !nonce_ok {
@@ -284,11 +297,28 @@ pub(crate) async fn callback(page: &Page<'_>, oidc: &Oidc) -> Response {
         );
     }
     let groups = groups(&claims, &oidc.settings.groups_claim);
-    tracing::info!(user, groups = ?groups, "web UI sign-in with OIDC");
+    let subject = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    tracing::info!(
+        user,
+        groups = ?groups,
+        refreshable = refresh_token.is_some(),
+        "web UI sign-in with OIDC"
+    );
     let ui = page.ui;
-    let id = ui
-        .sessions
-        .create(user.clone(), Login::Oidc { groups, id_token });
+    let id = ui.sessions.create(
+        user.clone(),
+        Login::Oidc(OidcLogin {
+            subject,
+            groups,
+            id_token,
+            refresh_token,
+            checked: Instant::now(),
+        }),
+    );
     // The session cookie is `SameSite=Strict`: a browser does not send it on a redirect chain
     // that began at the provider, so this page moves on by itself (`Refresh`, a navigation
     // started by this site) instead of a 303.
@@ -311,6 +341,72 @@ pub(crate) async fn callback(page: &Page<'_>, oidc: &Oidc) -> Response {
         h.append(header::SET_COOKIE, v);
     }
     response
+}
+
+/// The groups of OIDC session `id` (of `user`) after checking it again with the provider when
+/// that is due; `None` when the session has ended. The check redeems the session's refresh
+/// token: a refusal (the user was signed out, disabled or removed at the provider, the grant
+/// revoked) or an ID token that is not valid or names another subject ends the session; new
+/// groups apply from this page on. A provider that cannot be reached leaves the session as it
+/// was (the identity provider being down does not sign everybody out) and is asked again at
+/// the next interval.
+pub(crate) async fn recheck(
+    ui: &crate::Ui,
+    id: &str,
+    user: &str,
+    login: OidcLogin,
+) -> Option<Vec<String>> {
+    let oidc = ui.options.oidc.as_deref()?;
+    let Some(refresh_token) = ui.sessions.refresh_due(id, oidc.settings.refresh_interval) else {
+        return Some(login.groups);
+    };
+    let secret = oidc.settings.client_secret.as_deref();
+    let end = |why: &str| {
+        tracing::info!(
+            user,
+            reason = why,
+            "OIDC session ended by the check with the identity provider"
+        );
+        ui.sessions.remove(id);
+        None
+    };
+    match oidc.provider.refresh(&refresh_token, secret).await {
+        Ok(tokens) => {
+            let groups = match &tokens.claims {
+                Some(claims) => {
+                    if claims.get("sub").and_then(Value::as_str) != Some(login.subject.as_str()) {
+                        return end("the refreshed ID token names another subject");
+                    }
+                    Some(groups(claims, &oidc.settings.groups_claim))
+                }
+                None => None,
+            };
+            if groups.as_ref().is_some_and(|g| *g != login.groups) {
+                tracing::info!(user, before = ?login.groups, now = ?groups, "OIDC user's groups changed at the identity provider");
+            }
+            let current = groups.clone().unwrap_or(login.groups);
+            ui.sessions
+                .refreshed(id, groups, tokens.id_token, tokens.refresh_token);
+            Some(current)
+        }
+        Err(ProviderError::Refused(why) | ProviderError::InvalidToken(why)) => end(&why),
+        Err(e) => {
+            tracing::warn!(user, error = %e, "could not check an OIDC session with the identity provider; it goes on as it was until the next check");
+            Some(login.groups)
+        }
+    }
+}
+
+/// Revokes `refresh_token` at the provider (RFC 7009), when it has a revocation endpoint,
+/// without holding up the logout that asked for it.
+pub(crate) fn revoke_in_background(oidc: &std::sync::Arc<Oidc>, refresh_token: String) {
+    let oidc = oidc.clone();
+    tokio::spawn(async move {
+        let secret = oidc.settings.client_secret.as_deref();
+        if let Err(e) = oidc.provider.revoke(&refresh_token, secret).await {
+            tracing::info!(error = %e, "could not revoke an OIDC refresh token at logout");
+        }
+    });
 }
 
 /// Where to send the browser to end its session at the provider too (RP-initiated logout),
@@ -450,6 +546,7 @@ mod tests {
             client_secret: None,
             scopes: vec!["openid".into()],
             groups_claim: "groups".into(),
+            refresh_interval: Duration::from_secs(300),
         })
         .expect("oidc");
         let flow = || Flow {

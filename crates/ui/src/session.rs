@@ -1,8 +1,15 @@
 //! Login sessions (htpasswd and built-in token server users, and OIDC sign-ins): a random id in an `HttpOnly`, `SameSite=Strict`
-//! cookie (`Secure` over TLS), the login it stands for kept server-side with an expiry, in a
-//! store of bounded size. Every page re-checks the login with the access controller, so a
-//! removed user or a changed password ends the session at once; an OIDC session holds what the
-//! identity provider vouched for at sign-in (user and groups) until it expires.
+//! cookie (`Secure` over TLS), the login it stands for kept server-side, in a store of bounded
+//! size.
+//!
+//! Lifetime: a session ends after [`IDLE`] without a page, and at the latest [`MAX_AGE`] after
+//! the login, so it never runs out while someone is using it (the complaint about other
+//! registries' UIs) and never lives forever. Every page re-checks a password login with the
+//! access controller, so a removed user or a changed password ends the session at once. An
+//! OIDC session is checked again with the identity provider every `auth.oidc.refresh_interval`
+//! through its refresh token ([`crate::oidc::recheck`]): new groups apply, a refusal ends it.
+//! A provider that issues no refresh token cannot be asked again, so such a session ends
+//! [`UNREFRESHABLE_MAX_AGE`] after sign-in, holding the groups of the sign-in until then.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,8 +19,12 @@ use http::{header, HeaderMap};
 
 /// The cookie's name.
 pub const COOKIE: &str = "berth_ui_session";
-/// How long a session lasts after login.
-pub const TTL: Duration = Duration::from_secs(8 * 3600);
+/// A session without a page for this long ends.
+pub const IDLE: Duration = Duration::from_secs(8 * 3600);
+/// A session ends at the latest this long after its login.
+pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// An OIDC session the provider gave no refresh token for ends this long after sign-in.
+pub const UNREFRESHABLE_MAX_AGE: Duration = Duration::from_secs(8 * 3600);
 /// The most sessions kept: past it, expired ones are dropped, then the oldest.
 const MAX_SESSIONS: usize = 10_000;
 
@@ -27,8 +38,21 @@ pub struct Session {
     /// The token every state-changing form of this session carries (256 random bits, hex):
     /// another site cannot read it, so it cannot forge the form.
     pub csrf: String,
-    /// When the session ends.
-    expires: Instant,
+    /// When the login happened.
+    started: Instant,
+    /// The last page.
+    seen: Instant,
+}
+
+impl Session {
+    /// When the session ends if no page comes before.
+    fn expires(&self) -> Instant {
+        let max_age = match &self.login {
+            Login::Oidc(oidc) if oidc.refresh_token.is_none() => UNREFRESHABLE_MAX_AGE,
+            _ => MAX_AGE,
+        };
+        (self.seen + IDLE).min(self.started + max_age)
+    }
 }
 
 /// How a session's user logged in.
@@ -37,13 +61,24 @@ pub enum Login {
     /// With a user name and password: the `Authorization` value the access controller checks
     /// on every page. Kept in memory only, never sent back to the browser.
     Password(String),
-    /// With the OIDC identity provider, which put the user in these groups.
-    Oidc {
-        /// The groups from the ID token's groups claim.
-        groups: Vec<String>,
-        /// The ID token, the hint of a logout at the provider (in memory only).
-        id_token: String,
-    },
+    /// With the OIDC identity provider.
+    Oidc(OidcLogin),
+}
+
+/// What the identity provider said about a session's user (in memory only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcLogin {
+    /// The ID token's subject: a refreshed ID token must name the same (OIDC Core 12.2).
+    pub subject: String,
+    /// The groups from the ID token's groups claim, as of the last check.
+    pub groups: Vec<String>,
+    /// The latest ID token, the hint of a logout at the provider.
+    pub id_token: String,
+    /// The refresh token, when the provider issued one.
+    pub refresh_token: Option<String>,
+    /// When the provider last vouched for the user (sign-in or refresh), or a check was last
+    /// started: one check at a time per session.
+    pub checked: Instant,
 }
 
 /// The server-side session store.
@@ -56,37 +91,47 @@ impl Sessions {
     /// Starts a session and returns its id (256 random bits, hex).
     pub fn create(&self, user: String, login: Login) -> String {
         let id = random_hex();
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.lock();
         if map.len() >= MAX_SESSIONS {
             let now = Instant::now();
-            map.retain(|_, s| s.expires > now);
+            map.retain(|_, s| s.expires() > now);
             if map.len() >= MAX_SESSIONS {
                 let oldest = map
                     .iter()
-                    .min_by_key(|(_, s)| s.expires)
+                    .min_by_key(|(_, s)| s.expires())
                     .map(|(k, _)| k.clone());
                 if let Some(oldest) = oldest {
                     map.remove(&oldest);
                 }
             }
         }
+        let now = Instant::now();
         map.insert(
             id.clone(),
             Session {
                 user,
                 login,
                 csrf: random_hex(),
-                expires: Instant::now() + TTL,
+                started: now,
+                seen: now,
             },
         );
         id
     }
 
-    /// The live session with this id.
+    /// The live session with this id; a page of it keeps it from going idle.
     pub fn get(&self, id: &str) -> Option<Session> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(id) {
-            Some(s) if s.expires > Instant::now() => Some(s.clone()),
+        self.get_at(id, Instant::now())
+    }
+
+    /// [`Sessions::get`] at the time `now`.
+    fn get_at(&self, id: &str, now: Instant) -> Option<Session> {
+        let mut map = self.lock();
+        match map.get_mut(id) {
+            Some(s) if s.expires() > now => {
+                s.seen = now;
+                Some(s.clone())
+            }
             Some(_) => {
                 map.remove(id);
                 None
@@ -95,18 +140,67 @@ impl Sessions {
         }
     }
 
+    /// The refresh token of the OIDC session `id` when its check with the provider is due
+    /// (last one `interval` ago or more); marks the check started, so that pages arriving
+    /// meanwhile do not redeem the same token again (a provider may take a reused refresh
+    /// token for a stolen one and revoke the grant).
+    pub fn refresh_due(&self, id: &str, interval: Duration) -> Option<String> {
+        let mut map = self.lock();
+        let Some(Session {
+            login: Login::Oidc(oidc),
+            ..
+        }) = map.get_mut(id)
+        else {
+            return None;
+        };
+        let token = oidc.refresh_token.clone()?;
+        if oidc.checked.elapsed() < interval {
+            return None;
+        }
+        oidc.checked = Instant::now();
+        Some(token)
+    }
+
+    /// Keeps what a successful check with the provider gave for session `id`.
+    pub fn refreshed(
+        &self,
+        id: &str,
+        groups: Option<Vec<String>>,
+        id_token: Option<String>,
+        refresh_token: Option<String>,
+    ) {
+        let mut map = self.lock();
+        if let Some(Session {
+            login: Login::Oidc(oidc),
+            ..
+        }) = map.get_mut(id)
+        {
+            if let Some(groups) = groups {
+                oidc.groups = groups;
+            }
+            if let Some(token) = id_token {
+                oidc.id_token = token;
+            }
+            if let Some(token) = refresh_token {
+                oidc.refresh_token = Some(token);
+            }
+            oidc.checked = Instant::now();
+        }
+    }
+
     /// Ends a session.
     pub fn remove(&self, id: &str) {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        self.lock().remove(id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How many sessions are kept (expired ones included until they are swept).
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lock().len()
     }
 }
 
@@ -139,7 +233,7 @@ pub fn set_cookie(id: Option<&str>, path: &str, secure: bool) -> String {
     match id {
         Some(id) => format!(
             "{COOKIE}={id}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-            TTL.as_secs()
+            MAX_AGE.as_secs()
         ),
         None => format!("{COOKIE}=; Path={path}; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
     }
@@ -200,6 +294,69 @@ mod tests {
             s.create("u".into(), Login::Password("a".into()));
         }
         assert_eq!(s.len(), MAX_SESSIONS);
+    }
+
+    fn oidc(refresh_token: Option<&str>) -> Login {
+        Login::Oidc(OidcLogin {
+            subject: "s".into(),
+            groups: vec!["a".into()],
+            id_token: "t".into(),
+            refresh_token: refresh_token.map(str::to_owned),
+            checked: Instant::now(),
+        })
+    }
+
+    #[test]
+    fn idle_and_maximum_age() {
+        let s = Sessions::default();
+        let h = |n: u64| Instant::now() + Duration::from_secs(n * 3600);
+        // In use for 23 hours, a page every 7: alive; at 25 hours: over the maximum age.
+        let id = s.create("alice".into(), Login::Password("Basic x".into()));
+        for hour in [7, 14, 21, 23] {
+            assert!(s.get_at(&id, h(hour)).is_some(), "in use at hour {hour}");
+        }
+        assert!(
+            s.get_at(&id, h(25)).is_none(),
+            "24 hours after the login it ends"
+        );
+        // Idle for more than 8 hours: ended.
+        let id = s.create("alice".into(), Login::Password("Basic x".into()));
+        assert!(s.get_at(&id, h(9)).is_none());
+        // An OIDC session without a refresh token ends 8 hours after sign-in, used or not;
+        // with one it lives like a password session.
+        let id = s.create("bob".into(), oidc(None));
+        assert!(s.get_at(&id, h(5)).is_some());
+        assert!(s.get_at(&id, h(9)).is_none());
+        let id = s.create("bob".into(), oidc(Some("r")));
+        assert!(s.get_at(&id, h(5)).is_some());
+        assert!(s.get_at(&id, h(9)).is_some());
+    }
+
+    #[test]
+    fn one_refresh_at_a_time() {
+        let s = Sessions::default();
+        let interval = Duration::from_secs(300);
+        let id = s.create("bob".into(), oidc(Some("r1")));
+        assert_eq!(s.refresh_due(&id, interval), None, "just signed in");
+        let id = s.create("bob".into(), oidc(Some("r1")));
+        assert_eq!(s.refresh_due(&id, Duration::ZERO).as_deref(), Some("r1"));
+        assert_eq!(s.refresh_due(&id, interval), None, "a check is under way");
+        s.refreshed(&id, Some(vec!["b".into()]), None, Some("r2".into()));
+        let Some(Login::Oidc(o)) = s.get(&id).map(|s| s.login) else {
+            panic!("an OIDC session")
+        };
+        assert_eq!(
+            (o.groups, o.id_token, o.refresh_token.as_deref()),
+            (vec!["b".to_owned()], "t".to_owned(), Some("r2"))
+        );
+        let none = s.create("carol".into(), oidc(None));
+        assert_eq!(
+            s.refresh_due(&none, Duration::ZERO),
+            None,
+            "nothing to redeem"
+        );
+        let password = s.create("dave".into(), Login::Password("Basic x".into()));
+        assert_eq!(s.refresh_due(&password, Duration::ZERO), None);
     }
 
     #[test]

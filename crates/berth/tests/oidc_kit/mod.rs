@@ -75,6 +75,29 @@ impl Idp {
         Some(Idp { child, issuer })
     }
 
+    /// Changes a user at the provider, as its administrator would: `change` is
+    /// `{"user": ..., "groups": [...]}` or `{"user": ..., "disabled": true}`.
+    pub async fn change_user(&self, change: serde_json::Value) {
+        let r = Client::new()
+            .post(format!("{}/test/user", self.issuer))
+            .body(change.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
+    /// How many tokens were revoked at the provider's revocation endpoint.
+    pub async fn revocations(&self) -> u64 {
+        let r = Client::new()
+            .get(format!("{}/test/revocations", self.issuer))
+            .send()
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        json["revocations"].as_u64().unwrap()
+    }
+
     /// Makes the provider alter the ID token of its next token response.
     pub async fn tamper(&self, mode: &str) {
         let r = Client::new()

@@ -34,6 +34,7 @@ fn defaults_and_the_issuer_beside_the_token_server() {
     assert_eq!(oidc.display_name(), "id.example");
     assert_eq!(oidc.scopes, ["openid", "profile", "email", "groups"]);
     assert_eq!(oidc.groups_claim, "groups");
+    assert_eq!(oidc.refresh_interval, std::time::Duration::from_secs(300));
     assert_eq!(oidc.client_secret, None);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     assert_eq!(loaded.config.auth.map(|a| a.name()), Some("token"));
@@ -47,6 +48,7 @@ fn environment_overrides_every_key() {
             ("REGISTRY_AUTH_OIDC_CLIENT_ID", "berth"),
             ("REGISTRY_AUTH_OIDC_CLIENT_SECRET", "s3cret"),
             ("REGISTRY_AUTH_OIDC_GROUPS_CLAIM", "roles"),
+            ("REGISTRY_AUTH_OIDC_REFRESH_INTERVAL", "90s"),
             ("REGISTRY_AUTH_OIDC_SCOPES", "[profile, groups]"),
             ("REGISTRY_AUTH_OIDC_SERVICE", "Keycloak"),
             ("REGISTRY_AUTH_OIDC_ISSUER", "https://kc.example/realms/r"),
@@ -58,6 +60,7 @@ fn environment_overrides_every_key() {
     assert_eq!(oidc.client_id, "berth");
     assert_eq!(oidc.client_secret.as_deref(), Some("s3cret"));
     assert_eq!(oidc.groups_claim, "roles");
+    assert_eq!(oidc.refresh_interval, std::time::Duration::from_secs(90));
     // `openid` is always asked for.
     assert_eq!(oidc.scopes, ["openid", "profile", "groups"]);
     assert_eq!(oidc.display_name(), "Keycloak");

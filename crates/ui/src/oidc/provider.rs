@@ -69,6 +69,27 @@ pub enum ProviderError {
     InvalidToken(String),
 }
 
+/// What a token request gave: the verified ID token's claims and the token (absent when a
+/// refresh answer carries none) and the refresh token, when the provider issued one.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// The verified claims of the ID token.
+    pub claims: Option<Map<String, Value>>,
+    /// The ID token.
+    pub id_token: Option<String>,
+    /// The refresh token.
+    pub refresh_token: Option<String>,
+}
+
+/// The refresh token of a token response, when it is a plausible one (bounded: it is kept in
+/// memory for the session's life).
+fn refresh_token_of(json: &Value) -> Option<String> {
+    json.get("refresh_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty() && t.len() <= 8192)
+        .map(str::to_owned)
+}
+
 /// The endpoints discovery found.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Endpoints {
@@ -80,6 +101,9 @@ pub struct Endpoints {
     pub token_endpoint: String,
     /// The signing keys.
     pub jwks_uri: String,
+    /// Token revocation (RFC 7009), when the provider has it.
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
     /// RP-initiated logout, when the provider has it.
     #[serde(default)]
     pub end_session_endpoint: Option<String>,
@@ -195,23 +219,95 @@ impl Provider {
     }
 
     /// Exchanges `code` for tokens and returns the verified ID token's claims (the caller
-    /// checks the nonce) and the ID token itself (the hint of a logout at the provider). `secret`: the client secret, sent with HTTP Basic as the
-    /// provider's default `client_secret_basic` wants; `None` for a public client.
+    /// checks the nonce), the ID token itself (the hint of a logout at the provider) and the
+    /// refresh token when the provider issued one. `secret`: the client secret, sent with HTTP
+    /// Basic as the provider's default `client_secret_basic` wants; `None` for a public client.
     pub async fn exchange(
         &self,
         code: &str,
         redirect_uri: &str,
         verifier: &str,
         secret: Option<&str>,
-    ) -> Result<(Map<String, Value>, String), ProviderError> {
+    ) -> Result<Tokens, ProviderError> {
         let endpoints = self.endpoints().await?;
-        let mut form = vec![
+        let form = [
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", redirect_uri),
             ("code_verifier", verifier),
         ];
-        let mut request = self.http.post(&endpoints.token_endpoint);
+        let json = self
+            .token_request(&endpoints.token_endpoint, &form, secret)
+            .await?;
+        let id_token = json
+            .get("id_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ProviderError::BadAnswer {
+                url: endpoints.token_endpoint.clone(),
+                message: "no id_token in the token response (is `openid` among the scopes?)"
+                    .to_owned(),
+            })?;
+        let claims = self.verify(id_token, &endpoints).await?;
+        Ok(Tokens {
+            claims: Some(claims),
+            id_token: Some(id_token.to_owned()),
+            refresh_token: refresh_token_of(&json),
+        })
+    }
+
+    /// Redeems a refresh token (RFC 6749 section 6): the provider says whether the user's grant
+    /// still holds (a refusal means it does not: signed out, disabled, revoked) and, in a new
+    /// ID token, what the user's claims are now. The new ID token is verified as at sign-in
+    /// (its `sub` is compared by the caller); a provider may answer without one, and may
+    /// rotate the refresh token.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        secret: Option<&str>,
+    ) -> Result<Tokens, ProviderError> {
+        let endpoints = self.endpoints().await?;
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ];
+        let json = self
+            .token_request(&endpoints.token_endpoint, &form, secret)
+            .await?;
+        let id_token = json.get("id_token").and_then(Value::as_str);
+        let claims = match id_token {
+            Some(token) => Some(self.verify(token, &endpoints).await?),
+            None => None,
+        };
+        Ok(Tokens {
+            claims,
+            id_token: id_token.map(str::to_owned),
+            refresh_token: refresh_token_of(&json),
+        })
+    }
+
+    /// Revokes `token` (a refresh token) at the provider's revocation endpoint (RFC 7009);
+    /// nothing to do when the provider has none.
+    pub async fn revoke(&self, token: &str, secret: Option<&str>) -> Result<(), ProviderError> {
+        let endpoints = self.endpoints().await?;
+        let Some(url) = endpoints.revocation_endpoint else {
+            return Ok(());
+        };
+        let form = [("token", token), ("token_type_hint", "refresh_token")];
+        self.token_request(&url, &form, secret).await.map(|_| ())
+    }
+
+    /// A form POST with the client's authentication to `url` (the token or the revocation
+    /// endpoint); the JSON answer (`null` when empty), or the provider's refusal (`error` and
+    /// `error_description`). A server error or a 429 counts as the provider being
+    /// unreachable (try again later), not as a refusal.
+    async fn token_request(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        secret: Option<&str>,
+    ) -> Result<Value, ProviderError> {
+        let mut form = form.to_vec();
+        let mut request = self.http.post(url);
         match secret {
             Some(secret) => {
                 request =
@@ -233,10 +329,16 @@ impl Provider {
             .body(body)
             .send()
             .await
-            .map_err(|e| unreachable(&endpoints.token_endpoint, &e))?;
+            .map_err(|e| unreachable(url, &e))?;
         let status = response.status();
-        let bytes = read_bounded(response, &endpoints.token_endpoint).await?;
+        let bytes = read_bounded(response, url).await?;
         let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+            return Err(ProviderError::Unreachable {
+                url: url.to_owned(),
+                message: format!("HTTP {status}"),
+            });
+        }
         if !status.is_success() {
             let text = |k: &str| json.get(k).and_then(Value::as_str).unwrap_or("");
             let error = text("error");
@@ -247,16 +349,7 @@ impl Provider {
                 format!("{error} {description}").trim().to_owned()
             }));
         }
-        let id_token = json
-            .get("id_token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ProviderError::BadAnswer {
-                url: endpoints.token_endpoint.clone(),
-                message: "no id_token in the token response (is `openid` among the scopes?)"
-                    .to_owned(),
-            })?;
-        let claims = self.verify(id_token, &endpoints).await?;
-        Ok((claims, id_token.to_owned()))
+        Ok(json)
     }
 
     /// The claims of `token` when it is signed by one of the provider's keys with an
