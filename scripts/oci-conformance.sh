@@ -20,7 +20,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 bin=${1:-${OCI_CONFORMANCE_BIN:-}}
-[ $# -gt 0 ] && shift
+if [ $# -gt 0 ]; then shift; fi
 if [ -z "$bin" ] || [ ! -x "$bin" ]; then
   echo "usage: $0 CONFORMANCE_BIN (or OCI_CONFORMANCE_BIN=...); got '${bin}'" >&2
   exit 2
@@ -58,7 +58,7 @@ else
   env_args+=(OCI_AUTOMATIC_CROSSMOUNT="$crossmount")
 fi
 
-# The suite writes into its working directory when OCI_REPORT_DIR is unset; run it in $work.
+# Run in $work so that nothing the suite writes lands in the caller's directory.
 # pipefail: the pipeline's status is the suite's (tee does not fail).
 status=0
 (cd "$work" && env "${unset_args[@]}" "${env_args[@]}" "$bin" "$@") 2>&1 | tee "$work/suite.log" ||
@@ -68,10 +68,10 @@ status=0
 sed -e 's/\x1b\[[0-9;]*m//g' "$work/suite.log" >"$work/suite.txt"
 echo
 echo "== OCI conformance summary (Berth on $BERTH_ADDR) =="
-grep -E '^Ran [0-9]+ of [0-9]+ Specs|^(SUCCESS|FAIL)! -- ' "$work/suite.txt" ||
+grep -aE '^Ran [0-9]+ of [0-9]+ Specs|^(SUCCESS|FAIL)! -- ' "$work/suite.txt" ||
   echo "(no ginkgo summary line found)"
-if grep -q '^Summarizing' "$work/suite.txt"; then
-  sed -n '/^Summarizing/,/^Ran /p' "$work/suite.txt" | grep -E '\[FAIL\]' || true
+if grep -aq '^Summarizing' "$work/suite.txt"; then
+  sed -n '/^Summarizing/,/^Ran /p' "$work/suite.txt" | grep -aE '\[FAIL\]' || true
 fi
 if [ "$status" -ne 0 ]; then
   echo "conformance suite failed (status $status); last lines of Berth's log:"
