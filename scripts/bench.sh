@@ -5,6 +5,8 @@
 # Then the machine's ceiling on the data that run left: nginx (sendfile) serving Berth's own
 # manifest and blob files to the same pulls and manifest GETs, beside Berth again
 # (scripts/bench-ceiling.sh --data), so the output says how far each read is from the limit.
+# Last the ceiling of pushes: the disk work of a durable registry:2-layout push and the SHA-256,
+# nothing else (scripts/bench-push-ceiling.py), for the three push rows, with and without syncs.
 # Usage: scripts/bench.sh [--quick] [--out DIR]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -39,3 +41,16 @@ for arg in "$@"; do [ "$arg" = --quick ] && quick=(--quick); done
 echo
 BENCH_KIT_DIR=$kit "$REPO_ROOT/scripts/bench-ceiling.sh" "${quick[@]}" --data "$work/data"
 rm -rf "$work"
+echo
+echo "push ceiling: the disk work and SHA-256 of each push alone (scripts/bench-push-ceiling.py, in $(df --output=source,fstype /tmp | tail -1 | tr -s ' ')), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| scenario | MiB/s, fsync'd (2 runs) | MiB/s, no syncs (2 runs) |"
+echo "|---|---:|---:|"
+ceiling() { python3 "$REPO_ROOT/scripts/bench-push-ceiling.py" "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin)["mib_per_s"])'; }
+for row in "push 200x1M c=8|--images 200 --size 1048576 --concurrency 8" \
+           "push 4x256M c=2|--images 4 --size 268435456 --concurrency 2" \
+           "push 16x16M chunk=4M c=4|--images 16 --size 16777216 --concurrency 4"; do
+  name=${row%%|*} args=${row#*|}
+  # shellcheck disable=SC2086
+  echo "| $name | $(ceiling $args), $(ceiling $args) | $(ceiling $args --no-sync), $(ceiling $args --no-sync) |"
+done

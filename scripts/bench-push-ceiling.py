@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""The disk work of a durable registry:2-layout push and nothing else: the ceiling of push.
+
+For each image (one blob of --size bytes, a small manifest, a tag), with --concurrency
+threads, on a fresh directory under --dir, this does what any registry that keeps the
+registry:2 layout and acknowledges a push only once it is on disk must do at the least:
+
+  blob       write a temporary file, fdatasync, mkdir blobs/sha256/xx/<hex>, rename to data,
+             fsync the directory
+  layer link mkdir repositories/<repo>/_layers/sha256/<hex>, write link (temp, fdatasync,
+             rename), fsync the directory
+  manifest   the same as a blob, with the manifest's bytes; its revision link as a layer link
+  tag        tags/<tag>/current/link and tags/<tag>/index/sha256/<hex>/link, each as a link
+
+That is 6 fdatasync and 6 directory fsync per image, Berth's count (docs/performance.md). No
+HTTP, no hashing (digests are taken from a counter), no request parsing: a registry doing the
+same syncs cannot push faster than this on this disk. Each blob is hashed with SHA-256 too, as
+a registry must to verify the digest it is given (--no-hash leaves that out). With --no-sync
+the syncs are left out, which is what docker-registry 2.8.2 does (it never syncs).
+
+Prints one JSON line: {"images", "size", "concurrency", "sync", "hash", "seconds", "mib_per_s"}.
+"""
+
+import argparse
+import concurrent.futures
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+
+
+def write_file(path, data, sync):
+    """Writes data to a temporary name beside path, then renames it into place."""
+    tmp = f"{path}.tmp{os.getpid()}-{time.monotonic_ns()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        if sync:
+            os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    if sync:
+        dfd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def put_blob(root, hexd, data, sync):
+    d = os.path.join(root, "blobs", "sha256", hexd[:2], hexd)
+    os.makedirs(d, exist_ok=True)
+    write_file(os.path.join(d, "data"), data, sync)
+
+
+def put_link(root, rel, hexd, sync):
+    d = os.path.join(root, "repositories", "bench", "small", rel)
+    os.makedirs(d, exist_ok=True)
+    write_file(os.path.join(d, "link"), f"sha256:{hexd}".encode(), sync)
+
+
+def push_image(root, i, blob, sync, hash_blobs):
+    if hash_blobs:
+        hashlib.sha256(blob).hexdigest()
+    layer = f"{i:064x}"
+    manifest_hex = f"{i + 10**9:064x}"
+    manifest = json.dumps({"schemaVersion": 2, "layers": [{"digest": layer}]}).encode() * 8
+    put_blob(root, layer, blob, sync)
+    put_link(root, f"_layers/sha256/{layer}", layer, sync)
+    put_blob(root, manifest_hex, manifest, sync)
+    put_link(root, f"_manifests/revisions/sha256/{manifest_hex}", manifest_hex, sync)
+    put_link(root, f"_manifests/tags/t{i}/current", manifest_hex, sync)
+    put_link(root, f"_manifests/tags/t{i}/index/sha256/{manifest_hex}", manifest_hex, sync)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dir", default=None, help="parent directory (default: $TMPDIR)")
+    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--size", type=int, default=1 << 20)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--no-sync", action="store_true")
+    p.add_argument("--no-hash", action="store_true")
+    a = p.parse_args()
+    sync = not a.no_sync
+    root = tempfile.mkdtemp(prefix="push-ceiling.", dir=a.dir)
+    try:
+        blobs = [os.urandom(a.size) for _ in range(a.images)]
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(a.concurrency) as pool:
+            for f in [pool.submit(push_image, root, i, blobs[i], sync, not a.no_hash) for i in range(a.images)]:
+                f.result()
+        seconds = time.monotonic() - started
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps({
+        "images": a.images, "size": a.size, "concurrency": a.concurrency, "sync": sync,
+        "hash": not a.no_hash,
+        "seconds": round(seconds, 3),
+        "mib_per_s": round(a.images * a.size / (1 << 20) / seconds, 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()
