@@ -422,6 +422,18 @@ impl TokenIssuer {
         self.limiter
             .check(client, user)
             .map_err(|retry_after| Denied::TooManyAttempts { retry_after })?;
+        // Access tokens belong to users of the identity provider, who may not sign in under a
+        // local account's name; a token made before a same-named local account was added
+        // would otherwise take that account's rules.
+        if self.has_local_account(user) {
+            tracing::warn!(
+                user,
+                client = client_text(client),
+                "failed login: a personal access token for a name that is now a local account"
+            );
+            self.limiter.failed(client, user);
+            return Err(unauthorized("invalid username or password"));
+        }
         match tokens.check(user, secret).await {
             Some(grant) => {
                 self.limiter.succeeded(user);

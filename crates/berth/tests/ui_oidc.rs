@@ -28,8 +28,8 @@ use common::auth::{add_user, builtin_token_auth, send, SERVICE};
 use common::oci::Api;
 use common::{write_config, Server};
 use oidc_kit::{
-    csrf, listed, query, registry, registry_for, registry_with, sign_in, to_callback, token_for,
-    url_query, Browser, Idp, RULES,
+    create_token, csrf, listed, query, registry, registry_for, registry_with, sign_in, to_callback,
+    token_for, url_query, Browser, Idp, RULES,
 };
 use reqwest::Url;
 
@@ -190,9 +190,7 @@ async fn sessions_are_checked_again_with_the_provider() {
     let revoked = idp.revocations().await;
     let html = bob.get(&format!("{berth}/ui/")).await.body;
     assert!(html.contains("<strong>bob</strong>"), "{html}");
-    let out = bob
-        .post(&format!("{berth}/ui/logout"), &[])
-        .await;
+    let out = bob.post(&format!("{berth}/ui/logout"), &[]).await;
     assert_eq!(out.status, 303);
     let mut waited = 0;
     while idp.revocations().await == revoked && waited < 50 {
@@ -237,9 +235,17 @@ async fn a_provider_user_named_like_a_local_account_is_refused() {
     let Some(idp) = Idp::start() else { return };
     let (server, dir) = registry(&idp.issuer, "").await;
     let berth = server.url.trim_end_matches('/').to_owned();
+    // The provider's alice made an access token while no local account had her name.
+    let early = Browser::new();
+    let page = sign_in(&early, &berth, &idp, "alice", "alice-pw").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let token = create_token(&early, &berth, "laptop", "pull").await;
+    let scope = ["repository:team-a/app:pull"];
+    assert_eq!(token_for(&berth, "alice", &token, &scope).await.0, 200);
     // A local htpasswd user called alice (the file is re-read when it changes): the provider's
-    // alice must not get her rules.
+    // alice must not get her rules, neither by signing in nor with the earlier token.
     add_user(&dir.path().join("htpasswd"), "alice", "local-pw");
+    assert_eq!(token_for(&berth, "alice", &token, &scope).await.0, 401);
     let b = Browser::new();
     let page = sign_in(&b, &berth, &idp, "alice", "alice-pw").await;
     assert_eq!(page.status, 403, "{}", page.body);

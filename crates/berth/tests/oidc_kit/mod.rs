@@ -361,6 +361,31 @@ pub fn csrf(html: &str) -> String {
         .to_owned()
 }
 
+/// Creates an access token named `name` with `scope` (pull or push) on the signed-in user's
+/// "Access tokens" page; the token, shown once.
+pub async fn create_token(b: &Browser, berth: &str, name: &str, scope: &str) -> String {
+    let form = csrf(&b.get(&format!("{berth}/ui/tokens")).await.body);
+    let r = b
+        .post(
+            &format!("{berth}/ui/tokens"),
+            &[
+                ("csrf", &form),
+                ("action", "create"),
+                ("name", name),
+                ("scope", scope),
+                ("days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+        .split("<code class=\"token\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .expect("the new token, shown once")
+        .to_owned()
+}
+
 /// A token from the built-in token server for `user` with `password` (a personal access
 /// token here): the status, and what the token grants per repository.
 pub async fn token_for(
