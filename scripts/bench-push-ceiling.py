@@ -18,7 +18,11 @@ same syncs cannot push faster than this on this disk. Each blob is hashed with S
 a registry must to verify the digest it is given (--no-hash leaves that out). With --no-sync
 the syncs are left out, which is what docker-registry 2.8.2 does (it never syncs).
 
-Prints one JSON line: {"images", "size", "concurrency", "sync", "hash", "seconds", "mib_per_s"}.
+With --parts N each blob is written as Berth writes a chunked upload on a filesystem: N
+unsynced part files, copied in the kernel into the blob file, which is synced and renamed.
+
+Prints one JSON line: {"images", "size", "concurrency", "sync", "hash", "parts", "seconds",
+"mib_per_s"}.
 """
 
 import argparse
@@ -59,19 +63,65 @@ def put_blob(root, hexd, data, sync):
     write_file(os.path.join(d, "data"), data, sync)
 
 
+def put_blob_in_parts(root, hexd, data, parts, sync):
+    """Berth's chunked upload on a filesystem: each chunk an unsynced part file, then the
+    parts copied in the kernel (copy_file_range) into a temporary file that is synced and
+    renamed into place, and the parts deleted."""
+    up = os.path.join(root, "_uploads", hexd)
+    os.makedirs(up, exist_ok=True)
+    size = len(data) // parts
+    names = []
+    for i in range(parts):
+        name = os.path.join(up, f"part{i}")
+        with open(name, "wb") as f:
+            f.write(data[i * size:(i + 1) * size] if i < parts - 1 else data[i * size:])
+        names.append(name)
+    d = os.path.join(root, "blobs", "sha256", hexd[:2], hexd)
+    os.makedirs(d, exist_ok=True)
+    tmp = os.path.join(d, "data.tmp")
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        for name in names:
+            src = os.open(name, os.O_RDONLY)
+            try:
+                left = os.fstat(src).st_size
+                while left > 0:
+                    n = os.copy_file_range(src, out, left)
+                    if n == 0:
+                        break
+                    left -= n
+            finally:
+                os.close(src)
+        if sync:
+            os.fdatasync(out)
+    finally:
+        os.close(out)
+    os.rename(tmp, os.path.join(d, "data"))
+    if sync:
+        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    shutil.rmtree(up)
+
+
 def put_link(root, rel, hexd, sync):
     d = os.path.join(root, "repositories", "bench", "small", rel)
     os.makedirs(d, exist_ok=True)
     write_file(os.path.join(d, "link"), f"sha256:{hexd}".encode(), sync)
 
 
-def push_image(root, i, blob, sync, hash_blobs):
+def push_image(root, i, blob, sync, hash_blobs, parts):
     if hash_blobs:
         hashlib.sha256(blob).hexdigest()
     layer = f"{i:064x}"
     manifest_hex = f"{i + 10**9:064x}"
     manifest = json.dumps({"schemaVersion": 2, "layers": [{"digest": layer}]}).encode() * 8
-    put_blob(root, layer, blob, sync)
+    if parts > 1:
+        put_blob_in_parts(root, layer, blob, parts, sync)
+    else:
+        put_blob(root, layer, blob, sync)
     put_link(root, f"_layers/sha256/{layer}", layer, sync)
     put_blob(root, manifest_hex, manifest, sync)
     put_link(root, f"_manifests/revisions/sha256/{manifest_hex}", manifest_hex, sync)
@@ -87,6 +137,8 @@ def main():
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--no-sync", action="store_true")
     p.add_argument("--no-hash", action="store_true")
+    p.add_argument("--parts", type=int, default=1,
+                   help="write each blob as this many unsynced parts, composed at the end")
     a = p.parse_args()
     sync = not a.no_sync
     root = tempfile.mkdtemp(prefix="push-ceiling.", dir=a.dir)
@@ -94,14 +146,14 @@ def main():
         blobs = [os.urandom(a.size) for _ in range(a.images)]
         started = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(a.concurrency) as pool:
-            for f in [pool.submit(push_image, root, i, blobs[i], sync, not a.no_hash) for i in range(a.images)]:
+            for f in [pool.submit(push_image, root, i, blobs[i], sync, not a.no_hash, a.parts) for i in range(a.images)]:
                 f.result()
         seconds = time.monotonic() - started
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps({
         "images": a.images, "size": a.size, "concurrency": a.concurrency, "sync": sync,
-        "hash": not a.no_hash,
+        "hash": not a.no_hash, "parts": a.parts,
         "seconds": round(seconds, 3),
         "mib_per_s": round(a.images * a.size / (1 << 20) / seconds, 1),
     }))
