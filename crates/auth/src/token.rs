@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jsonwebtoken::Validation;
 
 pub use claims::{Audience, Claims, ResourceActions, LEEWAY_SECS};
-pub use keys::{libtrust_key_id, TrustedKey};
+pub use keys::{libtrust_key_id, TrustedKey, ACCEPTED as ACCEPTED_ALGORITHMS};
 
 use crate::rules::AccessRules;
 use crate::{Access, AccessController, AuthRequest, Denied, Grant};

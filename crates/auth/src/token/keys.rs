@@ -37,8 +37,9 @@ use super::TokenError;
 const MAX_CHAIN: usize = 8;
 
 /// The signature algorithms accepted at all: asymmetric only, never `none` or HMAC (an HMAC
-/// key would let anyone who can verify tokens also mint them).
-pub(crate) const ACCEPTED: [Algorithm; 9] = [
+/// key would let anyone who can verify tokens also mint them). The web UI's OIDC sign-in
+/// accepts the same for ID tokens.
+pub const ACCEPTED: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,

@@ -27,18 +27,9 @@ const JWKS_REFETCH: Duration = Duration::from_secs(10);
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Clock skew allowed on `exp` and `iat`.
 const LEEWAY: u64 = 60;
-/// The signature algorithms accepted: asymmetric only (never `none` or HMAC with a public key).
-const ALGORITHMS: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+/// The signature algorithms accepted: asymmetric only (never `none` or HMAC with a public key),
+/// the same as for registry tokens.
+const ALGORITHMS: &[Algorithm] = &berth_auth::token::ACCEPTED_ALGORITHMS;
 
 /// Why talking to the provider, or accepting its answer, failed. The text is shown to the
 /// operator in the log and, without secrets, to the user on the error page.
