@@ -621,3 +621,42 @@ async fn download_cut_mid_body_is_never_a_clean_end() {
     r.assert_status(200);
     assert!(r.body == blob, "pulled blob differs");
 }
+
+/// A push whose blob is published but whose upload session cannot be removed afterwards (the
+/// store refuses the batch delete of its parts, as Garage does when its metadata database is
+/// locked) succeeds: the blob is stored and linked, the failure is a warning in the log, and
+/// the leftover session is upload purging's to remove.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_cleanup_after_publishing_does_not_fail_the_push() {
+    let Some(b) = Bench::new("/cleanup").await else {
+        return;
+    };
+    let reg = b.berth();
+    let name = "faults/cleanup";
+    let chunks = [data(100 << 10, 6), data(100 << 10, 7)];
+    let blob = chunks.concat();
+    let d = sha256(&blob);
+    let upload = path_of(&reg.start_upload(name).await);
+    patch(&reg, &upload, 0, &chunks[0]).await;
+    patch(&reg, &upload, chunks[0].len(), &chunks[1]).await;
+
+    b.proxy.set_on("?delete", Fault::DeleteRefused);
+    let faulted = b.proxy.faulted();
+    reg.send("PUT", &format!("{upload}?digest={d}"), &[], Vec::new())
+        .await
+        .assert_status(201);
+    assert_eq!(
+        b.proxy.faulted(),
+        faulted + 1,
+        "the batch delete was refused"
+    );
+    let r = reg.get(&format!("/v2/{name}/blobs/{d}")).await;
+    r.assert_status(200);
+    assert!(r.body == blob, "pulled blob differs");
+    let logs = reg.server.logs(Duration::from_millis(300)).join("\n");
+    assert!(
+        logs.contains("could not remove a finished upload session")
+            && logs.contains("database is locked"),
+        "{logs}"
+    );
+}

@@ -147,7 +147,7 @@ impl Registry {
             Some(body) if state.parts.is_empty() => {
                 let stored = self.stream_to_blob(repo, digest, body).await;
                 if stored.is_ok() || matches!(stored, Err(RegistryError::DigestMismatch { .. })) {
-                    self.discard_session(repo, uuid).await?;
+                    self.discard_finished_session(repo, uuid).await;
                 }
                 stored
             }
@@ -248,6 +248,23 @@ impl Registry {
     async fn discard_session(&self, repo: &RepoName, uuid: &str) -> Result<(), RegistryError> {
         links::remove(self.driver(), &paths::upload_dir(repo, uuid)).await?;
         Ok(())
+    }
+
+    /// Removes the session of an upload that is over (its blob published and linked, or its
+    /// digest refused). A failure is logged, not answered: the client's blob is stored, and
+    /// what is left of the session is removed by upload purging (`storage.maintenance
+    /// .uploadpurging`) like any abandoned session. Seen on Garage under load: its batch
+    /// delete answered "database is locked" for the parts, and the push failed with a 503
+    /// although the blob was in place.
+    async fn discard_finished_session(&self, repo: &RepoName, uuid: &str) {
+        if let Err(e) = self.discard_session(repo, uuid).await {
+            tracing::warn!(
+                repository = %repo,
+                upload = uuid,
+                error = %e,
+                "could not remove a finished upload session; upload purging removes it later"
+            );
+        }
     }
 
     /// Cancels a session and deletes what it received.
@@ -391,7 +408,7 @@ impl Registry {
             other => self.hash_parts(&parts, other).await?,
         };
         if &actual != digest {
-            self.discard_session(repo, uuid).await?;
+            self.discard_finished_session(repo, uuid).await;
             return Err(RegistryError::DigestMismatch {
                 expected: digest.clone(),
                 actual,
@@ -418,7 +435,7 @@ impl Registry {
             }
         }
         self.link_blob(repo, digest).await?;
-        self.discard_session(repo, uuid).await?;
+        self.discard_finished_session(repo, uuid).await;
         Ok(size)
     }
 

@@ -43,12 +43,18 @@ pub enum Fault {
     CutResponse(u64),
     /// Listener closed and open connections dropped: connections are refused.
     Down,
+    /// Answer a batch delete (`POST ?delete`) with 200 and a `<DeleteResult>` whose every
+    /// entry is an `<Error>` (code `ServiceUnavailable`), deleting nothing: what Garage
+    /// answers when its metadata database is locked under load.
+    DeleteRefused,
 }
 
 struct State {
     upstream: SocketAddr,
     /// The fault, and for how many more requests it applies (`None`: until changed).
     fault: Mutex<(Fault, Option<usize>)>,
+    /// A fault for the next request whose "METHOD path?query" contains the text, once.
+    targeted: Mutex<Option<(String, Fault)>>,
     /// "METHOD path?query" of every request received.
     seen: Mutex<Vec<String>>,
     /// Requests answered with a fault (errors, delays, resets).
@@ -60,10 +66,16 @@ struct State {
 impl State {
     /// The fault for one request, counting it down.
     fn take(&self, method: &http::Method, uri: &http::Uri) -> Fault {
-        self.seen
-            .lock()
-            .expect("lock")
-            .push(format!("{method} {uri}"));
+        let line = format!("{method} {uri}");
+        self.seen.lock().expect("lock").push(line.clone());
+        let mut targeted = self.targeted.lock().expect("lock");
+        if let Some((text, fault)) = targeted.clone() {
+            if line.contains(&text) {
+                *targeted = None;
+                return fault;
+            }
+        }
+        drop(targeted);
         let mut fault = self.fault.lock().expect("lock");
         let current = fault.0;
         if let Some(left) = fault.1.as_mut() {
@@ -95,6 +107,7 @@ impl FaultProxy {
         let state = Arc::new(State {
             upstream,
             fault: Mutex::new((Fault::Pass, None)),
+            targeted: Mutex::new(None),
             seen: Mutex::new(Vec::new()),
             faulted: AtomicUsize::new(0),
             kill,
@@ -117,6 +130,12 @@ impl FaultProxy {
     /// Applies `fault` until the next change.
     pub fn set(&self, fault: Fault) {
         self.apply(fault, None);
+    }
+
+    /// Applies `fault` to the next request whose "METHOD path?query" contains `text`, once.
+    pub fn set_on(&self, text: &str, fault: Fault) {
+        assert_ne!(fault, Fault::Down, "Down is not for one request");
+        *self.state.targeted.lock().expect("lock") = Some((text.to_owned(), fault));
     }
 
     /// Applies `fault` to the next `n` requests, then passes through.
@@ -213,7 +232,11 @@ async fn handle(
     let fault = state.take(req.method(), req.uri());
     match fault {
         Fault::Pass | Fault::ResetAfter(_) | Fault::CutResponse(_) => {}
-        Fault::Delay(_) | Fault::SlowDown | Fault::InternalError | Fault::Down => {
+        Fault::Delay(_)
+        | Fault::SlowDown
+        | Fault::InternalError
+        | Fault::Down
+        | Fault::DeleteRefused => {
             state.faulted.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -240,6 +263,7 @@ async fn handle(
             reset.notify_one();
             return Ok(s3_error(StatusCode::BAD_GATEWAY, "Down", "down", &path));
         }
+        Fault::DeleteRefused => return Ok(delete_refused(req).await),
         Fault::Pass | Fault::Delay(_) | Fault::ResetAfter(_) | Fault::CutResponse(_) => {}
     }
     let limit = match fault {
@@ -331,6 +355,35 @@ fn cut(
 }
 
 /// An S3 error answer (the XML body S3 sends), marked with [`MARK`].
+/// A 200 answer to a batch delete that refuses every key it names.
+async fn delete_refused(req: Request<Incoming>) -> Response<Body> {
+    let body = axum::body::to_bytes(Body::new(req.into_body()), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    let errors: String = text
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|rest| rest.split("</Key>").next())
+        .map(|key| {
+            format!(
+                "<Error><Key>{key}</Key><Code>ServiceUnavailable</Code>\
+                 <Message>database is locked ({MARK})</Message></Error>"
+            )
+        })
+        .collect();
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <DeleteResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">{errors}</DeleteResult>"
+    );
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    r
+}
+
 fn s3_error(status: StatusCode, code: &str, message: &str, resource: &str) -> Response<Body> {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
