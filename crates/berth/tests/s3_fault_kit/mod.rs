@@ -53,8 +53,9 @@ struct State {
     upstream: SocketAddr,
     /// The fault, and for how many more requests it applies (`None`: until changed).
     fault: Mutex<(Fault, Option<usize>)>,
-    /// A fault for the next request whose "METHOD path?query" contains the text, once.
-    targeted: Mutex<Option<(String, Fault)>>,
+    /// Faults for the next requests whose "METHOD path?query" contains a text, and for how
+    /// many more such requests each applies.
+    targeted: Mutex<Vec<(String, Fault, usize)>>,
     /// "METHOD path?query" of every request received.
     seen: Mutex<Vec<String>>,
     /// Requests answered with a fault (errors, delays, resets).
@@ -69,11 +70,13 @@ impl State {
         let line = format!("{method} {uri}");
         self.seen.lock().expect("lock").push(line.clone());
         let mut targeted = self.targeted.lock().expect("lock");
-        if let Some((text, fault)) = targeted.clone() {
-            if line.contains(&text) {
-                *targeted = None;
-                return fault;
+        if let Some(i) = targeted.iter().position(|(text, _, _)| line.contains(text)) {
+            let fault = targeted[i].1;
+            targeted[i].2 -= 1;
+            if targeted[i].2 == 0 {
+                targeted.remove(i);
             }
+            return fault;
         }
         drop(targeted);
         let mut fault = self.fault.lock().expect("lock");
@@ -107,7 +110,7 @@ impl FaultProxy {
         let state = Arc::new(State {
             upstream,
             fault: Mutex::new((Fault::Pass, None)),
-            targeted: Mutex::new(None),
+            targeted: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
             faulted: AtomicUsize::new(0),
             kill,
@@ -132,10 +135,16 @@ impl FaultProxy {
         self.apply(fault, None);
     }
 
-    /// Applies `fault` to the next request whose "METHOD path?query" contains `text`, once.
-    pub fn set_on(&self, text: &str, fault: Fault) {
-        assert_ne!(fault, Fault::Down, "Down is not for one request");
-        *self.state.targeted.lock().expect("lock") = Some((text.to_owned(), fault));
+    /// Applies `fault` to the next `n` requests whose "METHOD path?query" contains `text`
+    /// (beside any other such targeted fault), before the fault set for all requests.
+    pub fn set_on(&self, text: &str, fault: Fault, n: usize) {
+        assert_ne!(fault, Fault::Down, "Down is not for single requests");
+        assert!(n > 0);
+        self.state
+            .targeted
+            .lock()
+            .expect("lock")
+            .push((text.to_owned(), fault, n));
     }
 
     /// Applies `fault` to the next `n` requests, then passes through.

@@ -417,12 +417,36 @@ impl StorageDriver for S3Driver {
             .boxed();
         let mut deleted = self.store.delete_stream(keys);
         let mut count = 0u64;
+        let mut refused = None;
         while let Some(result) = deleted.next().await {
             match result {
                 Ok(_) => count += 1,
                 // Gone already (a concurrent delete): what was asked for is done.
                 Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(map_err(path, e)),
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
+            }
+        }
+        drop(deleted);
+        if let Some(first) = refused {
+            // A batch delete answers 200 and may refuse single keys (Garage: "database is
+            // locked" under load), which the client does not retry: what is still there is
+            // deleted again key by key, once.
+            tracing::info!(path, error = %first, "the store refused some keys of a batch delete; deleting them one by one");
+            let left: Vec<Path> = self
+                .store
+                .list(Self::list_prefix(&key))
+                .map_ok(|meta| meta.location)
+                .try_collect()
+                .await
+                .map_err(|e| map_err(path, e))?;
+            for key in left {
+                match self.store.delete(&key).await {
+                    Ok(()) => count += 1,
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(map_err(path, e)),
+                }
             }
         }
         if count == 0 {
