@@ -478,35 +478,8 @@ async fn access_tokens_log_in_with_what_the_group_allows() {
         html.contains("You have no access tokens") && html.contains("Create token"),
         "{html}"
     );
-    let form = csrf(&html);
-    let create = |name: &'static str, scope: &'static str| {
-        let form = form.clone();
-        let b = &b;
-        let berth = &berth;
-        async move {
-            let r = b
-                .post(
-                    &format!("{berth}/ui/tokens"),
-                    &[
-                        ("csrf", &form),
-                        ("action", "create"),
-                        ("name", name),
-                        ("scope", scope),
-                        ("days", "30"),
-                    ],
-                )
-                .await;
-            assert_eq!(r.status, 200, "{}", r.body);
-            r.body
-                .split("<code class=\"token\">")
-                .nth(1)
-                .and_then(|s| s.split('<').next())
-                .expect("the new token, shown once")
-                .to_owned()
-        }
-    };
-    let pull = create("laptop", "pull").await;
-    let push = create("ci", "push").await;
+    let pull = create_token(&b, &berth, "laptop", "pull").await;
+    let push = create_token(&b, &berth, "ci", "push").await;
     assert!(pull.starts_with("berth_pat_") && pull != push);
     // Listed by name, never shown again; nothing but hashes in storage.
     let html = b.get(&format!("{berth}/ui/tokens")).await.body;
