@@ -6,6 +6,7 @@
 //! The command also takes one policy from its own options ([`RuleArgs`]), applied instead of
 //! the configured policies, for cleanup scripts that should not need a configuration edit.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -214,14 +215,37 @@ async fn schedule(
     tokio::time::sleep(spread.mul_f64(f64::from(nanos) / 1e9)).await;
     loop {
         if jobs.may_run("retention") {
-            run_logged(&registry, &policies, dry_run).await;
+            if let Err(why) = run_logged(&registry, &policies, dry_run).await {
+                tracing::debug!(why, "scheduled retention run did not complete");
+            }
         }
         tokio::time::sleep(interval).await;
     }
 }
 
-/// One scheduled run, logged and recorded for the web UI; never in read-only mode.
-async fn run_logged(registry: &Registry, policies: &[RetentionPolicy], dry_run: bool) {
+/// One run at a time in this process, scheduled or asked for on the web UI's registry page.
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// Clears [`RUNNING`] when a run ends, however it ends.
+struct Running;
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.store(false, Ordering::Release);
+    }
+}
+
+/// One run, logged and recorded for the web UI; never in read-only mode, never beside another
+/// run. Returns a line per deleted tag or manifest and the summary, or why it did not run.
+pub async fn run_logged(
+    registry: &Registry,
+    policies: &[RetentionPolicy],
+    dry_run: bool,
+) -> Result<(Vec<String>, String), String> {
+    if RUNNING.swap(true, Ordering::AcqRel) {
+        return Err("a retention run is already under way".to_owned());
+    }
+    let _running = Running;
     if registry.read_only() {
         tracing::info!("retention skipped: read-only mode is on");
         crate::job_log::record(
@@ -229,13 +253,14 @@ async fn run_logged(registry: &Registry, policies: &[RetentionPolicy], dry_run: 
             false,
             "skipped: read-only mode is on".to_owned(),
         );
-        return;
+        return Err("skipped: read-only mode is on".to_owned());
     }
     let started = Instant::now();
     match registry.apply_retention(policies, dry_run).await {
         Ok(report) => {
-            for deletion in &report.deleted {
-                tracing::info!(dry_run, "retention: {}", line(deletion, dry_run));
+            let lines: Vec<String> = report.deleted.iter().map(|d| line(d, dry_run)).collect();
+            for l in &lines {
+                tracing::info!(dry_run, "retention: {l}");
             }
             for note in &report.notes {
                 tracing::info!("retention: {note}");
@@ -249,7 +274,9 @@ async fn run_logged(registry: &Registry, policies: &[RetentionPolicy], dry_run: 
                 millis = started.elapsed().as_millis() as u64,
                 "retention done"
             );
-            crate::job_log::record(&crate::job_log::RETENTION, true, summary(&report, dry_run));
+            let summary = summary(&report, dry_run);
+            crate::job_log::record(&crate::job_log::RETENTION, true, summary.clone());
+            Ok((lines, summary))
         }
         Err(RegistryError::ReadOnly) => {
             tracing::info!("retention stopped: read-only mode was switched on");
@@ -258,6 +285,7 @@ async fn run_logged(registry: &Registry, policies: &[RetentionPolicy], dry_run: 
                 false,
                 "stopped: read-only mode was switched on".to_owned(),
             );
+            Err("stopped: read-only mode was switched on".to_owned())
         }
         Err(e) => {
             tracing::error!(error = %e, "retention failed");
@@ -266,6 +294,7 @@ async fn run_logged(registry: &Registry, policies: &[RetentionPolicy], dry_run: 
                 false,
                 "failed; the server log has the details".to_owned(),
             );
+            Err("the run failed; the server log has the details".to_owned())
         }
     }
 }

@@ -164,6 +164,26 @@ impl berth_ui::Admin for UiAdmin {
         })
     }
 
+    async fn retention_run(&self) -> Result<Preview, String> {
+        if self.policies.is_empty() {
+            return Err(
+                "No retention policies are configured (storage.maintenance.retention.policies)."
+                    .to_owned(),
+            );
+        }
+        if !self.jobs.runs_here() {
+            return Err(
+                "This node does not run the cluster's maintenance jobs; run it on the node that does (berth cluster status names it)."
+                    .to_owned(),
+            );
+        }
+        // A real run, whatever `dryrun` says for the scheduled ones: the admin asked for it
+        // after seeing the preview.
+        let (lines, summary) =
+            crate::retention::run_logged(&self.registry, &self.policies, false).await?;
+        Ok(Preview { lines, summary })
+    }
+
     async fn retention_preview(&self) -> Result<Preview, String> {
         if self.policies.is_empty() {
             return Err(

@@ -603,3 +603,55 @@ async fn registry_page_previews_and_runs_garbage_collection() {
     let r = page(&api, "/ui/admin/retention", None).await;
     assert!(r.text().contains("No retention policies"), "{}", r.text());
 }
+
+#[tokio::test]
+async fn registry_page_previews_and_applies_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let server = Server::start(
+        &[&config],
+        &[(
+            "REGISTRY_STORAGE_MAINTENANCE_RETENTION",
+            "{policies: [{repositories: ['ret/**'], keeplast: 1}]}",
+        )],
+    );
+    let api = Api::new(&server.url);
+    for tag in ["v1", "v2", "v3"] {
+        api.push_image("ret/app", tag, tag).await;
+    }
+    api.push_image("other/app", "v1", "untouched").await;
+
+    let r = page(&api, "/ui/admin/retention", None).await;
+    r.assert_status(200);
+    let preview = r.text();
+    assert_eq!(
+        preview.matches("ret/app: would delete tag ").count(),
+        2,
+        "{preview}"
+    );
+    assert!(preview.contains("Apply retention now"), "{preview}");
+
+    // Without the page's form token the run is refused; with it, it deletes what was listed.
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    api.send("POST", "/ui/admin/retention", &form, "csrf=0".to_owned())
+        .await
+        .assert_status(403);
+    api.get("/v2/ret/app/manifests/v1").await.assert_status(200);
+    let r = api
+        .send("POST", "/ui/admin/retention", &form, hidden_form(&preview))
+        .await;
+    r.assert_status(200);
+    let run = r.text();
+    assert_eq!(run.matches("ret/app: deleted tag ").count(), 2, "{run}");
+    let tags = api.get("/v2/ret/app/tags/list").await;
+    let tags: serde_json::Value = serde_json::from_str(&tags.text()).unwrap();
+    assert_eq!(tags["tags"].as_array().map(Vec::len), Some(1), "{tags}");
+    api.get("/v2/other/app/manifests/v1")
+        .await
+        .assert_status(200);
+    let html = page(&api, "/ui/admin", None).await.text();
+    assert!(
+        html.contains("2 tags and 0 untagged manifests deleted"),
+        "the run is listed: {html}"
+    );
+}

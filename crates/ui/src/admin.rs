@@ -7,7 +7,7 @@
 //! - `admin/gc`: GET previews garbage collection (a dry run of the very collector the real
 //!   run uses), POST runs it now;
 //! - `admin/retention`: GET previews the configured retention policies (a dry run of the
-//!   same code).
+//!   same code), POST applies them now.
 //!
 //! The jobs themselves belong to the `berth` binary, which hands them over as [`Admin`].
 
@@ -70,7 +70,32 @@ pub trait Admin: Send + Sync {
     async fn gc_run(&self) -> Result<Preview, String>;
     /// A dry run of the configured retention policies.
     async fn retention_preview(&self) -> Result<Preview, String>;
+    /// A real run of the configured retention policies, now (refused like
+    /// [`Admin::gc_run`]).
+    async fn retention_run(&self) -> Result<Preview, String>;
 }
+
+/// A run a preview page offers.
+struct RunOffer {
+    /// The page the form posts to, below the UI's base (`admin/gc`).
+    action: &'static str,
+    /// The button.
+    button: &'static str,
+    /// What the run does, in a sentence.
+    note: &'static str,
+}
+
+const GC_RUN: RunOffer = RunOffer {
+    action: "admin/gc",
+    button: "Run garbage collection now",
+    note: "The run is the same collector: unused blobs move to the trash first and are deleted only after the configured delay.",
+};
+
+const RETENTION_RUN: RunOffer = RunOffer {
+    action: "admin/retention",
+    button: "Apply retention now",
+    note: "The run is the same code: it deletes the tags and untagged manifests listed above (as they are when it runs); their blobs stay until the next garbage collection.",
+};
 
 /// Storage rows shown on the admin page.
 const STORAGE_ROWS: usize = 50;
@@ -100,7 +125,7 @@ pub(crate) async fn route(page: &Page<'_>, rest: &str, post: bool) -> Option<Res
             page,
             "Garbage collection preview",
             admin.gc_preview().await,
-            true,
+            Some(&GC_RUN),
         ),
         ("/gc", true) => {
             let result = admin.gc_run().await;
@@ -111,14 +136,25 @@ pub(crate) async fn route(page: &Page<'_>, rest: &str, post: bool) -> Option<Res
                     "web UI: garbage collection run"
                 );
             }
-            preview_page(page, "Garbage collection run", result, false)
+            preview_page(page, "Garbage collection run", result, None)
         }
         ("/retention", false) => preview_page(
             page,
             "Retention preview",
             admin.retention_preview().await,
-            false,
+            Some(&RETENTION_RUN),
         ),
+        ("/retention", true) => {
+            let result = admin.retention_run().await;
+            if let Ok(p) = &result {
+                tracing::info!(
+                    user = page.viewer.user.as_deref().unwrap_or(""),
+                    summary = p.summary,
+                    "web UI: retention run"
+                );
+            }
+            preview_page(page, "Retention run", result, None)
+        }
         (_, true) => page.message(
             StatusCode::METHOD_NOT_ALLOWED,
             "Not allowed",
@@ -293,7 +329,7 @@ fn preview_page(
     page: &Page<'_>,
     title: &str,
     result: Result<Preview, String>,
-    offer_run: bool,
+    offer_run: Option<&RunOffer>,
 ) -> Response {
     let mut body = format!("<h1>{}</h1>", esc(title));
     match result {
@@ -316,13 +352,16 @@ fn preview_page(
                     );
                 }
             }
-            if offer_run {
+            if let Some(run) = offer_run {
                 let _ = write!(
                     body,
-                    "<form method=\"post\" action=\"{}admin/gc\">{}<button type=\"submit\" class=\"danger\">Run garbage collection now</button></form>\
-                     <p class=\"note\">The run is the same collector: unused blobs move to the trash first and are deleted only after the configured delay.</p>",
+                    "<form method=\"post\" action=\"{}{}\">{}<button type=\"submit\" class=\"danger\">{}</button></form>\
+                     <p class=\"note\">{}</p>",
                     esc(page.base()),
-                    page.csrf_field()
+                    run.action,
+                    page.csrf_field(),
+                    run.button,
+                    esc(run.note)
                 );
             }
         }
