@@ -86,9 +86,14 @@ impl berth_ui::Admin for UiAdmin {
         };
         let retention = if m.retention.enabled && !self.policies.is_empty() {
             format!(
-                "every {}, {} policies{}{here}",
+                "every {}, {} {}{}{here}",
                 humantime::format_duration(m.retention.interval),
                 self.policies.len(),
+                if self.policies.len() == 1 {
+                    "policy"
+                } else {
+                    "policies"
+                },
                 if m.retention.dryrun { ", dry run" } else { "" }
             )
         } else {

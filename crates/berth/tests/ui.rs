@@ -655,3 +655,42 @@ async fn registry_page_previews_and_applies_retention() {
         "the run is listed: {html}"
     );
 }
+
+/// The scheduled retention job inside `berth serve` (interval 1 s here) applies the policies
+/// and shows as the job's last run on the registry page.
+#[tokio::test]
+async fn scheduled_retention_runs_and_is_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let server = Server::start(&[&config], &[]);
+    let api = Api::new(&server.url);
+    for tag in ["v1", "v2", "v3"] {
+        api.push_image("ret/app", tag, tag).await;
+    }
+    drop(server);
+    let server = Server::start(
+        &[&config],
+        &[(
+            "REGISTRY_STORAGE_MAINTENANCE_RETENTION",
+            "{enabled: true, interval: 1s, policies: [{repositories: ['ret/**'], keeplast: 1}]}",
+        )],
+    );
+    let api = Api::new(&server.url);
+    let mut left = None;
+    for _ in 0..100 {
+        let tags = api.get("/v2/ret/app/tags/list").await;
+        let tags: serde_json::Value = serde_json::from_str(&tags.text()).unwrap();
+        left = tags["tags"].as_array().map(Vec::len);
+        if left == Some(1) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, Some(1), "the scheduled run kept the newest tag only");
+    let html = page(&api, "/ui/admin", None).await.text();
+    assert!(
+        html.contains("every 1s, 1 policy")
+            && html.contains("2 tags and 0 untagged manifests deleted"),
+        "{html}"
+    );
+}
