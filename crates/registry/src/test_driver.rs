@@ -1,6 +1,7 @@
-//! A driver for tests that records the path of every storage call, to prove what a request
-//! does and does not touch.
+//! A driver for tests that records the path of every storage call and counts content reads,
+//! to prove what a request does and does not touch.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -9,14 +10,32 @@ use berth_storage::{
 };
 use bytes::Bytes;
 
-/// An in-memory driver that logs every path it is asked about.
+/// An in-memory driver that logs every path it is asked about and counts the streams of stored
+/// content it opens.
 #[derive(Default)]
 pub(crate) struct Recording {
     pub inner: InMemoryDriver,
     paths: Mutex<Vec<String>>,
+    readers: AtomicUsize,
+    /// The scratch epoch it reports (a boot id).
+    epoch: Option<&'static str>,
 }
 
 impl Recording {
+    /// A recording driver over `inner` (a store other drivers may share) in scratch `epoch`.
+    pub fn on(inner: InMemoryDriver, epoch: Option<&'static str>) -> Self {
+        Recording {
+            inner,
+            epoch,
+            ..Recording::default()
+        }
+    }
+
+    /// How many streams of stored content were opened (`reader`), not counting small reads.
+    pub fn readers(&self) -> usize {
+        self.readers.load(Ordering::Relaxed)
+    }
+
     fn log(&self, path: &str) {
         self.paths
             .lock()
@@ -34,6 +53,9 @@ impl Recording {
 impl StorageDriver for Recording {
     fn name(&self) -> &'static str {
         "recording"
+    }
+    fn scratch_epoch(&self) -> Option<&str> {
+        self.epoch
     }
     async fn get_content(&self, p: &str) -> Result<Bytes, StorageError> {
         self.log(p);
@@ -54,6 +76,7 @@ impl StorageDriver for Recording {
         len: Option<u64>,
     ) -> Result<ByteStream, StorageError> {
         self.log(p);
+        self.readers.fetch_add(1, Ordering::Relaxed);
         self.inner.reader(p, offset, len).await
     }
     async fn writer(&self, p: &str) -> Result<Box<dyn FileWriter>, StorageError> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use berth_storage::{InMemoryDriver, StorageDriver};
 
+use crate::test_driver::Recording;
 use crate::{Registry, RegistryError, RegistryOptions};
 
 fn body(data: &'static [u8]) -> crate::BodyStream {
@@ -45,79 +46,11 @@ async fn purged_sessions_drop_their_state() {
     assert_eq!(reg.uploads.len(), 0);
 }
 
-/// Reads of stored content (not small files) through a driver, to prove a process that
-/// continues an upload does not read back what was received.
-struct CountingReads {
-    inner: InMemoryDriver,
-    reads: std::sync::atomic::AtomicUsize,
-    /// The scratch epoch it reports (a boot id).
-    epoch: Option<&'static str>,
-}
-
-#[async_trait::async_trait]
-impl berth_storage::StorageDriver for CountingReads {
-    fn name(&self) -> &'static str {
-        "counting"
-    }
-    fn scratch_epoch(&self) -> Option<&str> {
-        self.epoch
-    }
-    async fn get_content(&self, p: &str) -> Result<bytes::Bytes, berth_storage::StorageError> {
-        self.inner.get_content(p).await
-    }
-    async fn put_content(
-        &self,
-        p: &str,
-        c: bytes::Bytes,
-    ) -> Result<(), berth_storage::StorageError> {
-        self.inner.put_content(p, c).await
-    }
-    async fn put_content_if_absent(
-        &self,
-        p: &str,
-        c: bytes::Bytes,
-    ) -> Result<bool, berth_storage::StorageError> {
-        self.inner.put_content_if_absent(p, c).await
-    }
-    async fn reader(
-        &self,
-        p: &str,
-        offset: u64,
-        len: Option<u64>,
-    ) -> Result<berth_storage::ByteStream, berth_storage::StorageError> {
-        self.reads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.inner.reader(p, offset, len).await
-    }
-    async fn writer(
-        &self,
-        p: &str,
-    ) -> Result<Box<dyn berth_storage::FileWriter>, berth_storage::StorageError> {
-        self.inner.writer(p).await
-    }
-    async fn stat(&self, p: &str) -> Result<berth_storage::FileInfo, berth_storage::StorageError> {
-        self.inner.stat(p).await
-    }
-    async fn list(&self, p: &str) -> Result<Vec<String>, berth_storage::StorageError> {
-        self.inner.list(p).await
-    }
-    async fn move_file(&self, a: &str, b: &str) -> Result<(), berth_storage::StorageError> {
-        self.inner.move_file(a, b).await
-    }
-    async fn delete(&self, p: &str) -> Result<(), berth_storage::StorageError> {
-        self.inner.delete(p).await
-    }
-}
-
 /// Two registries on one storage are two nodes behind a load balancer: each chunk lands
 /// on another one, and none reads back what the others stored.
 #[tokio::test]
 async fn chunks_on_different_processes_complete_without_rereading() {
-    let driver = Arc::new(CountingReads {
-        inner: InMemoryDriver::new(),
-        reads: Default::default(),
-        epoch: None,
-    });
+    let driver = Arc::new(Recording::on(InMemoryDriver::new(), None));
     let nodes: Vec<Arc<Registry>> = (0..3)
         .map(|_| Registry::new(driver.clone(), RegistryOptions::default()))
         .collect();
@@ -138,22 +71,14 @@ async fn chunks_on_different_processes_complete_without_rereading() {
         nodes[2].upload_status(&repo, &id).await.expect("status"),
         18
     );
-    assert_eq!(
-        driver.reads.load(std::sync::atomic::Ordering::Relaxed),
-        0,
-        "no chunk was read back"
-    );
+    assert_eq!(driver.readers(), 0, "no chunk was read back");
     let digest = berth_oci::Digest::sha256_of(b"first second third");
     let size = nodes[1]
         .finish_upload(&repo, &id, &digest, Some(18), None)
         .await
         .expect("put");
     assert_eq!(size, 18);
-    assert_eq!(
-        driver.reads.load(std::sync::atomic::Ordering::Relaxed),
-        3,
-        "the compose read each part once"
-    );
+    assert_eq!(driver.readers(), 3, "the compose read each part once");
     let stored = driver
         .inner
         .get_content(&berth_storage::paths::blob_data(&digest))
@@ -172,11 +97,7 @@ async fn sessions_from_before_a_reboot_are_checked_before_use() {
     use berth_storage::paths;
     let store = InMemoryDriver::new();
     let node = |epoch| {
-        let driver = Arc::new(CountingReads {
-            inner: store.clone(),
-            reads: Default::default(),
-            epoch: Some(epoch),
-        });
+        let driver = Arc::new(Recording::on(store.clone(), Some(epoch)));
         (
             Registry::new(driver.clone(), RegistryOptions::default()),
             driver,
@@ -197,7 +118,7 @@ async fn sessions_from_before_a_reboot_are_checked_before_use() {
             .expect("patch");
         sessions.push(id);
     }
-    let read = |d: &CountingReads| d.reads.load(std::sync::atomic::Ordering::Relaxed);
+    let read = |d: &Recording| d.readers();
     assert_eq!(read(&before_driver), 0, "same epoch: nothing read back");
     // The power cut: one part of the second session comes back zeroed.
     let parts_dir = paths::upload_parts_dir(&repo, &sessions[1]);
