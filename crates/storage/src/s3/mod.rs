@@ -434,15 +434,10 @@ impl StorageDriver for S3Driver {
             // locked" under load), which the client does not retry: what is still there is
             // deleted again key by key, once.
             tracing::info!(path, error = %first, "the store refused some keys of a batch delete; deleting them one by one");
-            let left: Vec<Path> = self
-                .store
-                .list(Self::list_prefix(&key))
-                .map_ok(|meta| meta.location)
-                .try_collect()
-                .await
-                .map_err(|e| map_err(path, e))?;
-            for key in left {
-                match self.store.delete(&key).await {
+            // Deleted as listed, never collected: memory stays flat whatever the count.
+            let mut left = self.store.list(Self::list_prefix(&key));
+            while let Some(meta) = left.try_next().await.map_err(|e| map_err(path, e))? {
+                match self.store.delete(&meta.location).await {
                     Ok(()) => count += 1,
                     Err(object_store::Error::NotFound { .. }) => {}
                     Err(e) => return Err(map_err(path, e)),
