@@ -41,6 +41,8 @@ mod test_driver;
 mod upload_state;
 pub mod uploads;
 #[cfg(test)]
+mod uploads_file_tests;
+#[cfg(test)]
 mod uploads_tests;
 pub mod usage;
 

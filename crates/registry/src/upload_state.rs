@@ -1,5 +1,5 @@
 //! The persisted state of an upload session: how many bytes it has received, the SHA-256
-//! state after them, and the immutable part objects that hold them.
+//! state after them, and where they are: immutable part objects, or one upload file.
 //!
 //! Object stores cannot append, and a node behind a load balancer may get the next chunk of
 //! an upload another node started, so an upload is not one growing file: each chunk is its own
@@ -8,6 +8,12 @@
 //! between the two leaves an orphan part, purged with the session), and because every part
 //! has a fresh name and the state names its parts, the bytes hashed are exactly the bytes
 //! published, even if two processes race on one session.
+//!
+//! On a filesystem the compose of parts would copy every byte again, so there a session's
+//! content is one file written at offsets (`berthdata`, [`StorageDriver::lock_upload_file`]),
+//! and what keeps racing and crashed requests harmless is a lock held from before this state
+//! is read until after it is saved: the state still says how many bytes count, and bytes past
+//! that are overwritten by the next chunk and cut off when the file becomes the blob.
 //!
 //! Parts and state are scratch data ([`StorageDriver::scratch_writer`]): on a filesystem they
 //! are not fsynced, only the published blob is. The state records the storage's scratch epoch
@@ -40,7 +46,10 @@ pub(crate) struct Part {
 #[derive(Debug, Clone)]
 pub(crate) struct UploadState {
     pub hash: ResumableSha256,
+    /// The parts, in order, when the content is in parts (empty when it is in the file).
     pub parts: Vec<Part>,
+    /// Whether the content is in the session's upload file rather than in parts.
+    pub file: bool,
     /// The [`StorageDriver::scratch_epoch`] the parts were written under, when they may not
     /// be durable; `None` when they are (object stores) or were checked since.
     pub epoch: Option<String>,
@@ -53,6 +62,10 @@ struct Stored {
     offset: u64,
     hash: String,
     parts: Vec<Part>,
+    /// Absent in states written before upload files (or by Berth versions without them, which
+    /// then refuse this state as unsound: the parts do not add up, so they never publish it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    file: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     epoch: Option<String>,
 }
@@ -63,8 +76,14 @@ impl UploadState {
         UploadState {
             hash: ResumableSha256::new(),
             parts: Vec::new(),
+            file: false,
             epoch: None,
         }
+    }
+
+    /// Whether nothing was received yet, in either form.
+    pub fn is_fresh(&self) -> bool {
+        self.offset() == 0 && self.parts.is_empty() && !self.file
     }
 
     /// Bytes received.
@@ -72,15 +91,18 @@ impl UploadState {
         self.hash.len()
     }
 
-    /// The storage paths of the parts, in order.
-    pub fn part_paths(&self, repo: &RepoName, uuid: &str) -> Vec<String> {
+    /// Where the content is, in order: each path with how many of its bytes count.
+    pub fn content(&self, repo: &RepoName, uuid: &str) -> Vec<(String, u64)> {
+        if self.file {
+            return vec![(paths::upload_file(repo, uuid), self.offset())];
+        }
         let mut offset = 0;
         self.parts
             .iter()
             .map(|part| {
                 let path = paths::upload_part(repo, uuid, offset, part.nonce);
                 offset += part.size;
-                path
+                (path, part.size)
             })
             .collect()
     }
@@ -113,14 +135,17 @@ impl UploadState {
             .parts
             .iter()
             .try_fold(0u64, |sum, p| sum.checked_add(p.size))?;
+        let counted = if stored.file { hash.len() } else { total };
         let sound = stored.version == 1
             && stored.offset == hash.len()
-            && total == hash.len()
+            && counted == hash.len()
+            && (!stored.file || stored.parts.is_empty())
             && stored.parts.len() <= MAX_PARTS
             && stored.parts.iter().all(|p| p.size > 0);
         sound.then_some(UploadState {
             hash,
             parts: stored.parts,
+            file: stored.file,
             epoch: stored.epoch,
         })
     }
@@ -137,6 +162,7 @@ impl UploadState {
             offset: self.offset(),
             hash: hex::encode(self.hash.save()),
             parts: self.parts.clone(),
+            file: self.file,
             epoch: self.epoch.clone(),
         };
         let body = serde_json::to_vec(&stored).map_err(|e| {
@@ -163,6 +189,7 @@ mod tests {
             offset: 5,
             hash: hex::encode(state.hash.save()),
             parts: state.parts.clone(),
+            file: false,
             epoch: Some("boot-1".into()),
         };
         let raw = serde_json::to_vec(&stored).expect("encode");
@@ -177,5 +204,20 @@ mod tests {
         let raw = serde_json::to_vec(&bad).expect("encode");
         assert!(UploadState::decode(&raw).is_none());
         assert!(UploadState::decode(b"{not json").is_none());
+        // Content in the upload file: no parts, the hashed length counts.
+        let in_file = super::Stored {
+            parts: vec![],
+            file: true,
+            ..bad
+        };
+        let raw = serde_json::to_vec(&in_file).expect("encode");
+        let back = UploadState::decode(&raw).expect("decode");
+        assert!(back.file && back.parts.is_empty() && back.offset() == 5);
+        let both = super::Stored {
+            parts: vec![Part { nonce: 7, size: 5 }],
+            ..in_file
+        };
+        let raw = serde_json::to_vec(&both).expect("encode");
+        assert!(UploadState::decode(&raw).is_none(), "parts and a file");
     }
 }

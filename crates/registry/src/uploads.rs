@@ -1,24 +1,26 @@
 //! Blob uploads: sessions under `_uploads/<uuid>/` whose content is hashed while it arrives
 //! and published under `blobs/` only once its digest is verified.
 //!
-//! Every chunk (PATCH) is stored as its own immutable part object and the session's state
-//! (bytes received, the SHA-256 state after them, the part list) is saved after it (see
-//! [`crate::upload_state`]). Nothing is ever appended, so the same code runs on a filesystem
-//! and on an object store, and any process continues any session without reading back what
+//! On an object store every chunk (PATCH) is stored as its own immutable part object; on a
+//! filesystem it is written at its offset into the session's one upload file, under a lock
+//! (composing parts there would copy every byte again). Either way the session's state (bytes
+//! received, the SHA-256 state after them, where they are) is saved after the chunk (see
+//! [`crate::upload_state`]), and any process continues any session without reading back what
 //! it received: a restart, or the next chunk landing on another node behind a load balancer,
-//! costs one small read. At the end a single part is moved into place (a rename on a
-//! filesystem) and several are composed; an upload whose digest is known up front (`POST
-//! ?digest=`) streams straight to its final path and is published only once verified.
+//! costs one small read. At the end the upload file or a single part is moved into place (a
+//! rename on a filesystem) and several parts are composed; an upload whose digest is known up
+//! front (`POST ?digest=`, or the whole blob in the closing PUT) streams straight to its final
+//! path and is published only once verified.
 //!
-//! Parts and state are scratch data: on a filesystem nothing is fsynced until the blob is
-//! published (synced once, by the move or the compose). After a power cut the session's parts
-//! are hashed again before they count (see [`crate::upload_state`]).
+//! Chunks and state are scratch data: on a filesystem nothing is fsynced until the blob is
+//! published (synced once, by the move or the compose). After a power cut the session's
+//! content is hashed again before it counts (see [`crate::upload_state`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use berth_oci::{Algorithm, Digest, Digester, RepoName};
-use berth_storage::{paths, FileWriter, StorageError};
+use berth_storage::{paths, FileWriter, StorageError, UploadFile};
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::upload_state::{Part, UploadState, MAX_PARTS};
@@ -113,8 +115,14 @@ impl Registry {
         self.check_space()?;
         let session = self.uploads.session(uuid);
         let _guard = session.lock().await;
-        let mut state = self.open_session(repo, uuid, start).await?;
-        match self.receive_part(repo, uuid, &mut state, body, len).await? {
+        let file = self.lock_upload_file(repo, uuid).await?;
+        let mut state = self
+            .open_session(repo, uuid, start, file.as_deref())
+            .await?;
+        match self
+            .receive_part(repo, uuid, &mut state, file.as_deref(), body, len)
+            .await?
+        {
             Received::Whole => Ok(state.offset()),
             // A chunk that is not the length its Content-Range announced (a chunked body
             // may be longer or shorter) is taken back whole: the 416 the client gets must
@@ -139,32 +147,72 @@ impl Registry {
         self.check_writable()?;
         let session = self.uploads.session(uuid);
         let guard = session.lock().await;
-        let mut state = self.open_session(repo, uuid, start).await?;
-        let result = match body {
+        let result = self.finish_session(repo, uuid, digest, start, body).await;
+        drop(guard);
+        self.uploads.forget(uuid);
+        result
+    }
+
+    /// [`Registry::finish_upload`] under the session's in-process lock.
+    async fn finish_session(
+        &self,
+        repo: &RepoName,
+        uuid: &str,
+        digest: &Digest,
+        start: Option<u64>,
+        body: Option<BodyStream>,
+    ) -> Result<u64, RegistryError> {
+        let seen = self.load_session(repo, uuid, start).await?;
+        let body = match body {
             // The whole blob in the closing request (POST, then PUT with the body: registry
             // clients' "monolithic" upload): nothing to resume, so it streams straight to the
-            // blob's final path like `POST ?digest=`, with no part to move or compose.
-            Some(body) if state.parts.is_empty() => {
+            // blob's final path like `POST ?digest=`, with nothing to move or compose, and
+            // without the upload file's lock (the blob is verified whatever else happens to
+            // the session meanwhile).
+            Some(body) if seen.is_fresh() => {
                 let stored = self.stream_to_blob(repo, digest, body).await;
                 if stored.is_ok() || matches!(stored, Err(RegistryError::DigestMismatch { .. })) {
                     self.discard_finished_session(repo, uuid).await;
                 }
-                stored
+                return stored;
             }
-            Some(body) => {
-                if let Received::Cut(e) = self
-                    .receive_part(repo, uuid, &mut state, body, None)
-                    .await?
-                {
-                    return Err(RegistryError::Body(e));
-                }
-                self.publish_parts(repo, uuid, digest, state).await
-            }
-            None => self.publish_parts(repo, uuid, digest, state).await,
+            other => other,
         };
-        drop(guard);
-        self.uploads.forget(uuid);
-        result
+        let file = self.lock_upload_file(repo, uuid).await?;
+        let seen = match file {
+            // Read again under the lock: another process may have added a chunk meanwhile.
+            Some(_) => self.load_session(repo, uuid, start).await?,
+            None => seen,
+        };
+        let mut state = self.open_content(repo, uuid, seen, file.as_deref()).await?;
+        if let Some(body) = body {
+            if let Received::Cut(e) = self
+                .receive_part(repo, uuid, &mut state, file.as_deref(), body, None)
+                .await?
+            {
+                return Err(RegistryError::Body(e));
+            }
+        }
+        self.publish_parts(repo, uuid, digest, state, file).await
+    }
+
+    /// The session's upload file, locked, where the storage has them (a filesystem); `None`
+    /// elsewhere, and when the session's directory does not exist (loading its state then
+    /// answers it as unknown).
+    async fn lock_upload_file(
+        &self,
+        repo: &RepoName,
+        uuid: &str,
+    ) -> Result<Option<Box<dyn UploadFile>>, RegistryError> {
+        match self
+            .driver()
+            .lock_upload_file(&paths::upload_file(repo, uuid))
+            .await
+        {
+            Ok(file) => Ok(file),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A monolithic upload (`POST ?digest=` with the whole blob as body): streamed straight to
@@ -281,27 +329,30 @@ impl Registry {
         Ok(())
     }
 
-    /// Loads the session's state after checking `start`. A session that does not exist leaves
-    /// no in-memory state behind: a flood of requests to made-up ids must not grow memory.
+    /// Loads the session's state and checks `start` against it, then
+    /// [`Registry::open_content`]. `file` is the session's locked upload file, if any.
     async fn open_session(
         &self,
         repo: &RepoName,
         uuid: &str,
         start: Option<u64>,
+        file: Option<&dyn UploadFile>,
     ) -> Result<UploadState, RegistryError> {
-        let loaded = match UploadState::load(self.driver(), repo, uuid).await {
-            Ok(state) => self.check_scratch_parts(repo, uuid, state).await,
-            Err(e) => Err(e),
-        };
-        let state = match loaded {
-            Ok(state) => state,
-            Err(e) => {
-                if let RegistryError::UploadUnknown(_) = e {
-                    self.uploads.forget(uuid);
-                }
-                return Err(e);
-            }
-        };
+        let state = self.load_session(repo, uuid, start).await?;
+        self.open_content(repo, uuid, state, file).await
+    }
+
+    /// Loads the session's state after checking `start`. A session that does not exist leaves
+    /// no in-memory state behind: a flood of requests to made-up ids must not grow memory.
+    async fn load_session(
+        &self,
+        repo: &RepoName,
+        uuid: &str,
+        start: Option<u64>,
+    ) -> Result<UploadState, RegistryError> {
+        let state = UploadState::load(self.driver(), repo, uuid)
+            .await
+            .inspect_err(|e| self.forget_unknown(uuid, e))?;
         match start {
             Some(start) if start != state.offset() => Err(RegistryError::RangeInvalid {
                 expected: state.offset(),
@@ -309,6 +360,45 @@ impl Registry {
             }),
             _ => Ok(state),
         }
+    }
+
+    /// Drops the in-memory lock of a session found not to exist (or no longer to).
+    fn forget_unknown(&self, uuid: &str, error: &RegistryError) {
+        if let RegistryError::UploadUnknown(_) = error {
+            self.uploads.forget(uuid);
+        }
+    }
+
+    /// Settles where the session's content is before a chunk or the publishing: a session
+    /// that has received nothing uses its upload file when there is one (`file`, locked by
+    /// the caller); one in parts (started before upload files existed) stays in parts. A
+    /// session whose file holds fewer bytes than it counted has lost them (the file was
+    /// published, or removed with the session, by a request on another process that then
+    /// failed to remove the state) and is answered as unknown. Then
+    /// [`Registry::check_scratch_parts`].
+    async fn open_content(
+        &self,
+        repo: &RepoName,
+        uuid: &str,
+        mut state: UploadState,
+        file: Option<&dyn UploadFile>,
+    ) -> Result<UploadState, RegistryError> {
+        if state.is_fresh() && file.is_some() {
+            state.file = true;
+        }
+        if state.file && file.is_none_or(|f| f.size() < state.offset()) {
+            tracing::warn!(
+                %repo,
+                upload = uuid,
+                "upload session's file is missing what it received; discarded"
+            );
+            self.discard_session(repo, uuid).await?;
+            self.uploads.forget(uuid);
+            return Err(RegistryError::UploadUnknown(uuid.into()));
+        }
+        self.check_scratch_parts(repo, uuid, state)
+            .await
+            .inspect_err(|e| self.forget_unknown(uuid, e))
     }
 
     /// Parts written as scratch data under another scratch epoch (before a reboot or a power
@@ -325,11 +415,11 @@ impl Registry {
         let Some(epoch) = state.epoch.as_deref() else {
             return Ok(state);
         };
-        if state.parts.is_empty() || Some(epoch) == self.driver().scratch_epoch() {
+        if state.offset() == 0 || Some(epoch) == self.driver().scratch_epoch() {
             return Ok(state);
         }
-        let parts = state.part_paths(repo, uuid);
-        let intact = match self.hash_parts(&parts, Algorithm::Sha256).await {
+        let content = state.content(repo, uuid);
+        let intact = match self.hash_content(&content, Algorithm::Sha256).await {
             Ok(actual) => actual == state.hash.clone().finish(),
             Err(RegistryError::Storage(e)) if e.is_not_found() => false,
             Err(e) => return Err(e),
@@ -349,25 +439,32 @@ impl Registry {
         })
     }
 
-    /// Stores one chunk as a new part and saves the state that counts it. A chunk of the
-    /// wrong length is not stored; one cut short is stored as far as it arrived.
+    /// Stores one chunk (at its offset in the upload file, or as a new part) and saves the
+    /// state that counts it. A chunk of the wrong length is not counted; one cut short is
+    /// counted as far as it arrived.
     async fn receive_part(
         &self,
         repo: &RepoName,
         uuid: &str,
         state: &mut UploadState,
+        file: Option<&dyn UploadFile>,
         body: BodyStream,
         len: Option<u64>,
     ) -> Result<Received, RegistryError> {
-        if state.parts.len() >= MAX_PARTS {
-            return Err(RegistryError::UploadInvalid(format!(
-                "an upload takes at most {MAX_PARTS} chunks; finish it with the rest of the \
-                 content in one request"
-            )));
-        }
-        let nonce = rand::random::<u64>();
-        let path = paths::upload_part(repo, uuid, state.offset(), nonce);
-        let writer = self.driver().scratch_writer(&path).await?;
+        let (writer, nonce) = match file {
+            _ if state.file => (unlocked(file, uuid)?.writer_at(state.offset()), None),
+            _ => {
+                if state.parts.len() >= MAX_PARTS {
+                    return Err(RegistryError::UploadInvalid(format!(
+                        "an upload takes at most {MAX_PARTS} chunks; finish it with the rest \
+                         of the content in one request"
+                    )));
+                }
+                let nonce = rand::random::<u64>();
+                let path = paths::upload_part(repo, uuid, state.offset(), nonce);
+                (self.driver().scratch_writer(&path).await?, Some(nonce))
+            }
+        };
         let mut hash = state.hash.clone();
         let (writer, received) = receive(writer, body, len, |chunk| hash.update(chunk)).await;
         let outcome = match received {
@@ -384,28 +481,32 @@ impl Registry {
         }
         writer.commit().await?;
         state.hash = hash;
-        state.parts.push(Part { nonce, size });
-        // Every part is now one written in this epoch (older ones were checked on opening).
+        if let Some(nonce) = nonce {
+            state.parts.push(Part { nonce, size });
+        }
+        // All content is now written in this epoch (older content was checked on opening).
         state.epoch = self.driver().scratch_epoch().map(str::to_owned);
         state.save(self.driver(), repo, uuid).await?;
         Ok(outcome)
     }
 
-    /// Verifies a session's digest from its saved hash state, then publishes its parts under
-    /// `blobs/` and links the blob. On a mismatch the upload is discarded, as registry:2 does.
+    /// Verifies a session's digest from its saved hash state, then publishes its content
+    /// under `blobs/` and links the blob. On a mismatch the upload is discarded, as registry:2
+    /// does. `file` is the session's locked upload file, if any.
     async fn publish_parts(
         &self,
         repo: &RepoName,
         uuid: &str,
         digest: &Digest,
         state: UploadState,
+        file: Option<Box<dyn UploadFile>>,
     ) -> Result<u64, RegistryError> {
         let size = state.offset();
-        let parts = state.part_paths(repo, uuid);
+        let content = state.content(repo, uuid);
         let actual = match digest.algorithm() {
             Algorithm::Sha256 => state.hash.clone().finish(),
-            // Only SHA-256 is kept while receiving; other algorithms read the parts back.
-            other => self.hash_parts(&parts, other).await?,
+            // Only SHA-256 is kept while receiving; other algorithms read the content back.
+            other => self.hash_content(&content, other).await?,
         };
         if &actual != digest {
             self.discard_finished_session(repo, uuid).await;
@@ -420,7 +521,10 @@ impl Registry {
         self.touch_blob(digest).await?;
         if self.blob_size(digest).await?.is_none() {
             let blob = paths::blob_data(digest);
+            let parts: Vec<String> = content.into_iter().map(|(path, _)| path).collect();
             match parts.as_slice() {
+                // `open_content` made sure the file holds at least `size` bytes.
+                _ if state.file => unlocked(file, uuid)?.publish(size, &blob).await?,
                 [] => {
                     self.driver()
                         .put_content(&blob, bytes::Bytes::new())
@@ -439,21 +543,28 @@ impl Registry {
         Ok(size)
     }
 
-    /// Hashes stored parts from the start (a digest in another algorithm than SHA-256).
-    async fn hash_parts(
+    /// Hashes a session's stored content from the start (a digest in another algorithm than
+    /// SHA-256, or content written before a reboot): each path's bytes that count.
+    async fn hash_content(
         &self,
-        parts: &[String],
+        content: &[(String, u64)],
         algorithm: Algorithm,
     ) -> Result<Digest, RegistryError> {
         let mut digester = Digester::new(algorithm);
-        for part in parts {
-            let mut stream = self.driver().reader(part, 0, None).await?;
+        for (path, len) in content {
+            let mut stream = self.driver().reader(path, 0, Some(*len)).await?;
             while let Some(chunk) = stream.try_next().await? {
                 digester.update(&chunk);
             }
         }
         Ok(digester.finish())
     }
+}
+
+/// The upload file of a session whose content is in it. `open_content` refuses such a
+/// session without its file, so this only fails if a caller forgot to lock it.
+fn unlocked<F>(file: Option<F>, uuid: &str) -> Result<F, RegistryError> {
+    file.ok_or_else(|| RegistryError::Corrupt(format!("upload {uuid}: its file is not locked")))
 }
 
 /// Streams a body into a writer, passing every chunk to `hash` first. With `limit`, reading

@@ -104,6 +104,23 @@ pub trait StorageDriver: Send + Sync + 'static {
         None
     }
 
+    /// Opens and locks the one file that holds an upload session's content, on backends that
+    /// can write into a file at an offset (a filesystem); `Ok(None)` on the others (object
+    /// stores), whose sessions are immutable parts composed at the end. The file is created
+    /// empty when it is missing and its directory exists; `NotFound` when the directory does
+    /// not (a session that does not exist).
+    ///
+    /// The lock excludes every other holder of the file, in this process or in another one
+    /// sharing the storage, until the handle and every write started through it have ended,
+    /// including a write still running for a request that was dropped: a later chunk can never
+    /// be overwritten by an earlier one.
+    async fn lock_upload_file(
+        &self,
+        _path: &str,
+    ) -> Result<Option<Box<dyn UploadFile>>, StorageError> {
+        Ok(None)
+    }
+
     /// Size, modification time and kind of a path.
     async fn stat(&self, path: &str) -> Result<FileInfo, StorageError>;
 
@@ -193,6 +210,24 @@ pub trait FileWriter: Send {
 
     /// Abandons the write; nothing of it is ever visible.
     async fn cancel(self: Box<Self>) -> Result<(), StorageError>;
+}
+
+/// An upload session's content as one file written at offsets, locked for one request at a
+/// time ([`StorageDriver::lock_upload_file`]). Which bytes count is the session state's
+/// business: bytes past its count (a chunk refused for its length, or written before a crash
+/// and never counted) are overwritten by the next chunk and cut off when publishing.
+#[async_trait]
+pub trait UploadFile: Send + Sync {
+    /// Bytes in the file when it was locked.
+    fn size(&self) -> u64;
+
+    /// Writes scratch data (not durable before [`UploadFile::publish`]) from `offset` on.
+    /// `commit` writes out what is buffered; `cancel` leaves what was written, uncounted.
+    fn writer_at(&self, offset: u64) -> Box<dyn FileWriter>;
+
+    /// Cuts the file to `len` bytes and moves it to `dst`, durably, as
+    /// [`StorageDriver::move_file`] does.
+    async fn publish(self: Box<Self>, len: u64, dst: &str) -> Result<(), StorageError>;
 }
 
 /// [`StorageDriver::walk`] for backends with real directories: `list` each directory, `stat`

@@ -18,11 +18,12 @@ use futures_util::StreamExt;
 use crate::cached_read::read_cached;
 use crate::driver::check_path;
 use crate::read_buffers;
-use crate::{ByteStream, FileInfo, FileWriter, StorageDriver, StorageError};
+use crate::upload_file::FsUploadFile;
+use crate::{ByteStream, FileInfo, FileWriter, StorageDriver, StorageError, UploadFile};
 
 /// Read and write in chunks of this size: large enough for few syscalls, small enough that
 /// memory stays flat whatever the blob size.
-const CHUNK: usize = 256 * 1024;
+pub(crate) const CHUNK: usize = 256 * 1024;
 
 /// Where temporary files live until they are renamed into place; outside `docker/` so registry:2
 /// never sees them, and on the same filesystem so rename stays atomic.
@@ -36,7 +37,7 @@ const TMP_SHARDS: u64 = 64;
 #[derive(Clone)]
 pub struct FilesystemDriver {
     root: Arc<PathBuf>,
-    sync: bool,
+    pub(crate) sync: bool,
     /// [`StorageDriver::scratch_epoch`]: the kernel's boot id, or a per-process id where
     /// there is none.
     epoch: Arc<str>,
@@ -76,7 +77,7 @@ impl FilesystemDriver {
         &self.root
     }
 
-    fn full(&self, path: &str) -> Result<PathBuf, StorageError> {
+    pub(crate) fn full(&self, path: &str) -> Result<PathBuf, StorageError> {
         check_path(path)?;
         Ok(self.root.join(path.trim_start_matches('/')))
     }
@@ -136,7 +137,7 @@ fn boot_id() -> String {
 }
 
 /// Runs blocking file work off the async threads, mapping errors to `path`.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     path: &str,
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> Result<T, StorageError> {
@@ -235,7 +236,7 @@ const PLACE_ATTEMPTS: usize = 256;
 /// although `src` is still there: both are retried with the parents created again, so the
 /// write lands after the removal instead of failing. If the removal comes after the rename,
 /// it took the new file with it, and there is no directory left to sync.
-fn rename_into_place(src: &Path, dst: &Path, sync: bool) -> io::Result<()> {
+pub(crate) fn rename_into_place(src: &Path, dst: &Path, sync: bool) -> io::Result<()> {
     let parent = dst
         .parent()
         .ok_or_else(|| io::Error::other("destination has no parent"))?;
@@ -342,6 +343,13 @@ impl StorageDriver for FilesystemDriver {
 
     fn scratch_epoch(&self) -> Option<&str> {
         Some(&self.epoch)
+    }
+
+    async fn lock_upload_file(
+        &self,
+        path: &str,
+    ) -> Result<Option<Box<dyn UploadFile>>, StorageError> {
+        Ok(Some(Box::new(FsUploadFile::lock(self, path).await?)))
     }
 
     /// The complete content goes to a temporary file first, then gets its name with

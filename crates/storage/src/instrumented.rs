@@ -14,7 +14,7 @@ use prometheus::{register_histogram_vec, HistogramVec};
 
 use futures_util::stream::BoxStream;
 
-use crate::{ByteStream, FileInfo, FileWriter, StorageDriver, StorageError, WalkEntry};
+use crate::{ByteStream, FileInfo, FileWriter, StorageDriver, StorageError, UploadFile, WalkEntry};
 
 #[allow(clippy::expect_used)] // Registration only fails on a duplicate name: a programming error.
 static ACTION_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
@@ -103,6 +103,14 @@ impl StorageDriver for Instrumented {
 
     fn scratch_epoch(&self) -> Option<&str> {
         self.inner.scratch_epoch()
+    }
+
+    async fn lock_upload_file(
+        &self,
+        path: &str,
+    ) -> Result<Option<Box<dyn UploadFile>>, StorageError> {
+        self.timed("LockUploadFile", self.inner.lock_upload_file(path))
+            .await
     }
 
     fn walk<'a>(&'a self, path: &'a str) -> BoxStream<'a, Result<WalkEntry, StorageError>> {

@@ -16,8 +16,11 @@ mod memory;
 pub mod paths;
 mod read_buffers;
 pub mod s3;
+mod upload_file;
 
-pub use driver::{walk_by_listing, ByteStream, FileInfo, FileWriter, StorageDriver, WalkEntry};
+pub use driver::{
+    walk_by_listing, ByteStream, FileInfo, FileWriter, StorageDriver, UploadFile, WalkEntry,
+};
 pub use error::StorageError;
 pub use filesystem::FilesystemDriver;
 pub use instrumented::Instrumented;

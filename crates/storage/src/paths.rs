@@ -21,7 +21,10 @@
 //!             ├── startedat                             RFC 3339 start time (registry:2 only)
 //!             ├── berthstate                            Berth: bytes received, the SHA-256
 //!             │                                         state after them, the part list
-//!             └── berthparts/<offset>-<random>          Berth: one immutable object per chunk
+//!             ├── berthdata                             Berth on a filesystem: the content
+//!             │                                         so far, chunks written at their offsets
+//!             └── berthparts/<offset>-<random>          Berth on object stores: one immutable
+//!                                                       object per chunk
 //! ```
 //!
 //! Berth-only state for online garbage collection lives beside them, under `_berth/`, which
@@ -217,6 +220,13 @@ pub fn upload_parts_dir(name: &RepoName, uuid: &str) -> String {
 /// new, so a part is never overwritten, only listed or not in the session's state.
 pub fn upload_part(name: &RepoName, uuid: &str, offset: u64, nonce: u64) -> String {
     format!("{}/{offset:020}-{nonce:016x}", upload_parts_dir(name, uuid))
+}
+
+/// A Berth upload session's content as one file, on backends that write at offsets (a
+/// filesystem; see `StorageDriver::lock_upload_file`). Not registry:2's `data`: the two keep
+/// their state differently, and neither must take the other's session for its own.
+pub fn upload_file(name: &RepoName, uuid: &str) -> String {
+    format!("{}/berthdata", upload_dir(name, uuid))
 }
 
 /// Content received so far by a registry:2 upload session.

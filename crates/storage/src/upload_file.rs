@@ -1,0 +1,312 @@
+//! An upload session's content as one file on a filesystem
+//! ([`StorageDriver::lock_upload_file`](crate::StorageDriver::lock_upload_file)).
+//!
+//! Object stores cannot append, so sessions there are immutable parts composed into the blob
+//! at the end (see `berth_registry`'s uploads). On a filesystem that compose copies every byte
+//! a second time (a quarter of a chunked push's time, measured: docs/performance.md), so here
+//! each chunk is written in place at its offset in one file, which is published by a rename.
+//!
+//! What made parts safe is kept by a lock instead: `flock(2)` on the file, taken before the
+//! session's state is read and released after the new state is saved. It excludes requests
+//! in this process and in other processes sharing the directory (on NFS, Linux turns it into a
+//! lock the server arbitrates). It belongs to the open file, and every write holds the file
+//! open until it ends, so a write still running on the blocking pool for a request that was
+//! dropped keeps the lock: a later chunk can never be overwritten by a late write of an earlier
+//! one. A process that dies releases it (the kernel closes its files).
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+
+use crate::filesystem::{blocking, rename_into_place, CHUNK};
+use crate::{FileWriter, FilesystemDriver, StorageError, UploadFile};
+
+/// Opens after the file was renamed (published) or removed between an open and its lock.
+/// Each needs another request to have finished or cancelled the session meanwhile, so a few
+/// are plenty; past them the request fails rather than loop.
+const REOPEN_ATTEMPTS: usize = 16;
+
+/// Longest pause between two tries of a lock another request holds. The wait itself is as
+/// long as that request (one chunk) lasts, as for the in-process session lock before it; a
+/// client that gives up drops its wait.
+const MAX_PAUSE: Duration = Duration::from_millis(50);
+
+/// A locked upload file; the lock goes with the last of this handle and its writes.
+pub(crate) struct FsUploadFile {
+    driver: FilesystemDriver,
+    path: String,
+    full: PathBuf,
+    file: Arc<File>,
+    len: u64,
+}
+
+impl FsUploadFile {
+    pub(crate) async fn lock(driver: &FilesystemDriver, path: &str) -> Result<Self, StorageError> {
+        let full = driver.full(path)?;
+        let mut pause = Duration::from_millis(1);
+        let mut reopened = 0;
+        loop {
+            let at = full.clone();
+            match blocking(path, move || try_lock(&at)).await? {
+                Attempt::Locked(file, len) => {
+                    return Ok(FsUploadFile {
+                        driver: driver.clone(),
+                        path: path.to_owned(),
+                        full,
+                        file: Arc::new(file),
+                        len,
+                    })
+                }
+                Attempt::Busy => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
+                Attempt::Replaced if reopened < REOPEN_ATTEMPTS => reopened += 1,
+                Attempt::Replaced => {
+                    return Err(StorageError::Io {
+                        path: path.to_owned(),
+                        source: io::Error::other("the upload file kept being replaced"),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// What one try at the lock found.
+enum Attempt {
+    /// The file, locked, and its length.
+    Locked(File, u64),
+    /// Another open file holds the lock.
+    Busy,
+    /// The file locked is no longer at the path: published or removed meanwhile.
+    Replaced,
+}
+
+fn try_lock(full: &Path) -> io::Result<Attempt> {
+    // `create` only in an existing directory: a made-up session id stays `NotFound`.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(full)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Ok(Attempt::Busy),
+        Err(TryLockError::Error(e)) => return Err(e),
+    }
+    // The holder we waited for may have renamed the file into its blob or removed the whole
+    // session: the file we opened is then no longer this session's, and writing into it could
+    // change a published blob.
+    let held = file.metadata()?;
+    match fs::metadata(full) {
+        Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {
+            Ok(Attempt::Locked(file, held.len()))
+        }
+        Ok(_) => Ok(Attempt::Replaced),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Attempt::Replaced),
+        Err(e) => Err(e),
+    }
+}
+
+#[async_trait]
+impl UploadFile for FsUploadFile {
+    fn size(&self) -> u64 {
+        self.len
+    }
+
+    fn writer_at(&self, offset: u64) -> Box<dyn FileWriter> {
+        Box::new(RangeWriter {
+            path: self.path.clone(),
+            file: self.file.clone(),
+            next: offset,
+            size: 0,
+            buf: BytesMut::new(),
+        })
+    }
+
+    /// With sync on, the data is synced before the rename, as `move_file` does: it was
+    /// written as scratch data.
+    async fn publish(self: Box<Self>, len: u64, dst: &str) -> Result<(), StorageError> {
+        let to = self.driver.full(dst)?;
+        let (file, from, sync) = (self.file.clone(), self.full.clone(), self.driver.sync);
+        blocking(&self.path, move || {
+            file.set_len(len)?;
+            if sync {
+                file.sync_data()?;
+            }
+            rename_into_place(&from, &to, sync)
+        })
+        .await
+    }
+}
+
+/// Writes at increasing offsets through a buffer of at most [`CHUNK`] bytes. Each write
+/// holds the file (and so the lock) until it has ended, even when its request is gone.
+struct RangeWriter {
+    path: String,
+    file: Arc<File>,
+    /// Where the next write out goes.
+    next: u64,
+    size: u64,
+    buf: BytesMut,
+}
+
+impl RangeWriter {
+    async fn write_out(&mut self, data: Bytes) -> Result<(), StorageError> {
+        let (file, at) = (self.file.clone(), self.next);
+        self.next += data.len() as u64;
+        blocking(&self.path, move || file.write_all_at(&data, at)).await
+    }
+}
+
+#[async_trait]
+impl FileWriter for RangeWriter {
+    async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
+        self.size += data.len() as u64;
+        if self.buf.is_empty() && data.len() >= CHUNK {
+            return self.write_out(data).await;
+        }
+        self.buf.extend_from_slice(&data);
+        if self.buf.len() >= CHUNK {
+            let data = self.buf.split().freeze();
+            self.write_out(data).await?;
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let rest = self.buf.split().freeze();
+        self.write_out(rest).await
+    }
+
+    /// What was written stays, past what the session counts.
+    async fn cancel(self: Box<Self>) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use crate::{FilesystemDriver, StorageDriver, UploadFile};
+
+    const FILE: &str = "/docker/registry/v2/repositories/a/_uploads/u/berthdata";
+
+    async fn driver() -> (tempfile::TempDir, FilesystemDriver) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let driver = FilesystemDriver::new(dir.path()).expect("driver");
+        let session = dir
+            .path()
+            .join("docker/registry/v2/repositories/a/_uploads/u");
+        std::fs::create_dir_all(session).expect("session dir");
+        (dir, driver)
+    }
+
+    async fn lock(driver: &FilesystemDriver) -> Box<dyn UploadFile> {
+        driver
+            .lock_upload_file(FILE)
+            .await
+            .expect("lock")
+            .expect("a filesystem has upload files")
+    }
+
+    async fn write(file: &dyn UploadFile, at: u64, data: &'static [u8]) {
+        let mut writer = file.writer_at(at);
+        writer.write(Bytes::from_static(data)).await.expect("write");
+        writer.commit().await.expect("commit");
+    }
+
+    #[tokio::test]
+    async fn chunks_land_at_their_offsets_and_publishing_cuts_what_was_not_counted() {
+        let (_dir, driver) = driver().await;
+        let file = lock(&driver).await;
+        assert_eq!(file.size(), 0);
+        write(&*file, 0, b"hello ").await;
+        // A chunk refused after it was written: bytes past the count, then overwritten.
+        write(&*file, 6, b"XXXXXXXXXXXX").await;
+        drop(file);
+        let file = lock(&driver).await;
+        assert_eq!(file.size(), 18, "what was written, counted or not");
+        write(&*file, 6, b"world").await;
+        file.publish(11, "/blob").await.expect("publish");
+        assert_eq!(
+            driver.get_content("/blob").await.expect("blob"),
+            "hello world"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_that_does_not_exist_is_not_found() {
+        let (_dir, driver) = driver().await;
+        let missing = "/docker/registry/v2/repositories/a/_uploads/nope/berthdata";
+        let err = driver
+            .lock_upload_file(missing)
+            .await
+            .err()
+            .expect("refused");
+        assert!(err.is_not_found(), "{err}");
+    }
+
+    /// The lock holds across handles, and a published file is never written through a
+    /// handle that was waiting for it: that one gets a new, empty file.
+    #[tokio::test]
+    async fn one_holder_at_a_time_and_never_the_published_file() {
+        let (_dir, driver) = driver().await;
+        let first = lock(&driver).await;
+        write(&*first, 0, b"abc").await;
+        let waiting = {
+            let driver = driver.clone();
+            tokio::spawn(async move { lock(&driver).await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "the lock is held");
+        first.publish(3, "/blob").await.expect("publish");
+        let second = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the lock is released")
+            .expect("task");
+        assert_eq!(second.size(), 0, "a new file, not the published one");
+        write(&*second, 0, b"zzz").await;
+        assert_eq!(driver.get_content("/blob").await.expect("blob"), "abc");
+    }
+
+    /// A write whose request was dropped still holds the lock until it has ended.
+    #[tokio::test]
+    async fn a_dropped_write_keeps_the_lock_until_it_ends() {
+        let (_dir, driver) = driver().await;
+        let file = lock(&driver).await;
+        let mut writer = file.writer_at(0);
+        let big = Bytes::from(vec![7u8; 64 << 20]);
+        let write = tokio::spawn(async move {
+            writer.write(big).await.expect("write");
+        });
+        // Give the write time to reach the blocking pool, then drop everything of the request.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        write.abort();
+        drop(file);
+        let next = lock(&driver).await;
+        assert!(
+            next.size() == 0 || next.size() == 64 << 20,
+            "never a write still going on: {}",
+            next.size()
+        );
+    }
+}
