@@ -18,8 +18,10 @@ same syncs cannot push faster than this on this disk. Each blob is hashed with S
 a registry must to verify the digest it is given (--no-hash leaves that out). With --no-sync
 the syncs are left out, which is what docker-registry 2.8.2 does (it never syncs).
 
-With --parts N each blob is written as Berth writes a chunked upload on a filesystem: N
-unsynced part files, copied in the kernel into the blob file, which is synced and renamed.
+With --parts N each blob is written as Berth wrote a chunked upload on a filesystem until
+2026-12-06 (and as it still does on object stores): N unsynced part files, copied in the kernel
+into the blob file, which is synced and renamed. Berth now writes chunks at their offsets into
+one file that is synced and renamed, which is what the default (--parts 1) measures.
 
 Prints one JSON line: {"images", "size", "concurrency", "sync", "hash", "parts", "seconds",
 "mib_per_s"}.

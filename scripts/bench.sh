@@ -49,8 +49,7 @@ echo "|---|---:|---:|"
 ceiling() { python3 "$REPO_ROOT/scripts/bench-push-ceiling.py" "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin)["mib_per_s"])'; }
 for row in "push 200x1M c=8|--images 200 --size 1048576 --concurrency 8" \
            "push 4x256M c=2|--images 4 --size 268435456 --concurrency 2" \
-           "push 16x16M chunk=4M c=4|--images 16 --size 16777216 --concurrency 4" \
-           "push 16x16M chunk=4M c=4, Berth's parts|--images 16 --size 16777216 --concurrency 4 --parts 4"; do
+           "push 16x16M chunk=4M c=4|--images 16 --size 16777216 --concurrency 4"; do
   name=${row%%|*} args=${row#*|}
   # shellcheck disable=SC2086
   echo "| $name | $(ceiling $args), $(ceiling $args) | $(ceiling $args --no-sync), $(ceiling $args --no-sync) |"
