@@ -349,7 +349,8 @@ impl StorageDriver for FilesystemDriver {
         &self,
         path: &str,
     ) -> Result<Option<Box<dyn UploadFile>>, StorageError> {
-        Ok(Some(Box::new(FsUploadFile::lock(self, path).await?)))
+        let file = FsUploadFile::lock(self, path).await?;
+        Ok(file.map(|file| Box::new(file) as Box<dyn UploadFile>))
     }
 
     /// The complete content goes to a temporary file first, then gets its name with

@@ -18,7 +18,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,7 +47,12 @@ pub(crate) struct FsUploadFile {
 }
 
 impl FsUploadFile {
-    pub(crate) async fn lock(driver: &FilesystemDriver, path: &str) -> Result<Self, StorageError> {
+    /// The upload file at `path`, locked; `None` where the filesystem has no `flock` (then
+    /// uploads there are parts, as on object stores).
+    pub(crate) async fn lock(
+        driver: &FilesystemDriver,
+        path: &str,
+    ) -> Result<Option<Self>, StorageError> {
         let full = driver.full(path)?;
         let mut pause = Duration::from_millis(1);
         let mut reopened = 0;
@@ -55,13 +60,24 @@ impl FsUploadFile {
             let at = full.clone();
             match blocking(path, move || try_lock(&at)).await? {
                 Attempt::Locked(file, len) => {
-                    return Ok(FsUploadFile {
+                    return Ok(Some(FsUploadFile {
                         driver: driver.clone(),
                         path: path.to_owned(),
                         full,
                         file: Arc::new(file),
                         len,
-                    })
+                    }))
+                }
+                Attempt::NoLocks(e) => {
+                    static WARNED: Once = Once::new();
+                    WARNED.call_once(|| {
+                        tracing::warn!(
+                            error = %e,
+                            "this filesystem has no flock(2): uploads are stored as parts and \
+                             composed at the end (slower chunked pushes, just as safe)"
+                        )
+                    });
+                    return Ok(None);
                 }
                 Attempt::Busy => {
                     tokio::time::sleep(pause).await;
@@ -87,6 +103,8 @@ enum Attempt {
     Busy,
     /// The file locked is no longer at the path: published or removed meanwhile.
     Replaced,
+    /// The filesystem does not do `flock` (some FUSE and network filesystems).
+    NoLocks(io::Error),
 }
 
 fn try_lock(full: &Path) -> io::Result<Attempt> {
@@ -100,6 +118,7 @@ fn try_lock(full: &Path) -> io::Result<Attempt> {
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => return Ok(Attempt::Busy),
+        Err(TryLockError::Error(e)) if no_locks(&e) => return Ok(Attempt::NoLocks(e)),
         Err(TryLockError::Error(e)) => return Err(e),
     }
     // The holder we waited for may have renamed the file into its blob or removed the whole
@@ -114,6 +133,17 @@ fn try_lock(full: &Path) -> io::Result<Attempt> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Attempt::Replaced),
         Err(e) => Err(e),
     }
+}
+
+/// Whether `flock` failed because the filesystem does not do it, rather than for this file.
+fn no_locks(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Unsupported
+        || matches!(
+            e.raw_os_error(),
+            Some(code) if [rustix::io::Errno::NOLCK, rustix::io::Errno::NOSYS, rustix::io::Errno::OPNOTSUPP]
+                .iter()
+                .any(|errno| errno.raw_os_error() == code)
+        )
 }
 
 #[async_trait]
@@ -251,6 +281,19 @@ mod tests {
             driver.get_content("/blob").await.expect("blob"),
             "hello world"
         );
+    }
+
+    /// Filesystems without `flock` fall back to parts; a lock refused for this file does not.
+    #[test]
+    fn only_a_filesystem_without_locks_falls_back() {
+        use rustix::io::Errno;
+        let error = |errno: Errno| std::io::Error::from_raw_os_error(errno.raw_os_error());
+        for errno in [Errno::NOLCK, Errno::OPNOTSUPP, Errno::NOSYS] {
+            assert!(super::no_locks(&error(errno)), "{errno}");
+        }
+        for errno in [Errno::BADF, Errno::IO, Errno::INTR] {
+            assert!(!super::no_locks(&error(errno)), "{errno}");
+        }
     }
 
     #[tokio::test]
