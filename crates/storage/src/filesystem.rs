@@ -23,7 +23,7 @@ use crate::{ByteStream, FileInfo, FileWriter, StorageDriver, StorageError, Uploa
 
 /// Read and write in chunks of this size: large enough for few syscalls, small enough that
 /// memory stays flat whatever the blob size.
-pub(crate) const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 256 * 1024;
 
 /// Where temporary files live until they are renamed into place; outside `docker/` so registry:2
 /// never sees them, and on the same filesystem so rename stays atomic.
@@ -110,8 +110,7 @@ impl FilesystemDriver {
             full,
             tmp: self.temp_path(),
             file: WriterFile::Unborn,
-            size: 0,
-            buf: BytesMut::new(),
+            buf: Gather::default(),
             sync,
         }))
     }
@@ -530,9 +529,39 @@ struct FsWriter {
     full: PathBuf,
     tmp: PathBuf,
     file: WriterFile,
-    size: u64,
-    buf: BytesMut,
+    buf: Gather,
     sync: bool,
+}
+
+/// Gathers a writer's data into writes of about [`CHUNK`] bytes: few syscalls and hand-offs to
+/// the blocking pool for a body that arrives in small pieces, at most one chunk held.
+#[derive(Default)]
+pub(crate) struct Gather {
+    buf: BytesMut,
+    size: u64,
+}
+
+impl Gather {
+    /// Takes `data`; returns what is ready to be written out, if anything.
+    pub(crate) fn add(&mut self, data: Bytes) -> Option<Bytes> {
+        self.size += data.len() as u64;
+        if self.buf.is_empty() && data.len() >= CHUNK {
+            // A big piece goes out as it is, without a copy into the buffer.
+            return Some(data);
+        }
+        self.buf.extend_from_slice(&data);
+        (self.buf.len() >= CHUNK).then(|| self.buf.split().freeze())
+    }
+
+    /// What is left to write out (empty when nothing is).
+    pub(crate) fn rest(&mut self) -> Bytes {
+        self.buf.split().freeze()
+    }
+
+    /// Bytes taken so far.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
 }
 
 /// The temporary file of an [`FsWriter`].
@@ -598,26 +627,19 @@ impl FsWriter {
 #[async_trait]
 impl FileWriter for FsWriter {
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
-        self.size += data.len() as u64;
-        if self.buf.is_empty() && data.len() >= CHUNK {
-            // A big chunk goes straight to the file, without a copy into the buffer.
-            return self.write_out(data).await;
+        match self.buf.add(data) {
+            Some(ready) => self.write_out(ready).await,
+            None => Ok(()),
         }
-        self.buf.extend_from_slice(&data);
-        if self.buf.len() >= CHUNK {
-            let data = self.buf.split().freeze();
-            self.write_out(data).await?;
-        }
-        Ok(())
     }
 
     fn size(&self) -> u64 {
-        self.size
+        self.buf.size()
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
         let (rest, tmp, full, sync) = (
-            self.buf.split().freeze(),
+            self.buf.rest(),
             self.tmp.clone(),
             self.full.clone(),
             self.sync,

@@ -22,9 +22,9 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use crate::filesystem::{blocking, rename_into_place, CHUNK};
+use crate::filesystem::{blocking, rename_into_place, Gather};
 use crate::{FileWriter, FilesystemDriver, StorageError, UploadFile};
 
 /// Opens after the file was renamed (published) or removed between an open and its lock.
@@ -157,8 +157,7 @@ impl UploadFile for FsUploadFile {
             path: self.path.clone(),
             file: self.file.clone(),
             next: offset,
-            size: 0,
-            buf: BytesMut::new(),
+            buf: Gather::default(),
         })
     }
 
@@ -178,15 +177,14 @@ impl UploadFile for FsUploadFile {
     }
 }
 
-/// Writes at increasing offsets through a buffer of at most [`CHUNK`] bytes. Each write
+/// Writes at increasing offsets, gathered into writes of about a chunk ([`Gather`]). Each write
 /// holds the file (and so the lock) until it has ended, even when its request is gone.
 struct RangeWriter {
     path: String,
     file: Arc<File>,
     /// Where the next write out goes.
     next: u64,
-    size: u64,
-    buf: BytesMut,
+    buf: Gather,
 }
 
 impl RangeWriter {
@@ -200,27 +198,21 @@ impl RangeWriter {
 #[async_trait]
 impl FileWriter for RangeWriter {
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
-        self.size += data.len() as u64;
-        if self.buf.is_empty() && data.len() >= CHUNK {
-            return self.write_out(data).await;
+        match self.buf.add(data) {
+            Some(ready) => self.write_out(ready).await,
+            None => Ok(()),
         }
-        self.buf.extend_from_slice(&data);
-        if self.buf.len() >= CHUNK {
-            let data = self.buf.split().freeze();
-            self.write_out(data).await?;
-        }
-        Ok(())
     }
 
     fn size(&self) -> u64 {
-        self.size
+        self.buf.size()
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
-        if self.buf.is_empty() {
+        let rest = self.buf.rest();
+        if rest.is_empty() {
             return Ok(());
         }
-        let rest = self.buf.split().freeze();
         self.write_out(rest).await
     }
 
