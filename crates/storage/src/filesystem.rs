@@ -19,11 +19,12 @@ use crate::cached_read::read_cached;
 use crate::driver::check_path;
 use crate::read_buffers;
 use crate::upload_file::FsUploadFile;
+use crate::write_pacing::{Gather, Writeback, WRITEBACK_STEP};
 use crate::{ByteStream, FileInfo, FileWriter, StorageDriver, StorageError, UploadFile};
 
 /// Read and write in chunks of this size: large enough for few syscalls, small enough that
 /// memory stays flat whatever the blob size.
-const CHUNK: usize = 256 * 1024;
+pub(crate) const CHUNK: usize = 256 * 1024;
 
 /// Where temporary files live until they are renamed into place; outside `docker/` so registry:2
 /// never sees them, and on the same filesystem so rename stays atomic.
@@ -112,6 +113,7 @@ impl FilesystemDriver {
             file: WriterFile::Unborn,
             buf: Gather::default(),
             sync,
+            writeback: Writeback::default(),
         }))
     }
 
@@ -531,37 +533,7 @@ struct FsWriter {
     file: WriterFile,
     buf: Gather,
     sync: bool,
-}
-
-/// Gathers a writer's data into writes of about [`CHUNK`] bytes: few syscalls and hand-offs to
-/// the blocking pool for a body that arrives in small pieces, at most one chunk held.
-#[derive(Default)]
-pub(crate) struct Gather {
-    buf: BytesMut,
-    size: u64,
-}
-
-impl Gather {
-    /// Takes `data`; returns what is ready to be written out, if anything.
-    pub(crate) fn add(&mut self, data: Bytes) -> Option<Bytes> {
-        self.size += data.len() as u64;
-        if self.buf.is_empty() && data.len() >= CHUNK {
-            // A big piece goes out as it is, without a copy into the buffer.
-            return Some(data);
-        }
-        self.buf.extend_from_slice(&data);
-        (self.buf.len() >= CHUNK).then(|| self.buf.split().freeze())
-    }
-
-    /// What is left to write out (empty when nothing is).
-    pub(crate) fn rest(&mut self) -> Bytes {
-        self.buf.split().freeze()
-    }
-
-    /// Bytes taken so far.
-    pub(crate) fn size(&self) -> u64 {
-        self.size
-    }
+    writeback: Writeback,
 }
 
 /// The temporary file of an [`FsWriter`].
@@ -601,12 +573,20 @@ impl FsWriter {
     async fn write_out(&mut self, data: Bytes) -> Result<(), StorageError> {
         let file = self.file.take(&self.path)?;
         let tmp = self.tmp.clone();
+        let written = data.len() as u64;
         let file = blocking(&self.path, move || {
             let mut file = open_or_create(file, &tmp)?;
             file.write_all(&data)?;
             Ok(file)
         })
         .await?;
+        if self.sync && self.writeback.due(written, WRITEBACK_STEP) {
+            if let Ok(file) = file.try_clone() {
+                self.writeback.start(move || {
+                    let _ = file.sync_data();
+                });
+            }
+        }
         self.file = WriterFile::Open(file);
         Ok(())
     }

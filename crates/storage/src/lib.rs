@@ -17,6 +17,7 @@ pub mod paths;
 mod read_buffers;
 pub mod s3;
 mod upload_file;
+mod write_pacing;
 
 pub use driver::{
     walk_by_listing, ByteStream, FileInfo, FileWriter, StorageDriver, UploadFile, WalkEntry,

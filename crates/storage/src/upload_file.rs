@@ -24,7 +24,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::filesystem::{blocking, rename_into_place, Gather};
+use crate::filesystem::{blocking, rename_into_place};
+use crate::write_pacing::{Gather, Writeback, WRITEBACK_STEP};
 use crate::{FileWriter, FilesystemDriver, StorageError, UploadFile};
 
 /// Opens after the file was renamed (published) or removed between an open and its lock.
@@ -36,6 +37,9 @@ const REOPEN_ATTEMPTS: usize = 16;
 /// long as that request (one chunk) lasts, as for the in-process session lock before it; a
 /// client that gives up drops its wait.
 const MAX_PAUSE: Duration = Duration::from_millis(50);
+
+/// Unsynced bytes at the end of a chunk that start a [`Writeback`] then.
+const CHUNK_WRITEBACK: u64 = 1 << 20;
 
 /// A locked upload file; the lock goes with the last of this handle and its writes.
 pub(crate) struct FsUploadFile {
@@ -156,8 +160,11 @@ impl UploadFile for FsUploadFile {
         Box::new(RangeWriter {
             path: self.path.clone(),
             file: self.file.clone(),
+            full: self.full.clone(),
             next: offset,
             buf: Gather::default(),
+            sync: self.driver.sync,
+            writeback: Writeback::default(),
         })
     }
 
@@ -181,17 +188,36 @@ impl UploadFile for FsUploadFile {
 /// holds the file (and so the lock) until it has ended, even when its request is gone.
 struct RangeWriter {
     path: String,
+    full: PathBuf,
     file: Arc<File>,
     /// Where the next write out goes.
     next: u64,
     buf: Gather,
+    /// Whether the published blob will be synced: then its data starts to go to disk early.
+    sync: bool,
+    writeback: Writeback,
 }
 
 impl RangeWriter {
     async fn write_out(&mut self, data: Bytes) -> Result<(), StorageError> {
-        let (file, at) = (self.file.clone(), self.next);
-        self.next += data.len() as u64;
-        blocking(&self.path, move || file.write_all_at(&data, at)).await
+        let (file, at, written) = (self.file.clone(), self.next, data.len() as u64);
+        self.next += written;
+        blocking(&self.path, move || file.write_all_at(&data, at)).await?;
+        self.start_writeback(written, WRITEBACK_STEP);
+        Ok(())
+    }
+
+    /// [`Writeback`] through a file opened again by path: a duplicate of the locked one would
+    /// hold the lock, and the next chunk would wait for the sync.
+    fn start_writeback(&mut self, written: u64, step: u64) {
+        if self.sync && self.writeback.due(written, step) {
+            let full = self.full.clone();
+            self.writeback.start(move || {
+                if let Ok(file) = File::open(full) {
+                    let _ = file.sync_data();
+                }
+            });
+        }
     }
 }
 
@@ -210,10 +236,12 @@ impl FileWriter for RangeWriter {
 
     async fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
         let rest = self.buf.rest();
-        if rest.is_empty() {
-            return Ok(());
+        if !rest.is_empty() {
+            self.write_out(rest).await?;
         }
-        self.write_out(rest).await
+        // The chunk's tail goes to disk while the client sends the next request.
+        self.start_writeback(0, CHUNK_WRITEBACK);
+        Ok(())
     }
 
     /// What was written stays, past what the session counts.
