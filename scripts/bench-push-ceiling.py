@@ -41,35 +41,15 @@ import threading
 import time
 
 
-def write_file(path, data, sync):
-    """Writes data to a temporary name beside path, then renames it into place."""
-    tmp = f"{path}.tmp{os.getpid()}-{time.monotonic_ns()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        if sync:
-            os.fdatasync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    if sync:
-        dfd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
 STEP = 8 << 20
 
 
 def write_blob_file(path, data, sync, hash_blob, early_writeback):
-    """A blob as a registry receives it: STEP bytes at a time, each hashed and then written;
-    with early_writeback a background fdatasync of what is written so far starts after each
-    piece (one at a time), as Berth does, so the final fdatasync waits for the tail only."""
+    """A file written to a temporary name beside path, synced, renamed into place, its
+    directory synced. A blob comes as a registry receives it: STEP bytes at a time, each
+    hashed and then written; with early_writeback a background fdatasync of what is written
+    so far starts after each piece (one at a time), as Berth does, so the final fdatasync
+    waits for the tail only."""
     tmp = f"{path}.tmp{os.getpid()}-{time.monotonic_ns()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     hasher = hashlib.sha256() if hash_blob else None
@@ -99,6 +79,11 @@ def write_blob_file(path, data, sync, hash_blob, early_writeback):
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def write_file(path, data, sync):
+    """A small file (a link, a manifest): written to a temporary name, synced, renamed."""
+    write_blob_file(path, data, sync, hash_blob=False, early_writeback=False)
 
 
 def put_blob(root, hexd, data, sync, hash_blob=False, early_writeback=False):
