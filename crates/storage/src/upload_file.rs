@@ -303,6 +303,38 @@ mod tests {
         );
     }
 
+    /// Chunks and blobs big enough to start background syncs (early writeback) while they
+    /// are written come out byte for byte.
+    #[tokio::test]
+    async fn content_written_back_early_is_intact() {
+        let (_dir, driver) = driver().await;
+        let data: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let file = lock(&driver).await;
+        for (i, chunk) in data.chunks(5 << 20).enumerate() {
+            let mut writer = file.writer_at((i as u64) * (5 << 20));
+            for piece in chunk.chunks(100_000) {
+                writer
+                    .write(Bytes::copy_from_slice(piece))
+                    .await
+                    .expect("write");
+            }
+            writer.commit().await.expect("commit");
+        }
+        file.publish(data.len() as u64, "/blob")
+            .await
+            .expect("publish");
+        assert!(driver.get_content("/blob").await.expect("blob") == data);
+        let mut writer = driver.writer("/whole").await.expect("writer");
+        for piece in data.chunks(300_000) {
+            writer
+                .write(Bytes::copy_from_slice(piece))
+                .await
+                .expect("write");
+        }
+        writer.commit().await.expect("commit");
+        assert!(driver.get_content("/whole").await.expect("whole") == data);
+    }
+
     /// Filesystems without `flock` fall back to parts; a lock refused for this file does not.
     #[test]
     fn only_a_filesystem_without_locks_falls_back() {
