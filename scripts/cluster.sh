@@ -178,7 +178,7 @@ done
 mark=$(log_mark)
 stot_before=()
 for name in "${CLUSTER_NODES[@]}"; do stot_before+=("$(haproxy_stat "$name" stot)"); done
-out=$("$SHARED/compat/run.sh" "$LB" --tls-verify=false --images "$images" 2>&1) || true
+out=$(compat_kit "$LB" --tls-verify=false --images "$images")
 echo "$out" | sed 's/^/  kit: /'
 summary=$(tail -n1 <<<"$out")
 if grep -qE '^compat: 27 passed, 0 failed$' <<<"$summary"; then

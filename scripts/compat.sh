@@ -64,7 +64,7 @@ YAML
 esac
 start_berth "$work/config.yml" "$work/berth.log"
 echo "compat ($mode): berth at $BERTH_ADDR"
-out=$("$SHARED/compat/run.sh" "$BERTH_ADDR" "${client_args[@]}" 2>&1) || true
+out=$(compat_kit "$BERTH_ADDR" "${client_args[@]}")
 echo "$out"
 if ! tail -n1 <<<"$out" | grep -qE 'compat: [0-9]+ passed, 0 failed'; then
   echo "compat ($mode): FAILED; berth log tail:" >&2

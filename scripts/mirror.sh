@@ -68,7 +68,7 @@ B=$BERTH_ADDR
 echo "mirror: upstream docker-registry at $UP, berth at $B"
 
 # 1. The compat kit, every check.
-out=$("$SHARED/compat/run.sh" "$B" --tls-verify=false --images "$images" --mirror-repo compat/mirror/test 2>&1) || true
+out=$(compat_kit "$B" --tls-verify=false --images "$images" --mirror-repo compat/mirror/test)
 echo "$out" | sed 's/^/  kit: /'
 summary=$(echo "$out" | tail -n1)
 if grep -qE 'compat: 27 passed, 0 failed' <<<"$summary"; then
