@@ -11,7 +11,7 @@ use http::{header, HeaderValue, StatusCode};
 
 use crate::dispatch::empty;
 use crate::request::{header_str, parse_range, Req};
-use crate::{notify, ApiError, Ctx, ErrorCode};
+use crate::{notify, sendfile, ApiError, Ctx, ErrorCode};
 
 /// Serves a blob, whole or one `Range` (206), or redirects to the storage's URL.
 pub async fn get(
@@ -47,11 +47,7 @@ async fn serve(
             let body = if head || len == 0 {
                 Body::empty()
             } else {
-                let stream = store.read_blob(repo, digest, offset, Some(len)).await?;
-                Body::from_stream(stream.map_err(|e| {
-                    tracing::error!(error = %e, "blob read failed mid-stream");
-                    e
-                }))
+                stored_body(req, store, repo, digest, offset, len).await?
             };
             respond(req, digest, Some(size), head, |_, _| Ok(body))
         }
@@ -60,6 +56,30 @@ async fn serve(
             Ok(Body::from_stream(bytes.stream(offset, len)))
         }),
     }
+}
+
+/// `len` bytes of a stored blob from `offset`: sent from its file with `sendfile(2)` where the
+/// connection and the storage allow, else read and streamed.
+async fn stored_body(
+    req: &Req,
+    store: &dyn ReadStore,
+    repo: &RepoName,
+    digest: &Digest,
+    offset: u64,
+    len: u64,
+) -> Result<Body, ApiError> {
+    if let Some(sender) = &req.file_sender {
+        if let Some(local) = store.blob_file(repo, digest).await? {
+            if offset.saturating_add(len) <= local.size {
+                return Ok(sendfile::file_body(sender.clone(), local.file, offset, len));
+            }
+        }
+    }
+    let stream = store.read_blob(repo, digest, offset, Some(len)).await?;
+    Ok(Body::from_stream(stream.map_err(|e| {
+        tracing::error!(error = %e, "blob read failed mid-stream");
+        e
+    })))
 }
 
 /// The `Range` of the request resolved against the size: `None` for the whole blob (also when

@@ -366,6 +366,7 @@ fn api_endpoint(ctx: &Ctx, path: &str) -> Result<Endpoint, PathError> {
 /// What the handlers see of a request (the body is passed on separately).
 fn request_of(parts: http::request::Parts, client: Option<ClientAddr>) -> Req {
     Req {
+        file_sender: crate::sendfile::FileSender::of(&parts),
         query: Query::parse(parts.uri.query()),
         authority: parts.uri.authority().map(|a| a.to_string()),
         method: parts.method,

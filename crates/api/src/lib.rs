@@ -22,6 +22,7 @@ mod parser_fuzz;
 mod policy;
 mod referrers;
 mod request;
+pub mod sendfile;
 mod tags;
 mod token;
 mod uploads;

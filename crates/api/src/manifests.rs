@@ -142,6 +142,7 @@ pub async fn delete_for(
         user: user.map(str::to_owned),
         route: None,
         requested: Some(repo.clone()),
+        file_sender: None,
     };
     Ok(delete_and_notify(ctx, &req, repo, reference).await?)
 }

@@ -28,6 +28,9 @@ pub struct Req {
     /// The repository name as the client wrote it, when the request names one (the resolved
     /// name may differ: `alpine` is stored as `docker.io/library/alpine`).
     pub requested: Option<berth_oci::RepoName>,
+    /// How this request's connection sends files without copying them, when it can (plain
+    /// HTTP/1, [`crate::sendfile`]).
+    pub file_sender: Option<crate::sendfile::FileSender>,
 }
 
 /// Decoded query parameters, in order.

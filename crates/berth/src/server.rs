@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::Request;
+use berth_api::sendfile::{FileSender, ZeroCopyStream};
 use berth_api::{ClientAddr, Ctx};
 use berth_config::Loaded;
 use berth_registry::Registry;
@@ -326,16 +327,22 @@ pub async fn serve(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> a
                     // Small responses (manifests, upload steps) must not wait for Nagle.
                     let _ = stream.set_nodelay(true);
                     let app = app.clone();
-                    let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    let service = move |sender: Option<FileSender>| hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
                         req.extensions_mut().insert(ClientAddr(peer));
+                        if let Some(sender) = &sender {
+                            req.extensions_mut().insert(sender.clone());
+                        }
                         app.clone().oneshot(req.map(axum::body::Body::new))
                     });
                     match &tls {
                         None => {
-                            let conn = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
+                            // Blobs go out with sendfile(2) on plain connections.
+                            let (stream, sender) = ZeroCopyStream::new(stream);
+                            let conn = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service(Some(sender))).into_owned());
                             tokio::spawn(async move { let _ = conn.await; });
                         }
                         Some(acceptor) => {
+                            let service = service(None);
                             // The handshake runs in the connection's task, bounded, so a client
                             // that connects and never speaks cannot hold the accept loop.
                             let (acceptor, builder) = (acceptor.clone(), builder.clone());

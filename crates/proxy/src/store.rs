@@ -101,6 +101,16 @@ impl ReadStore for ReadThrough {
         ReadStore::read_blob(registry, &self.route.local, digest, offset, len).await
     }
 
+    async fn blob_file(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<berth_storage::LocalFile>, ReadError> {
+        self.check(repo)?;
+        let registry = self.proxy.registry().as_ref();
+        ReadStore::blob_file(registry, &self.route.local, digest).await
+    }
+
     /// The upstream's tags (the cached ones when it fails), as registry:2 lists them in proxy
     /// mode.
     async fn tags(

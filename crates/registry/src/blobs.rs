@@ -82,16 +82,38 @@ impl Registry {
         len: Option<u64>,
     ) -> Result<ByteStream, RegistryError> {
         let path = paths::blob_data(digest);
-        match self.driver().reader(&path, offset, len).await {
-            Ok(stream) => return Ok(stream),
+        self.open_stored(digest, || self.driver().reader(&path, offset, len))
+            .await
+    }
+
+    /// The blob's file opened for `sendfile(2)`, when the storage keeps blobs as local files
+    /// ([`berth_storage::StorageDriver::open_local`]); `None` elsewhere. Callers check the
+    /// blob with [`Registry::stat_blob`] first, as for [`Registry::read_blob`].
+    pub async fn open_blob_file(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<berth_storage::LocalFile>, RegistryError> {
+        let path = paths::blob_data(digest);
+        self.open_stored(digest, || self.driver().open_local(&path))
+            .await
+    }
+
+    /// Opens a stat-ed blob with `open`; a blob the online collector trashed between the stat
+    /// and the open is taken back and opened again.
+    async fn open_stored<T, F, Fut>(&self, digest: &Digest, open: F) -> Result<T, RegistryError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, berth_storage::StorageError>>,
+    {
+        match open().await {
+            Ok(opened) => return Ok(opened),
             Err(e) if !e.is_not_found() => return Err(e.into()),
             Err(_) => {}
         }
-        // Trashed by the online collector between the stat and this read: take it back.
         if self.restore_from_trash(digest).await?.is_none() {
             return Err(RegistryError::BlobUnknown(digest.clone()));
         }
-        self.driver().reader(&path, offset, len).await.map_err(|e| {
+        open().await.map_err(|e| {
             if e.is_not_found() {
                 RegistryError::BlobUnknown(digest.clone())
             } else {

@@ -134,6 +134,17 @@ pub trait ReadStore: Send + Sync {
         len: Option<u64>,
     ) -> Result<BodyStream, ReadError>;
 
+    /// The local file of a [`Blob::Stored`] blob, for sending it with `sendfile(2)`; `None`
+    /// when the storage keeps none (the default), and the caller reads with
+    /// [`ReadStore::read_blob`].
+    async fn blob_file(
+        &self,
+        _repo: &RepoName,
+        _digest: &Digest,
+    ) -> Result<Option<berth_storage::LocalFile>, ReadError> {
+        Ok(None)
+    }
+
     /// One page of the sorted tag list: at most `n` tags after `last`.
     async fn tags(
         &self,
@@ -195,6 +206,14 @@ impl ReadStore for Registry {
     ) -> Result<BodyStream, ReadError> {
         let stream = Registry::read_blob(self, digest, offset, len).await?;
         Ok(Box::pin(stream.map_err(std::io::Error::other)))
+    }
+
+    async fn blob_file(
+        &self,
+        _repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<berth_storage::LocalFile>, ReadError> {
+        Ok(self.open_blob_file(digest).await?)
     }
 
     async fn tags(

@@ -194,6 +194,24 @@ pub trait StorageDriver: Send + Sync + 'static {
     async fn redirect_url(&self, _path: &str) -> Result<Option<String>, StorageError> {
         Ok(None)
     }
+
+    /// The file at `path` opened for reading, when the backend keeps it as a local file: for
+    /// serving it with `sendfile(2)` instead of through [`StorageDriver::reader`]. `None` where
+    /// there is no local file (object stores, memory), the default.
+    async fn open_local(&self, _path: &str) -> Result<Option<LocalFile>, StorageError> {
+        Ok(None)
+    }
+}
+
+/// A stored file opened for reading, and its size when it was opened
+/// ([`StorageDriver::open_local`]). Stored files are published by rename and never rewritten in
+/// place, so the size stays the file's.
+#[derive(Clone, Debug)]
+pub struct LocalFile {
+    /// The open file.
+    pub file: std::sync::Arc<std::fs::File>,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 /// A streamed whole-object write returned by [`StorageDriver::writer`].

@@ -399,6 +399,17 @@ impl StorageDriver for FilesystemDriver {
         Ok(Box::pin(stream))
     }
 
+    async fn open_local(&self, path: &str) -> Result<Option<crate::LocalFile>, StorageError> {
+        let full = self.full(path)?;
+        let (file, size) = blocking(path, move || {
+            let f = File::open(full)?;
+            let size = f.metadata()?.len();
+            Ok((Arc::new(f), size))
+        })
+        .await?;
+        Ok(Some(crate::LocalFile { file, size }))
+    }
+
     /// Concatenates in the kernel (`copy_file_range` through `io::copy`) into a temporary
     /// file, then publishes it like any other write.
     async fn compose(&self, parts: &[String], dst: &str) -> Result<(), StorageError> {

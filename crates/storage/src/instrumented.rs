@@ -92,6 +92,10 @@ impl StorageDriver for Instrumented {
         self.timed("Writer", self.inner.writer(path)).await
     }
 
+    async fn open_local(&self, path: &str) -> Result<Option<crate::LocalFile>, StorageError> {
+        self.timed("Reader", self.inner.open_local(path)).await
+    }
+
     async fn scratch_writer(&self, path: &str) -> Result<Box<dyn FileWriter>, StorageError> {
         self.timed("Writer", self.inner.scratch_writer(path)).await
     }

@@ -20,7 +20,8 @@ mod upload_file;
 mod write_pacing;
 
 pub use driver::{
-    walk_by_listing, ByteStream, FileInfo, FileWriter, StorageDriver, UploadFile, WalkEntry,
+    walk_by_listing, ByteStream, FileInfo, FileWriter, LocalFile, StorageDriver, UploadFile,
+    WalkEntry,
 };
 pub use error::StorageError;
 pub use filesystem::FilesystemDriver;
