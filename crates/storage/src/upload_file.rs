@@ -202,7 +202,14 @@ impl RangeWriter {
     async fn write_out(&mut self, data: Bytes) -> Result<(), StorageError> {
         let (file, at, written) = (self.file.clone(), self.next, data.len() as u64);
         self.next += written;
-        blocking(&self.path, move || file.write_all_at(&data, at)).await?;
+        #[cfg(test)]
+        let full = self.full.clone();
+        blocking(&self.path, move || {
+            #[cfg(test)]
+            write_gate::pass(&full);
+            file.write_all_at(&data, at)
+        })
+        .await?;
         self.start_writeback(written, WRITEBACK_STEP);
         Ok(())
     }
@@ -383,25 +390,92 @@ mod tests {
         assert_eq!(driver.get_content("/blob").await.expect("blob"), "abc");
     }
 
-    /// A write whose request was dropped still holds the lock until it has ended.
-    #[tokio::test]
+    /// A write whose request was dropped while its data was being written still holds the
+    /// lock until it has ended: the write is held at the gate on the blocking pool, the
+    /// request's task and file dropped, and the next lock must wait for the gate to open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dropped_write_keeps_the_lock_until_it_ends() {
         let (_dir, driver) = driver().await;
         let file = lock(&driver).await;
+        let gate = super::write_gate::hold(&driver.full(FILE).expect("path"));
         let mut writer = file.writer_at(0);
-        let big = Bytes::from(vec![7u8; 64 << 20]);
-        let write = tokio::spawn(async move {
-            writer.write(big).await.expect("write");
-        });
-        // Give the write time to reach the blocking pool, then drop everything of the request.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let big = Bytes::from(vec![7u8; 8 << 20]);
+        let write = tokio::spawn(async move { writer.write(big).await });
+        gate.reached();
         write.abort();
         drop(file);
-        let next = lock(&driver).await;
+
+        let next = tokio::spawn(async move { lock(&driver).await.size() });
+        tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(
-            next.size() == 0 || next.size() == 64 << 20,
-            "never a write still going on: {}",
-            next.size()
+            !next.is_finished(),
+            "locked while a write was still going on"
         );
+        gate.open();
+        assert_eq!(next.await.expect("lock"), 8 << 20, "the write ended first");
+    }
+}
+
+/// Holds a write to one file on the blocking pool until the test lets it go, so that a test
+/// can act while a write is in the middle of running.
+#[cfg(test)]
+mod write_gate {
+    use std::path::{Path, PathBuf};
+    use std::sync::mpsc::{channel, Receiver, Sender};
+    use std::sync::Mutex;
+
+    struct Held {
+        path: PathBuf,
+        reached: Sender<()>,
+        open: Receiver<()>,
+    }
+
+    static GATES: Mutex<Vec<Held>> = Mutex::new(Vec::new());
+
+    /// The test's side of a gate.
+    pub(super) struct Gate {
+        reached: Receiver<()>,
+        open: Sender<()>,
+    }
+
+    impl Gate {
+        /// Waits until a write to the file has reached the gate.
+        pub(super) fn reached(&self) {
+            let wait = std::time::Duration::from_secs(30);
+            self.reached
+                .recv_timeout(wait)
+                .expect("a write reached the gate");
+        }
+
+        /// Lets the write go on.
+        pub(super) fn open(self) {
+            let _ = self.open.send(());
+        }
+    }
+
+    /// Puts a gate before the next write to `path`.
+    pub(super) fn hold(path: &Path) -> Gate {
+        let (reached_tx, reached) = channel();
+        let (open, open_rx) = channel();
+        let held = Held {
+            path: path.to_owned(),
+            reached: reached_tx,
+            open: open_rx,
+        };
+        GATES.lock().expect("gates").push(held);
+        Gate { reached, open }
+    }
+
+    /// Called by every write on the blocking pool: waits at the gate put before it, if any.
+    pub(super) fn pass(path: &Path) {
+        let held = {
+            let mut gates = GATES.lock().expect("gates");
+            let at = gates.iter().position(|g| g.path == path);
+            at.map(|i| gates.remove(i))
+        };
+        if let Some(held) = held {
+            let _ = held.reached.send(());
+            let _ = held.open.recv();
+        }
     }
 }
