@@ -7,9 +7,13 @@
 # Usage: scripts/bench-ab.sh BIN_A BIN_B REPS SCENARIO [ARGS...]
 #   e.g. scripts/bench-ab.sh /tmp/berth-old target/release/berth 5 push --repo bench/chunked \
 #        --blobs 16 --size 16M --chunk 4M --concurrency 4 --seed 3
+# AB_PREPARE="push ARGS..." runs that regbench scenario first, unmeasured (data for a pull):
+#   AB_PREPARE="push --repo bench/large --blobs 4 --size 256M --concurrency 2 --seed 1" \
+#     scripts/bench-ab.sh /tmp/berth-old target/release/berth 3 pull --repo bench/large \
+#     --concurrency 2 --rounds 2
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-[ $# -ge 4 ] || { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 4 ] || { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 a=$1 b=$2 reps=$3; shift 3
 regbench=${BENCH_KIT_DIR:-/tmp/berth-bench-kit}/target/release/regbench
 [ -x "$regbench" ] || { echo "bench-ab: run scripts/bench.sh --quick once to build $regbench" >&2; exit 2; }
@@ -29,6 +33,10 @@ run() { # run BIN SCENARIO ARGS...
   fi
   pid=$!
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.1; done
+  if [ -n "${AB_PREPARE:-}" ]; then
+    # shellcheck disable=SC2086 # the scenario's words
+    "$regbench" $AB_PREPARE --url "http://127.0.0.1:$port" >/dev/null 2>&1
+  fi
   sync
   cpu0=$(awk '{print $14+$15}' "/proc/$pid/stat")
   cs0=$(cat /proc/"$pid"/task/*/status | awk '/ctxt_switches/ {s+=$2} END {print s}')
