@@ -44,7 +44,7 @@ run() { # run BIN SCENARIO ARGS...
   local cpu1 cs1
   cpu1=$(awk '{print $14+$15}' "/proc/$pid/stat")
   cs1=$(cat /proc/"$pid"/task/*/status | awk '/ctxt_switches/ {s+=$2} END {print s}')
-  echo "$(basename "$bin"): $out; server CPU $(python3 -c "print(round(($cpu1-$cpu0)/$tck, 2))") s, context switches $((cs1 - cs0)), load $(cut -d' ' -f1 /proc/loadavg)"
+  echo "$(basename "$bin"): $out; server CPU $(python3 -c "print(round(($cpu1-$cpu0)/$tck, 2))") s, context switches $((cs1 - cs0)), $(grep VmHWM "/proc/$pid/status" | tr -s ' \t' ' '), load $(cut -d' ' -f1 /proc/loadavg)"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$w"
 }
