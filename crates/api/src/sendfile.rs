@@ -121,8 +121,8 @@ impl FileSender {
 }
 
 /// The body of `len` bytes of `file` from `offset`, sent by `sender`'s connection. A chunk
-/// whose pages are not in the page cache is read on the blocking pool and sent as ordinary
-/// bytes instead, so that `sendfile` on the connection's thread does not wait for the disk.
+/// whose pages are not in the page cache is first read into it on the blocking pool, so that
+/// `sendfile` on the connection's thread does not wait for the disk.
 pub fn file_body(sender: FileSender, file: Arc<File>, offset: u64, len: u64) -> Body {
     let end = offset.saturating_add(len);
     let chunks = (offset..end)
@@ -131,11 +131,10 @@ pub fn file_body(sender: FileSender, file: Arc<File>, offset: u64, len: u64) -> 
     let stream = futures_util::stream::iter(chunks).then(move |(start, want)| {
         let (sender, file) = (sender.clone(), file.clone());
         async move {
-            if cached(&file, start, want) {
-                sender.register(&file, start, want)
-            } else {
-                read_uncached(file, start, want).await
+            if !cached(&file, start, want) {
+                load(file.clone(), start, want).await?;
             }
+            sender.register(&file, start, want)
         }
     });
     Body::from_stream(stream.map(|chunk| {
@@ -156,13 +155,26 @@ fn cached(file: &File, start: u64, len: usize) -> bool {
     })
 }
 
-/// Reads a range that is not cached, on the blocking pool.
-async fn read_uncached(file: Arc<File>, start: u64, len: usize) -> io::Result<Bytes> {
+/// Bytes read at a time by [`load`]: one small buffer per blocking call, whatever the chunk.
+const LOAD_PIECE: usize = 64 * 1024;
+
+/// Reads a range into the page cache, on the blocking pool, through one small buffer whose
+/// contents are dropped: memory stays flat however many cold blobs are being sent. A file
+/// shorter than the range is left to `sendfile` to report.
+async fn load(file: Arc<File>, start: u64, len: usize) -> io::Result<()> {
     tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; len];
-        file.read_exact_at(&mut buf, start)?;
-        Ok(Bytes::from(buf))
+        let mut buf = vec![0u8; LOAD_PIECE.min(len)];
+        let end = start + len as u64;
+        let mut at = start;
+        while at < end {
+            let want = buf.len().min((end - at) as usize);
+            match file.read_at(&mut buf[..want], at)? {
+                0 => break,
+                n => at += n as u64,
+            }
+        }
+        Ok(())
     })
     .await
     .map_err(io::Error::other)?

@@ -129,10 +129,10 @@ async fn file_ranges_and_ordinary_bodies_arrive_byte_for_byte() {
     );
 }
 
-/// A chunk whose pages are not in the page cache is read and sent as ordinary bytes (so the
-/// connection's thread never waits for the disk), and comes out the same.
+/// A chunk whose pages are not in the page cache is read into it first (so the connection's
+/// thread never waits for the disk), and comes out the same.
 #[tokio::test]
-async fn chunks_not_in_the_page_cache_are_read_instead() {
+async fn chunks_not_in_the_page_cache_are_loaded_first() {
     let data = content(CHUNK + 4096);
     let (_dir, file) = stored(&data);
     assert!(cached(&file, 0, data.len()));
@@ -141,10 +141,11 @@ async fn chunks_not_in_the_page_cache_are_read_instead() {
         !cached(&file, 0, data.len()),
         "the test's files must be on a filesystem that can drop cached pages (not tmpfs)"
     );
-    let addr = server(file).await;
+    let addr = server(file.clone()).await;
     let mut conn = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
     let whole = get(&mut conn, &format!("/file/0/{}", data.len())).await;
     assert!(whole == data, "the file read past the page cache differs");
+    assert!(cached(&file, 0, data.len()), "loaded into the page cache");
 }
 
 /// A placeholder that is not the next registered range (another connection's, or the right
