@@ -78,6 +78,20 @@ impl FilesystemDriver {
         &self.root
     }
 
+    /// Opens the file at `path` for reading, with its size, on the blocking pool.
+    async fn open_sized(&self, path: &str) -> Result<crate::LocalFile, StorageError> {
+        let full = self.full(path)?;
+        blocking(path, move || {
+            let file = File::open(full)?;
+            let size = file.metadata()?.len();
+            Ok(crate::LocalFile {
+                file: Arc::new(file),
+                size,
+            })
+        })
+        .await
+    }
+
     pub(crate) fn full(&self, path: &str) -> Result<PathBuf, StorageError> {
         check_path(path)?;
         Ok(self.root.join(path.trim_start_matches('/')))
@@ -379,13 +393,7 @@ impl StorageDriver for FilesystemDriver {
         offset: u64,
         len: Option<u64>,
     ) -> Result<ByteStream, StorageError> {
-        let full = self.full(path)?;
-        let (file, size) = blocking(path, move || {
-            let f = File::open(full)?;
-            let size = f.metadata()?.len();
-            Ok((Arc::new(f), size))
-        })
-        .await?;
+        let crate::LocalFile { file, size } = self.open_sized(path).await?;
         // Positional reads of bounded chunks, one read ahead of the one being sent: no thread is
         // held while the client is slow, and memory per stream stays at two chunks.
         let end = len.map_or(size, |l| offset.saturating_add(l).min(size));
@@ -400,14 +408,7 @@ impl StorageDriver for FilesystemDriver {
     }
 
     async fn open_local(&self, path: &str) -> Result<Option<crate::LocalFile>, StorageError> {
-        let full = self.full(path)?;
-        let (file, size) = blocking(path, move || {
-            let f = File::open(full)?;
-            let size = f.metadata()?.len();
-            Ok((Arc::new(f), size))
-        })
-        .await?;
-        Ok(Some(crate::LocalFile { file, size }))
+        Ok(Some(self.open_sized(path).await?))
     }
 
     /// Concatenates in the kernel (`copy_file_range` through `io::copy`) into a temporary
