@@ -235,7 +235,15 @@ impl ZeroCopyStream {
                     }
                     return Poll::Ready(Ok(n));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                // Not ready after all, or a signal arrived before anything was sent.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => {
                     if !client_gone(&e) {
                         tracing::error!(error = %e, "blob send failed mid-stream");

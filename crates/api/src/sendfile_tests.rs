@@ -178,3 +178,38 @@ async fn a_placeholder_out_of_order_fails_the_write() {
         "only the registered range went out"
     );
 }
+
+/// A file shorter than the size the response announced (damaged storage) ends the connection
+/// after what it has, instead of hanging or padding the body.
+#[tokio::test]
+async fn a_file_shorter_than_announced_ends_the_connection() {
+    let data = content(CHUNK + 10);
+    let (_dir, file) = stored(&data);
+    let addr = server(file).await;
+    let mut conn = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
+    let request = format!(
+        "GET /file/0/{} HTTP/1.1\r\nHost: test\r\n\r\n",
+        data.len() + 100
+    );
+    conn.get_mut()
+        .write_all(request.as_bytes())
+        .await
+        .expect("send");
+    let mut received = Vec::new();
+    // Ok at the end of the stream, or a reset: either way it ends.
+    let _read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut received),
+    )
+    .await
+    .expect("the connection ends");
+    let body_at = received
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    assert!(
+        received[body_at..] == data[..],
+        "what the file has, then the end"
+    );
+}
