@@ -18,9 +18,7 @@ while [ $# -gt 0 ]; do
     *) echo "usage: scripts/bench-ceiling.sh [--quick] [--data DIR]" >&2; exit 2 ;;
   esac
 done
-command -v nginx >/dev/null || {
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
-}
+command -v nginx >/dev/null || apt_install nginx-light
 kit=${BENCH_KIT_DIR:-/tmp/berth-bench-kit}
 if [ ! -x "$kit/target/release/regbench" ]; then
   rm -rf "$kit"; cp -r "$SHARED/bench" "$kit"; chmod -R u+w "$kit"

@@ -18,12 +18,9 @@ fi
 # The baseline: Debian's docker-registry 2.8.2, installed here when missing (compare.sh would
 # stop; scripts/bench-ceiling.sh installs its nginx itself).
 if ! command -v docker-registry >/dev/null; then
-  echo "bench: installing docker-registry"
-  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq docker-registry >/dev/null
+  apt_install docker-registry
   # Debian starts it as a service on port 5000; the benchmark starts its own on a free port.
-  $sudo_cmd systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  as_root systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 (cd "$REPO_ROOT" && cargo build --release --locked -p berth)
 

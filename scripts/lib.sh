@@ -7,6 +7,18 @@ SHARED=${SHARED:-$REPO_ROOT/../shared}
 BERTH_BIN=${BERTH_BIN:-$REPO_ROOT/target/release/berth}
 
 # Waits up to 20 s for "listening on ADDR" in LOG; prints ADDR (host:port).
+# as_root CMD...: runs CMD as root (directly when already root, else through sudo).
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# apt_install PKG...: installs Debian packages for a script that needs them.
+apt_install() {
+  echo "$(basename "$0"): installing $*" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
 wait_listening() {
   local log=$1 pid=$2 addr=""
   for _ in $(seq 1 200); do

@@ -40,10 +40,15 @@ impl Instrumented {
     async fn timed<T>(&self, action: &str, call: impl Future<Output = T>) -> T {
         let started = Instant::now();
         let result = call.await;
+        self.observe(action, started);
+        result
+    }
+
+    /// Records one `action` that began at `started`.
+    fn observe(&self, action: &str, started: Instant) {
         ACTION_SECONDS
             .with_label_values(&[self.inner.name(), action])
             .observe(started.elapsed().as_secs_f64());
-        result
     }
 }
 
@@ -98,9 +103,7 @@ impl StorageDriver for Instrumented {
         let started = Instant::now();
         let opened = self.inner.open_local(path).await;
         if !matches!(opened, Ok(None)) {
-            ACTION_SECONDS
-                .with_label_values(&[self.inner.name(), "Reader"])
-                .observe(started.elapsed().as_secs_f64());
+            self.observe("Reader", started);
         }
         opened
     }
